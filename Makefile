@@ -1,0 +1,46 @@
+# The single entry point. `make test` and `make demo` are the README's two commands.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STACK := ops/local/stack
+DEBIAN_TOOLS := docker-compose:docker-compose
+
+.PHONY: setup tools test lint typecheck demo stack-up stack-down stack-status bench-kernel clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed tools
+
+# Tools some tests use (docker-compose validates docker-compose.yml); those tests skip, saying why, without them.
+tools:
+	-@ops/local/install-tools $(DEBIAN_TOOLS)
+
+lint: setup
+	$(VENV)/bin/ruff check streamproc tests
+	$(VENV)/bin/ruff format --check streamproc tests
+
+typecheck: setup
+	$(VENV)/bin/mypy
+
+test: setup lint typecheck stack-up
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: setup stack-up
+	$(VENV)/bin/streamproc demo
+
+stack-up:
+	$(STACK) up
+
+stack-down:
+	$(STACK) down
+
+stack-status:
+	$(STACK) status
+
+bench-kernel: setup
+	$(VENV)/bin/streamproc bench kernel
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
