@@ -1,0 +1,506 @@
+"""The book: many accounts x instruments as numpy arrays, with incremental updates.
+
+Layout: row-padded sparse (ELLPACK, a CSR with a fixed row width). Account ``r`` owns ``K`` slots;
+a slot holds one instrument the account holds or targets (``-1`` = free). ``K`` grows to the widest
+account. Compared with plain CSR this keeps per-account sums as contiguous ``axis=1`` reductions and
+lets one holding change in place; the cost is padding when widths vary a lot.
+
+Instrument vectors (bid, ask, mid, flags, lot) carry one extra sentinel entry at the end, which the
+free slots' index ``-1`` gathers: mid 0, flags 0, so a free slot adds nothing and blocks nothing.
+
+An inverted index (instrument -> accounts holding or targeting it) answers "which accounts does this
+price batch affect" without a scan: CSR arrays rebuilt lazily, plus a list of slots added since.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+
+from streamproc.core.bands import Band, BandPolicy, band_pair, effective_limits
+from streamproc.core.evaluate import Evaluation, evaluate_arrays
+from streamproc.core.ids import IdMap
+from streamproc.core.legs import LegLimits, LegPlan, plan_legs
+from streamproc.core.types import F64, I32, I64, Bool, Mode, PriceFlag
+
+DEFAULT_LOT = 0.0001
+CASH = "CASH"
+_WEIGHT_SUM_TOLERANCE = 1e-9
+
+
+def _grow(arr: np.ndarray, n: int, fill: object, axis: int = 0) -> np.ndarray:
+    """``arr`` extended to length ``n`` along ``axis`` with ``fill``."""
+    shape = list(arr.shape)
+    extra = n - shape[axis]
+    if extra <= 0:
+        return arr
+    shape[axis] = extra
+    return np.concatenate([arr, np.full(shape, fill, dtype=arr.dtype)], axis=axis)
+
+
+class Book:
+    """Accounts, their holdings, cash and targets, and the latest prices, ready for vectorized evaluation."""
+
+    def __init__(
+        self,
+        policy: BandPolicy | None = None,
+        *,
+        slots: int = 4,
+        default_mode: Mode = Mode.TARGET,
+        default_min_trade: float = 0.0,
+    ) -> None:
+        self.policy = policy or BandPolicy()
+        self.default_mode = default_mode
+        self.default_min_trade = default_min_trade
+        self.accounts = IdMap()
+        self.instruments = IdMap()
+        # per instrument, + 1 sentinel at the end
+        self._bid: F64 = np.zeros(1)
+        self._ask: F64 = np.zeros(1)
+        self._mid: F64 = np.zeros(1)
+        self._flags = np.zeros(1, dtype=np.uint8)
+        self._lot: F64 = np.ones(1)
+        self._inst_abs: F64 = np.full(1, math.nan)
+        self._inst_rel: F64 = np.full(1, math.nan)
+        self._tier: list[str | None] = []
+        # per account
+        self._cash: F64 = np.zeros(0)
+        self._cash_target: F64 = np.ones(0)
+        self._row_abs: F64 = np.zeros(0)
+        self._row_rel: F64 = np.zeros(0)
+        self._mode = np.zeros(0, dtype=np.int8)
+        self._min_trade: F64 = np.zeros(0)
+        self._slot_bands: dict[int, dict[int, tuple[float, float]]] = {}
+        # per slot
+        self._k = max(1, slots)
+        self._inst: I32 = np.full((0, self._k), -1, dtype=np.int32)
+        self._qty: F64 = np.zeros((0, self._k))
+        self._target: F64 = np.zeros((0, self._k))
+        self._limit: F64 = np.full((0, self._k), np.inf)
+        self._disarmed: Bool = np.zeros((0, self._k), dtype=bool)
+        # inverted index
+        self._index_ptr: I64 | None = None
+        self._index_rows: I64 = np.zeros(0, dtype=np.int64)
+        self._pending_inst: list[int] = []
+        self._pending_rows: list[int] = []
+
+    # ---- sizes and capacity ------------------------------------------------------------------
+
+    @property
+    def n_accounts(self) -> int:
+        """Number of accounts in the book."""
+        return len(self.accounts)
+
+    @property
+    def n_instruments(self) -> int:
+        """Number of instruments known to the book."""
+        return len(self.instruments)
+
+    @property
+    def slots(self) -> int:
+        """Current row width K (slots per account)."""
+        return self._k
+
+    def nbytes(self) -> int:
+        """Bytes held by the book's numpy arrays (ids and dicts not included)."""
+        arrays = [v for v in vars(self).values() if isinstance(v, np.ndarray)]
+        return int(sum(a.nbytes for a in arrays))
+
+    def _ensure_instruments(self, n: int) -> None:
+        cap = len(self._mid) - 1
+        if n <= cap:
+            return
+        new_cap = max(n, 2 * cap, 16)
+
+        def grown(arr: np.ndarray, fill: object) -> np.ndarray:
+            out = np.full(new_cap + 1, fill, dtype=arr.dtype)
+            out[:cap] = arr[:cap]
+            out[-1] = arr[-1]  # the sentinel stays last
+            return out
+
+        self._bid = grown(self._bid, np.nan)
+        self._ask = grown(self._ask, np.nan)
+        self._mid = grown(self._mid, np.nan)
+        self._flags = grown(self._flags, np.uint8(0))  # set to MISSING on registration
+        self._lot = grown(self._lot, DEFAULT_LOT)
+        self._inst_abs = grown(self._inst_abs, np.nan)
+        self._inst_rel = grown(self._inst_rel, np.nan)
+
+    def _ensure_accounts(self, n: int) -> None:
+        cap = len(self._cash)
+        if n <= cap:
+            return
+        new_cap = max(n, 2 * cap, 64)
+        self._cash = _grow(self._cash, new_cap, 0.0)
+        self._cash_target = _grow(self._cash_target, new_cap, 1.0)
+        self._row_abs = _grow(self._row_abs, new_cap, np.nan)
+        self._row_rel = _grow(self._row_rel, new_cap, np.nan)
+        self._mode = _grow(self._mode, new_cap, np.int8(self.default_mode))
+        self._min_trade = _grow(self._min_trade, new_cap, self.default_min_trade)
+        self._inst = _grow(self._inst, new_cap, -1)
+        self._qty = _grow(self._qty, new_cap, 0.0)
+        self._target = _grow(self._target, new_cap, 0.0)
+        self._limit = _grow(self._limit, new_cap, np.inf)
+        self._disarmed = _grow(self._disarmed, new_cap, False)
+
+    def _ensure_slots(self, k: int) -> None:
+        if k <= self._k:
+            return
+        k = max(k, 2 * self._k)
+        self._inst = _grow(self._inst, k, -1, axis=1)
+        self._qty = _grow(self._qty, k, 0.0, axis=1)
+        self._target = _grow(self._target, k, 0.0, axis=1)
+        self._limit = _grow(self._limit, k, np.inf, axis=1)
+        self._disarmed = _grow(self._disarmed, k, False, axis=1)
+        self._k = k
+
+    # ---- ids ---------------------------------------------------------------------------------
+
+    def instrument(self, instrument: str) -> int:
+        """Dense index of an instrument, registering it (unpriced) when new."""
+        idx = self.instruments.add(instrument)
+        if idx == len(self._tier):
+            self._ensure_instruments(idx + 1)
+            self._tier.append(None)
+            self._flags[idx] = PriceFlag.MISSING
+            self._mid[idx] = self._bid[idx] = self._ask[idx] = np.nan
+            self._refresh_instrument_band(idx)
+        return idx
+
+    def instrument_indices(self, instruments: Iterable[str]) -> I64:
+        """Dense indices of many instruments, registering new ones."""
+        return np.asarray([self.instrument(i) for i in instruments], dtype=np.int64)
+
+    def account(self, account: str) -> int:
+        """Dense row of an account, adding an empty one when new."""
+        row = self.accounts.add(account)
+        self._ensure_accounts(row + 1)
+        return row
+
+    # ---- reference data and prices -----------------------------------------------------------
+
+    def set_instrument(self, instrument: str, *, lot: float | None = None, tier: str | None = None) -> None:
+        """Reference data for an instrument: tradable lot and tier (which selects its default band)."""
+        idx = self.instrument(instrument)
+        if lot is not None:
+            if not lot > 0:
+                raise ValueError(f"lot for {instrument} must be positive, got {lot!r}")
+            self._lot[idx] = lot
+        if tier != self._tier[idx]:
+            self._tier[idx] = tier
+            self._refresh_instrument_band(idx)
+            self._recompute_limits(self.accounts_affected_by(np.array([idx])))
+
+    def tier_of(self, instrument: str) -> str | None:
+        """The instrument's tier, if reference data gave one."""
+        idx = self.instruments.get(instrument)
+        return None if idx is None else self._tier[idx]
+
+    def lot_of(self, instrument: str) -> float:
+        """The instrument's tradable increment."""
+        return float(self._lot[self.instrument(instrument)])
+
+    def _refresh_instrument_band(self, idx: int) -> None:
+        band = self.policy.instrument_band(self.instruments.id_of(idx), self._tier[idx])
+        self._inst_abs[idx], self._inst_rel[idx] = band_pair(band)
+
+    def apply_prices(self, instruments: I64 | I32, bid: F64, ask: F64) -> None:
+        """Set the latest bid/ask (mid derived) of a batch of instruments and clear their MISSING flag."""
+        self._bid[instruments] = bid
+        self._ask[instruments] = ask
+        self._mid[instruments] = (np.asarray(bid) + np.asarray(ask)) * 0.5
+        self._flags[instruments] &= np.uint8(~PriceFlag.MISSING & 0xFF)
+
+    def set_price(self, instrument: str, bid: float, ask: float) -> None:
+        """Set one instrument's bid/ask (convenience over ``apply_prices``)."""
+        idx = np.array([self.instrument(instrument)])
+        self.apply_prices(idx, np.array([bid]), np.array([ask]))
+
+    def set_flag(self, instruments: I64 | I32, flag: PriceFlag, on: bool) -> None:
+        """Raise or clear a price flag (stale, crossed, ...) on instruments; flagged ones block evaluation."""
+        if on:
+            self._flags[instruments] |= np.uint8(flag)
+        else:
+            self._flags[instruments] &= np.uint8(~flag & 0xFF)
+
+    def price(self, instrument: str) -> tuple[float, float, int]:
+        """(bid, ask, flags) of an instrument."""
+        idx = self.instrument(instrument)
+        return float(self._bid[idx]), float(self._ask[idx]), int(self._flags[idx])
+
+    # ---- account state -----------------------------------------------------------------------
+
+    def _slot(self, row: int, inst: int, create: bool) -> int | None:
+        hits = np.flatnonzero(self._inst[row] == inst)
+        if hits.size:
+            return int(hits[0])
+        if not create:
+            return None
+        free = np.flatnonzero(self._inst[row] < 0)
+        if free.size == 0:
+            slot = self._k
+            self._ensure_slots(self._k + 1)
+        else:
+            slot = int(free[0])
+        self._inst[row, slot] = inst
+        self._pending_inst.append(inst)
+        self._pending_rows.append(row)
+        return slot
+
+    def _release_if_empty(self, row: int, slot: int) -> None:
+        if self._qty[row, slot] == 0.0 and self._target[row, slot] == 0.0:
+            self._inst[row, slot] = -1
+            self._limit[row, slot] = np.inf
+            self._disarmed[row, slot] = False
+
+    def set_holding(self, account: str, instrument: str, qty: float) -> None:
+        """Absolute holding after a position change (``CASH`` sets cash); re-arms the account's bands."""
+        if not qty >= 0:
+            raise ValueError(f"holding of {instrument} in {account} must be >= 0, got {qty!r}")
+        if instrument == CASH:
+            self.set_cash(account, qty)
+            return
+        row = self.account(account)
+        inst = self.instrument(instrument)
+        slot = self._slot(row, inst, create=qty > 0)
+        if slot is None:
+            return
+        self._qty[row, slot] = qty
+        if self._target[row, slot] == 0.0:
+            self._recompute_limits(np.array([row]))
+        self._release_if_empty(row, slot)
+        self._disarmed[row] = False
+
+    def set_cash(self, account: str, amount: float) -> None:
+        """Cash balance (price 1); re-arms the account's bands."""
+        if not amount >= 0:
+            raise ValueError(f"cash of {account} must be >= 0, got {amount!r}")
+        row = self.account(account)
+        self._cash[row] = amount
+        self._disarmed[row] = False
+
+    def set_targets(
+        self,
+        account: str,
+        weights: Mapping[str, float],
+        *,
+        band: Band | None = None,
+        bands: Mapping[str, Band] | None = None,
+        mode: Mode | None = None,
+        min_trade: float | None = None,
+    ) -> None:
+        """Replace an account's target weights (the rest is its cash target) and its band settings."""
+        bad = {k: v for k, v in weights.items() if not v >= 0}
+        if bad:
+            raise ValueError(f"target weights must be >= 0; {account} has {bad}")
+        total = math.fsum(weights.values())
+        if total > 1.0 + _WEIGHT_SUM_TOLERANCE:
+            raise ValueError(f"target weights of {account} sum to {total:.6f} > 1")
+        if CASH in weights:
+            raise ValueError(f"{CASH} is not a target instrument: the cash target is 1 - sum(weights)")
+        row = self.account(account)
+        wanted = {self.instrument(i): float(w) for i, w in weights.items()}
+        for old in np.flatnonzero(self._inst[row] >= 0).tolist():
+            if int(self._inst[row, old]) not in wanted:
+                self._target[row, old] = 0.0
+                self._release_if_empty(row, old)
+        for inst, w in wanted.items():
+            slot = self._slot(row, inst, create=True)
+            assert slot is not None
+            self._target[row, slot] = w
+        self._cash_target[row] = max(0.0, 1.0 - total)
+        self._row_abs[row], self._row_rel[row] = band_pair(band)
+        if bands:
+            self._slot_bands[row] = {self.instrument(i): band_pair(b) for i, b in bands.items()}
+        else:
+            self._slot_bands.pop(row, None)
+        if mode is not None:
+            self._mode[row] = mode
+        if min_trade is not None:
+            if not min_trade >= 0:
+                raise ValueError(f"min_trade of {account} must be >= 0, got {min_trade!r}")
+            self._min_trade[row] = min_trade
+        self._recompute_limits(np.array([row]))
+        self._disarmed[row] = False
+
+    def _recompute_limits(self, rows: I64) -> None:
+        if rows.size == 0:
+            return
+        inst = self._inst[rows]
+        slot_abs = np.full(inst.shape, np.nan)
+        slot_rel = np.full(inst.shape, np.nan)
+        for j, row in enumerate(rows.tolist()):
+            explicit = self._slot_bands.get(row)
+            if explicit:
+                for s, i in enumerate(inst[j].tolist()):
+                    if i in explicit:
+                        slot_abs[j, s], slot_rel[j, s] = explicit[i]
+        levels = [
+            (slot_abs, slot_rel),
+            (self._inst_abs[inst], self._inst_rel[inst]),
+            (self._row_abs[rows][:, None], self._row_rel[rows][:, None]),
+        ]
+        limits = effective_limits(self._target[rows], levels, self.policy.default)
+        self._limit[rows] = np.where(inst >= 0, limits, np.inf)
+
+    def load_rows(
+        self,
+        accounts: Iterable[str],
+        instruments: I32 | I64,
+        qty: F64,
+        targets: F64,
+        cash: F64,
+    ) -> I64:
+        """Bulk-load whole accounts (replacing them): slot arrays of instrument indices (-1 = none).
+
+        The fast path for start-up loads and benchmarks; returns the rows written.
+        """
+        rows = np.asarray(self.accounts.add_many(accounts), dtype=np.int64)
+        if rows.size == 0:
+            return rows
+        self._ensure_accounts(int(rows.max()) + 1)
+        self._ensure_instruments(self.n_instruments)
+        k = instruments.shape[1]
+        self._ensure_slots(k)
+        inst = np.full((rows.size, self._k), -1, dtype=np.int32)
+        inst[:, :k] = instruments
+        self._inst[rows] = inst
+        self._qty[rows] = _grow(np.asarray(qty, dtype=np.float64), self._k, 0.0, axis=1)
+        self._target[rows] = _grow(np.asarray(targets, dtype=np.float64), self._k, 0.0, axis=1)
+        self._cash[rows] = cash
+        self._cash_target[rows] = np.maximum(0.0, 1.0 - self._target[rows].sum(axis=1))
+        self._disarmed[rows] = False
+        for row in rows.tolist():
+            self._slot_bands.pop(row, None)
+        self._recompute_limits(rows)
+        self._index_ptr = None  # structural change of many rows: rebuild the index on next use
+        return rows
+
+    # ---- inverted index ----------------------------------------------------------------------
+
+    def _rebuild_index(self) -> None:
+        n = self.n_accounts
+        flat = self._inst[:n].ravel()
+        used = flat >= 0
+        insts = flat[used]
+        rows = np.repeat(np.arange(n, dtype=np.int64), self._k)[used]
+        order = np.argsort(insts, kind="stable")
+        self._index_rows = rows[order]
+        counts = np.bincount(insts, minlength=self.n_instruments)
+        ptr = np.zeros(self.n_instruments + 1, dtype=np.int64)
+        np.cumsum(counts, out=ptr[1:])
+        self._index_ptr = ptr
+        self._pending_inst.clear()
+        self._pending_rows.clear()
+
+    def accounts_affected_by(self, instruments: I64 | I32) -> I64:
+        """Rows of accounts holding or targeting any of ``instruments`` (sorted, unique; may include a
+        few that no longer do, which costs one needless evaluation, never a missed one)."""
+        ptr = self._index_ptr
+        if ptr is None or len(self._pending_inst) > max(4096, len(self._index_rows) // 16):
+            self._rebuild_index()
+            ptr = self._index_ptr
+            assert ptr is not None
+        parts = [
+            self._index_rows[ptr[i] : ptr[i + 1]] for i in np.unique(instruments).tolist() if i + 1 < len(ptr)
+        ]
+        if self._pending_inst:
+            pend_inst = np.asarray(self._pending_inst)
+            parts.append(np.asarray(self._pending_rows, dtype=np.int64)[np.isin(pend_inst, instruments)])
+        if not parts:
+            return np.zeros(0, dtype=np.int64)
+        out: I64 = np.unique(np.concatenate(parts))
+        return out
+
+    # ---- evaluation and legs -----------------------------------------------------------------
+
+    def evaluate(self, rows: I64 | None = None) -> Evaluation:
+        """Evaluate ``rows`` (all accounts when None) in one vectorized pass, re-arming recovered bands."""
+        if rows is None:
+            n = self.n_accounts
+            rows = np.arange(n, dtype=np.int64)
+            sl: slice | I64 = slice(0, n)
+        else:
+            rows = np.asarray(rows, dtype=np.int64)
+            sl = rows
+        ev = evaluate_arrays(
+            rows,
+            self._inst[sl],
+            self._qty[sl],
+            self._target[sl],
+            self._limit[sl],
+            self._disarmed[sl],
+            self._cash[sl],
+            self._mid,
+            self._flags,
+        )
+        disarmed = self._disarmed[sl]
+        if disarmed.any():
+            with np.errstate(invalid="ignore"):  # NaN deviations of unevaluable rows stay disarmed
+                inside = np.abs(ev.deviations) <= self.policy.rearm_fraction * ev.limits
+            self._disarmed[sl] = disarmed & ~inside
+        return ev
+
+    def plan(self, ev: Evaluation, limits: LegLimits | None = None) -> LegPlan:
+        """Legs for the breaching accounts of ``ev``, each in its own rebalance mode."""
+        br = ev.take(np.flatnonzero(ev.breaching))
+        return plan_legs(
+            br,
+            bid=self._bid,
+            ask=self._ask,
+            lot=self._lot,
+            cash_target=self._cash_target[br.rows],
+            mode=self._mode[br.rows],
+            min_trade=self._min_trade[br.rows],
+            limits=limits or LegLimits(),
+        )
+
+    def mark_answered(self, plan: LegPlan) -> None:
+        """Disarm the breached slots of accounts that got an order (hysteresis until back inside)."""
+        has = plan.has_legs
+        rows = plan.rows[has]
+        self._disarmed[rows] |= plan.breach_slots[has]
+
+    # ---- read access -------------------------------------------------------------------------
+
+    def holdings(self, account: str) -> dict[str, float]:
+        """Non-zero holdings of an account, by instrument id."""
+        row = self.accounts.get(account)
+        if row is None:
+            return {}
+        return {
+            self.instruments.id_of(int(i)): float(q)
+            for i, q in zip(self._inst[row], self._qty[row], strict=True)
+            if i >= 0 and q != 0.0
+        }
+
+    def targets(self, account: str) -> dict[str, float]:
+        """Non-zero target weights of an account, by instrument id."""
+        row = self.accounts.get(account)
+        if row is None:
+            return {}
+        return {
+            self.instruments.id_of(int(i)): float(t)
+            for i, t in zip(self._inst[row], self._target[row], strict=True)
+            if i >= 0 and t != 0.0
+        }
+
+    def cash(self, account: str) -> float:
+        """Cash balance of an account."""
+        row = self.accounts.get(account)
+        return 0.0 if row is None else float(self._cash[row])
+
+    def cash_target(self, account: str) -> float:
+        """Cash target of an account as a fraction of its value."""
+        row = self.accounts.get(account)
+        return 1.0 if row is None else float(self._cash_target[row])
+
+    def limit(self, account: str, instrument: str) -> float:
+        """Effective band limit of one holding/target (inf when the account has no such slot)."""
+        row, inst = self.accounts.get(account), self.instruments.get(instrument)
+        if row is None or inst is None:
+            return math.inf
+        slot = self._slot(row, inst, create=False)
+        return math.inf if slot is None else float(self._limit[row, slot])

@@ -1,0 +1,180 @@
+"""Rebalance legs for breaching accounts, vectorized over accounts x slots.
+
+Rules (issue #3): sells at bid, buys at ask; quantities rounded toward zero to the lot; an exit
+(desired weight 0) sells the whole holding; legs above ``max_notional`` are cut to it; instruments
+whose spread exceeds ``max_spread_bps`` are not traded and reported; sells never exceed the holding;
+sells below ``min_trade`` are dropped first, then buys are funded by sell proceeds plus free cash
+above the cash target (scaled down pro rata when short, so cash never goes negative), then buys
+below ``min_trade`` are dropped.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from streamproc.core.evaluate import Evaluation
+from streamproc.core.types import F64, I8, I32, I64, Bool, Mode
+
+_ROUND_EPS = 1e-9  # lots: 0.3 / 0.1 = 2.9999999999999996 must count as 3 lots
+
+
+@dataclass(frozen=True, slots=True)
+class LegLimits:
+    """Deployment-wide trading limits."""
+
+    max_notional: float = math.inf  # per leg (position-size limit)
+    max_spread_bps: float = math.inf  # slippage budget; wider quotes are not traded
+
+    def __post_init__(self) -> None:
+        if not self.max_notional > 0:
+            raise ValueError(f"max_notional must be positive, got {self.max_notional!r}")
+        if not self.max_spread_bps >= 0:
+            raise ValueError(f"max_spread_bps must be >= 0, got {self.max_spread_bps!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    """One trade of one instrument: signed by ``side``, priced at the reference bid or ask."""
+
+    instrument: int
+    side: str  # "buy" | "sell"
+    qty: float
+    price: float
+    notional: float
+
+
+@dataclass(frozen=True, slots=True)
+class LegPlan:
+    """Planned trades for ``rows``; 2-D arrays are accounts x slots as in the evaluation."""
+
+    rows: I64
+    instruments: I32
+    qty: F64  # signed: > 0 buy, < 0 sell, 0 none
+    price: F64  # reference price used (bid for sells, ask for buys)
+    notional: F64  # |qty| * price
+    skipped_spread: Bool  # a trade was wanted but the spread exceeded max_spread_bps
+    breach_slots: Bool
+    cash_after: F64
+    weights_after: F64
+
+    @property
+    def has_legs(self) -> Bool:
+        """Accounts with at least one non-zero leg."""
+        out: Bool = (self.qty != 0.0).any(axis=1)
+        return out
+
+    def legs(self, j: int) -> list[Leg]:
+        """The legs of the j-th account of the plan, sells first (they fund the buys), then by instrument."""
+        out = []
+        for s in np.flatnonzero(self.qty[j]):
+            q = float(self.qty[j, s])
+            out.append(
+                Leg(
+                    instrument=int(self.instruments[j, s]),
+                    side="buy" if q > 0 else "sell",
+                    qty=abs(q),
+                    price=float(self.price[j, s]),
+                    notional=float(self.notional[j, s]),
+                )
+            )
+        out.sort(key=lambda leg: (leg.side != "sell", leg.instrument))
+        return out
+
+
+def _round_to_lot(qty: F64, lot: F64) -> F64:
+    """Round toward zero to a whole number of lots."""
+    lots = qty / lot
+    lots = np.trunc(lots + np.copysign(_ROUND_EPS, lots))
+    out: F64 = lots * lot
+    return out
+
+
+def plan_legs(
+    ev: Evaluation,
+    *,
+    bid: F64,
+    ask: F64,
+    lot: F64,
+    cash_target: F64,
+    mode: I8,
+    min_trade: F64,
+    limits: LegLimits,
+) -> LegPlan:
+    """Plan legs for every account in ``ev`` (callers pass only breaching ones).
+
+    ``bid``, ``ask`` and ``lot`` are per-instrument vectors ending with a sentinel for empty slots;
+    ``cash_target`` (fraction of value), ``mode`` and ``min_trade`` are per account of ``ev``.
+    """
+    inst = ev.instruments
+    b = bid[inst]
+    a = ask[inst]
+    mid = (a + b) * 0.5
+    lots = lot[inst]
+    t, lim, q = ev.targets, ev.limits, ev.qty
+    breach = ev.breach_slots
+    value = ev.value[:, None]
+
+    # Desired weight per mode: target moves every slot; edge and half move breached slots only.
+    m = mode[:, None]
+    direction = np.sign(ev.deviations)
+    with np.errstate(invalid="ignore"):  # padded slots: 0 * inf
+        desired = np.where(m == Mode.EDGE, t + direction * lim, t)
+        desired = np.where(m == Mode.HALF, t + direction * lim * 0.5, desired)
+    desired = np.clip(desired, 0.0, 1.0)
+    used = inst >= 0
+    move = used & (breach | (m == Mode.TARGET))
+    delta_value = np.where(move, desired * value - q * mid, 0.0)
+    selling = delta_value < 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        price = np.where(selling, b, a)
+        raw = np.where(used & (price > 0), delta_value / price, 0.0)
+        spread_bps = np.where(mid > 0, (a - b) / mid * 1e4, np.inf)
+    wanted = raw != 0.0
+    skipped = wanted & (spread_bps > limits.max_spread_bps)
+    raw = np.where(skipped, 0.0, raw)
+    if math.isfinite(limits.max_notional):
+        with np.errstate(divide="ignore"):  # padded slots: price 0
+            cap = limits.max_notional / price
+        raw = np.clip(raw, -cap, cap)
+    qty = _round_to_lot(raw, lots)
+    exiting = selling & (desired == 0.0) & ~skipped
+    qty = np.where(exiting & (limits.max_notional >= q * b), -q, qty)
+    qty = np.maximum(qty, -q)  # never sell more than is held
+
+    min_t = min_trade[:, None]
+    notional = np.abs(qty) * price
+    qty = np.where((qty < 0) & (notional < min_t), 0.0, qty)
+
+    proceeds = np.where(qty < 0, -qty * price, 0.0).sum(axis=1)
+    free_cash = np.maximum(0.0, ev.cash - cash_target * ev.value)
+    available = proceeds + free_cash
+    buys = np.where(qty > 0, qty * price, 0.0).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = np.where(buys > available, available / buys, 1.0)
+    scaled = np.where(qty > 0, _round_to_lot(qty * scale[:, None], lots), qty)
+    qty = np.where(scale[:, None] < 1.0, scaled, qty)
+    notional = np.abs(qty) * price
+    qty = np.where((qty > 0) & (notional < min_t), 0.0, qty)
+    notional = np.abs(qty) * price
+
+    signed_cash = np.where(qty < 0, notional, -notional).sum(axis=1)
+    cash_after = ev.cash + signed_cash
+    qty_after = q + qty
+    values_after = qty_after * np.where(used, mid, 0.0)
+    total_after = values_after.sum(axis=1) + cash_after
+    with np.errstate(divide="ignore", invalid="ignore"):
+        weights_after = values_after / total_after[:, None]
+    return LegPlan(
+        rows=ev.rows,
+        instruments=inst,
+        qty=qty,
+        price=price,
+        notional=notional,
+        skipped_spread=skipped,
+        breach_slots=breach,
+        cash_after=cash_after,
+        weights_after=weights_after,
+    )

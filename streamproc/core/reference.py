@@ -1,0 +1,38 @@
+"""Plain per-account Python drift evaluation: the oracle the vectorized kernel is tested against and
+the baseline the kernel benchmark compares with. Deliberately simple; never used on a hot path."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class AccountDrift:
+    """Drift of one account: weights by instrument, breached instruments, or why it was not evaluated."""
+
+    value: float
+    weights: dict[str, float]
+    breached: frozenset[str]
+    evaluable: bool
+
+
+def evaluate_account(
+    holdings: Mapping[str, float],
+    cash: float,
+    targets: Mapping[str, float],
+    limits: Mapping[str, float],
+    mids: Mapping[str, float | None],
+) -> AccountDrift:
+    """Weights at mid and band breaches (|w - t| > limit) of one account, one instrument at a time."""
+    names = set(holdings) | {i for i, t in targets.items() if t > 0}
+    if any(mids.get(i) is None for i in names):
+        return AccountDrift(math.nan, {}, frozenset(), False)
+    values = {i: holdings.get(i, 0.0) * (mids[i] or 0.0) for i in names}
+    total = sum(values.values()) + cash
+    if total <= 0:
+        return AccountDrift(total, {}, frozenset(), False)
+    weights = {i: v / total for i, v in values.items()}
+    breached = frozenset(i for i in names if abs(weights[i] - targets.get(i, 0.0)) > limits.get(i, math.inf))
+    return AccountDrift(total, weights, breached, True)

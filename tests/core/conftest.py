@@ -1,0 +1,1 @@
+"""Pure-logic tests of streamproc.core: no Kafka, no Redis."""
