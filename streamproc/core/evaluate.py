@@ -11,15 +11,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from streamproc.core.types import F64, I32, I64, U8, Bool, PriceFlag
+from streamproc.core.types import F64, I64, U8, Bool, PriceFlag
 
 
 @dataclass(frozen=True, slots=True)
 class Evaluation:
-    """Drift of ``rows`` (account indices); 2-D arrays are accounts x slots (padded slots: instrument -1)."""
+    """Drift of ``rows`` (account indices); 2-D arrays are accounts x slots (padded slots: instrument -1).
+
+    A full evaluation holds views of the book's arrays: use it before the book changes again.
+    """
 
     rows: I64
-    instruments: I32
+    instruments: I64
     qty: F64
     targets: F64
     limits: F64
@@ -74,7 +77,7 @@ class Evaluation:
 
 def evaluate_arrays(
     rows: I64,
-    instruments: I32,
+    instruments: I64,
     qty: F64,
     targets: F64,
     limits: F64,
@@ -94,7 +97,8 @@ def evaluate_arrays(
     else:
         status = np.zeros(m, dtype=np.uint8)
 
-    values = mid[instruments]
+    # take(mode="wrap") into a fresh array is ~2x faster than mid[instruments]; index -1 wraps to the sentinel
+    values = np.take(mid, instruments, out=np.empty(instruments.shape), mode="wrap")
     np.multiply(values, qty, out=values)
     total = values @ ones
     total += cash

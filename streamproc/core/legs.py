@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from streamproc.core.evaluate import Evaluation
-from streamproc.core.types import F64, I8, I32, I64, Bool, Mode
+from streamproc.core.types import F64, I8, I64, Bool, Mode
 
 _ROUND_EPS = 1e-9  # lots: 0.3 / 0.1 = 2.9999999999999996 must count as 3 lots
 
@@ -51,7 +51,7 @@ class LegPlan:
     """Planned trades for ``rows``; 2-D arrays are accounts x slots as in the evaluation."""
 
     rows: I64
-    instruments: I32
+    instruments: I64
     qty: F64  # signed: > 0 buy, < 0 sell, 0 none
     price: F64  # reference price used (bid for sells, ask for buys)
     notional: F64  # |qty| * price
