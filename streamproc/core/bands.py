@@ -3,7 +3,7 @@
 A weight breaches when ``|w - t|`` exceeds the absolute band *or* the relative band ``rel * t``
 (the "5/25" rule is ``Band(abs=0.05, rel=0.25)``), so the effective limit is the smaller of the two.
 A relative band only applies to a positive target: a holding whose target is 0 is judged by the
-absolute band alone.
+absolute band alone (the default's, when its band has none).
 
 Precedence, first match wins (documented in README, "Bands"):
 1. the account's per-instrument band (targets ``bands``),
@@ -105,5 +105,7 @@ def effective_limits(
         rel = np.where(have, r, rel)
     with np.errstate(invalid="ignore"):
         rel_limit = np.where(targets > 0.0, rel * targets, np.inf)
+    # a relative-only band says nothing about an unwanted holding (target 0): the default abs judges it
+    abs_ = np.where((targets > 0.0) | np.isfinite(abs_), abs_, default.abs_or_inf)
     out: F64 = np.minimum(abs_, rel_limit)
     return out

@@ -194,13 +194,16 @@ class Book:
     # ---- reference data and prices -----------------------------------------------------------
 
     def set_instrument(self, instrument: str, *, lot: float | None = None, tier: str | None = None) -> None:
-        """Reference data for an instrument: tradable lot and tier (which selects its default band)."""
+        """Reference data for an instrument: tradable lot and tier (which selects its default band).
+
+        ``None`` leaves a field as it was.
+        """
         idx = self.instrument(instrument)
         if lot is not None:
             if not lot > 0:
                 raise ValueError(f"lot for {instrument} must be positive, got {lot!r}")
             self._lot[idx] = lot
-        if tier != self._tier[idx]:
+        if tier is not None and tier != self._tier[idx]:
             self._tier[idx] = tier
             self._refresh_instrument_band(idx)
             self._recompute_limits(self.accounts_affected_by(np.array([idx])))
@@ -276,6 +279,7 @@ class Book:
             return
         row = self.account(account)
         inst = self.instrument(instrument)
+        self._disarmed[row] = False
         slot = self._slot(row, inst, create=qty > 0)
         if slot is None:
             return
@@ -283,7 +287,6 @@ class Book:
         if self._target[row, slot] == 0.0:
             self._recompute_limits(np.array([row]))
         self._release_if_empty(row, slot)
-        self._disarmed[row] = False
 
     def set_cash(self, account: str, amount: float) -> None:
         """Cash balance (price 1); re-arms the account's bands."""
@@ -312,8 +315,10 @@ class Book:
             raise ValueError(f"target weights of {account} sum to {total:.6f} > 1")
         if CASH in weights:
             raise ValueError(f"{CASH} is not a target instrument: the cash target is 1 - sum(weights)")
+        if min_trade is not None and not min_trade >= 0:
+            raise ValueError(f"min_trade of {account} must be >= 0, got {min_trade!r}")
         row = self.account(account)
-        wanted = {self.instrument(i): float(w) for i, w in weights.items()}
+        wanted = {self.instrument(i): float(w) for i, w in weights.items() if w > 0}
         for old in np.flatnonzero(self._inst[row] >= 0).tolist():
             if int(self._inst[row, old]) not in wanted:
                 self._target[row, old] = 0.0
@@ -331,8 +336,6 @@ class Book:
         if mode is not None:
             self._mode[row] = mode
         if min_trade is not None:
-            if not min_trade >= 0:
-                raise ValueError(f"min_trade of {account} must be >= 0, got {min_trade!r}")
             self._min_trade[row] = min_trade
         self._recompute_limits(np.array([row]))
         self._disarmed[row] = False
@@ -369,6 +372,13 @@ class Book:
 
         The fast path for start-up loads and benchmarks; returns the rows written.
         """
+        qty, targets, cash = (np.asarray(a, dtype=np.float64) for a in (qty, targets, cash))
+        if instruments.size and not (instruments.min() >= -1 and instruments.max() < self.n_instruments):
+            raise ValueError("load_rows: instrument indices must come from Book.instrument() (or be -1)")
+        if not ((qty >= 0).all() and (targets >= 0).all() and (cash >= 0).all()):
+            raise ValueError("load_rows: quantities, targets and cash must be >= 0")
+        if (targets.sum(axis=1) > 1.0 + _WEIGHT_SUM_TOLERANCE).any():
+            raise ValueError("load_rows: target weights of an account sum to more than 1")
         rows = np.asarray(self.accounts.add_many(accounts), dtype=np.int64)
         if rows.size == 0:
             return rows
@@ -379,11 +389,14 @@ class Book:
         inst = np.full((rows.size, self._k), -1, dtype=np.int64)
         inst[:, :k] = instruments
         self._inst[rows] = inst
-        self._qty[rows] = _grow(np.asarray(qty, dtype=np.float64), self._k, 0.0, axis=1)
-        self._target[rows] = _grow(np.asarray(targets, dtype=np.float64), self._k, 0.0, axis=1)
+        self._qty[rows] = _grow(qty, self._k, 0.0, axis=1)
+        self._target[rows] = _grow(targets, self._k, 0.0, axis=1)
         self._cash[rows] = cash
         self._cash_target[rows] = np.maximum(0.0, 1.0 - self._target[rows].sum(axis=1))
         self._disarmed[rows] = False
+        self._row_abs[rows] = self._row_rel[rows] = np.nan
+        self._mode[rows] = self.default_mode
+        self._min_trade[rows] = self.default_min_trade
         for row in rows.tolist():
             self._slot_bands.pop(row, None)
         self._recompute_limits(rows)
@@ -431,7 +444,7 @@ class Book:
         """Evaluate ``rows`` (all accounts when None) in one vectorized pass, re-arming recovered bands."""
         n = self.n_accounts
         rows = np.arange(n, dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
-        full = rows.size == n and (n == 0 or (rows[0] == 0 and rows[-1] == n - 1))
+        full = rows.size == n and bool(np.array_equal(rows, np.arange(n)))
         inst = _take_rows(self._inst, rows, full)
         qty = _take_rows(self._qty, rows, full)
         target = _take_rows(self._target, rows, full)
@@ -460,34 +473,37 @@ class Book:
         )
 
     def mark_answered(self, plan: LegPlan) -> None:
-        """Disarm the breached slots of accounts that got an order (hysteresis until back inside)."""
-        has = plan.has_legs
+        """Disarm the breached slots that got a leg (hysteresis until back inside or a position update).
+
+        Slots are matched by instrument, so a plan stays safe to apply after the book's rows grew wider
+        or a slot was reused.
+        """
+        traded = plan.breach_slots & (plan.qty != 0.0)
+        has = traded.any(axis=1)
         rows = plan.rows[has]
-        self._disarmed[rows] |= plan.breach_slots[has]
+        k = plan.instruments.shape[1]
+        same = self._inst[rows, :k] == plan.instruments[has]
+        self._disarmed[rows, :k] |= traded[has] & same
 
     # ---- read access -------------------------------------------------------------------------
 
-    def holdings(self, account: str) -> dict[str, float]:
-        """Non-zero holdings of an account, by instrument id."""
+    def _nonzero_by_instrument(self, account: str, per_slot: F64) -> dict[str, float]:
         row = self.accounts.get(account)
         if row is None:
             return {}
         return {
-            self.instruments.id_of(int(i)): float(q)
-            for i, q in zip(self._inst[row], self._qty[row], strict=True)
-            if i >= 0 and q != 0.0
+            self.instruments.id_of(int(i)): float(v)
+            for i, v in zip(self._inst[row], per_slot[row], strict=True)
+            if i >= 0 and v != 0.0
         }
+
+    def holdings(self, account: str) -> dict[str, float]:
+        """Non-zero holdings of an account, by instrument id."""
+        return self._nonzero_by_instrument(account, self._qty)
 
     def targets(self, account: str) -> dict[str, float]:
         """Non-zero target weights of an account, by instrument id."""
-        row = self.accounts.get(account)
-        if row is None:
-            return {}
-        return {
-            self.instruments.id_of(int(i)): float(t)
-            for i, t in zip(self._inst[row], self._target[row], strict=True)
-            if i >= 0 and t != 0.0
-        }
+        return self._nonzero_by_instrument(account, self._target)
 
     def cash(self, account: str) -> float:
         """Cash balance of an account."""

@@ -102,7 +102,7 @@ def evaluate_arrays(
     np.multiply(values, qty, out=values)
     total = values @ ones
     total += cash
-    empty = ~(total > 0.0)
+    empty = ~(total > 0.0) & (status == 0)  # a NaN total from a missing price is not "empty"
     if empty.any():
         status = status | np.where(empty, np.uint8(PriceFlag.EMPTY_ACCOUNT), np.uint8(0))
     bad = status != 0

@@ -18,7 +18,8 @@ import numpy as np
 from streamproc.core.evaluate import Evaluation
 from streamproc.core.types import F64, I8, I64, Bool, Mode
 
-_ROUND_EPS = 1e-9  # lots: 0.3 / 0.1 = 2.9999999999999996 must count as 3 lots
+# Relative: 0.3 / 0.1 = 2.9999999999999996 must count as 3 lots, 2.9999999995 must not.
+_ROUND_EPS = 1e-12
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,10 +85,10 @@ class LegPlan:
         return out
 
 
-def _round_to_lot(qty: F64, lot: F64) -> F64:
-    """Round toward zero to a whole number of lots."""
+def _round_to_lot(qty: F64, lot: F64, *, exact: bool = False) -> F64:
+    """Round toward zero to a whole number of lots; ``exact`` for bounds (caps, funding) never rounds up."""
     lots = qty / lot
-    lots = np.trunc(lots + np.copysign(_ROUND_EPS, lots))
+    lots = np.trunc(lots if exact else lots * (1.0 + _ROUND_EPS))
     out: F64 = lots * lot
     return out
 
@@ -135,11 +136,11 @@ def plan_legs(
     wanted = raw != 0.0
     skipped = wanted & (spread_bps > limits.max_spread_bps)
     raw = np.where(skipped, 0.0, raw)
-    if math.isfinite(limits.max_notional):
-        with np.errstate(divide="ignore"):  # padded slots: price 0
-            cap = limits.max_notional / price
-        raw = np.clip(raw, -cap, cap)
     qty = _round_to_lot(raw, lots)
+    if math.isfinite(limits.max_notional):
+        with np.errstate(divide="ignore", invalid="ignore"):  # padded slots: price 0
+            cap = _round_to_lot(limits.max_notional / price, lots, exact=True)
+        qty = np.clip(qty, -cap, cap)
     exiting = selling & (desired == 0.0) & ~skipped
     qty = np.where(exiting & (limits.max_notional >= q * b), -q, qty)
     qty = np.maximum(qty, -q)  # never sell more than is held
@@ -154,7 +155,7 @@ def plan_legs(
     buys = np.where(qty > 0, qty * price, 0.0).sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         scale = np.where(buys > available, available / buys, 1.0)
-    scaled = np.where(qty > 0, _round_to_lot(qty * scale[:, None], lots), qty)
+    scaled = np.where(qty > 0, _round_to_lot(qty * scale[:, None], lots, exact=True), qty)
     qty = np.where(scale[:, None] < 1.0, scaled, qty)
     notional = np.abs(qty) * price
     qty = np.where((qty > 0) & (notional < min_t), 0.0, qty)

@@ -82,3 +82,11 @@ def test_breach_when_either_limit_is_exceeded() -> None:
     ev = book.evaluate()
     assert ev.breaching.tolist() == [True]
     assert np.flatnonzero(ev.breach_slots[0]).tolist() == [0]
+
+
+def test_setting_only_the_lot_keeps_the_tier() -> None:
+    book = _book_6040()
+    book.set_instrument("EQ", tier="micro")
+    book.set_instrument("EQ", lot=0.01)
+    assert book.tier_of("EQ") == "micro"
+    assert book.limit("A", "EQ") == pytest.approx(0.02)

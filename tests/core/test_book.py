@@ -129,3 +129,59 @@ def test_load_rows_equals_incremental_updates() -> None:
     assert a.weights[0, :2].tolist() == b.weights[0, :2].tolist()
     assert a.limits[0, :2].tolist() == b.limits[0, :2].tolist()
     assert bulk.holdings("A") == inc.holdings("A")
+
+
+def _three_accounts() -> Book:
+    book = _priced(Book(), EQ=1.0)
+    for i, q in enumerate((10.0, 20.0, 30.0)):
+        book.set_targets(f"A{i}", {"EQ": 0.5})
+        book.set_holding(f"A{i}", "EQ", q)
+        book.set_cash(f"A{i}", 10.0)
+    return book
+
+
+def test_evaluating_rows_out_of_order_pairs_each_row_with_its_own_data() -> None:
+    book = _three_accounts()
+    ev = book.evaluate(np.array([0, 2, 1]))
+    assert ev.qty[:, 0].tolist() == [10.0, 30.0, 20.0]
+
+
+def test_failed_set_targets_changes_nothing() -> None:
+    book = Book()
+    book.set_targets("A", {"EQ": 0.5})
+    with pytest.raises(ValueError):
+        book.set_targets("A", {"BD": 0.9}, min_trade=-1)
+    assert book.targets("A") == {"EQ": 0.5}
+
+
+def test_zero_weight_target_is_no_target() -> None:
+    book = _priced(Book(), EQ=1.0)
+    book.set_targets("A", {"EQ": 0.5, "NEVER_QUOTED": 0.0})
+    book.set_holding("A", "EQ", 50)
+    book.set_cash("A", 50)
+    assert book.evaluate().evaluable.tolist() == [True]
+
+
+def test_missing_price_is_not_reported_as_empty_account() -> None:
+    book = Book()
+    book.set_targets("A", {"EQ": 0.5})
+    book.set_holding("A", "EQ", 5)
+    book.set_cash("A", 100)
+    assert book.evaluate().status[0] == PriceFlag.MISSING
+
+
+def test_load_rows_validates_and_replaces_account_settings() -> None:
+    book = _priced(Book(), EQ=1.0)
+    eq = book.instrument_indices(["EQ"])[None, :]
+    with pytest.raises(ValueError, match=">= 0"):
+        book.load_rows(["A"], eq, np.array([[-1.0]]), np.array([[0.5]]), np.array([0.0]))
+    with pytest.raises(ValueError, match="sum"):
+        book.load_rows(["A"], eq, np.array([[1.0]]), np.array([[1.5]]), np.array([0.0]))
+    with pytest.raises(ValueError, match="instrument indices"):
+        book.load_rows(["A"], eq + 5, np.array([[1.0]]), np.array([[0.5]]), np.array([0.0]))
+    from streamproc.core import Band, Mode
+
+    book.set_targets("A", {"EQ": 0.5}, band=Band(abs=0.2), mode=Mode.EDGE, min_trade=1e9)
+    book.load_rows(["A"], eq, np.array([[1.0]]), np.array([[0.5]]), np.array([1.0]))
+    assert book.limit("A", "EQ") == pytest.approx(0.03)
+    assert book._mode[0] == Mode.TARGET and book._min_trade[0] == 0.0

@@ -180,3 +180,43 @@ def test_legs_worst_slot_is_the_largest_relative_breach() -> None:
     assert book.instruments.id_of(int(ev.instruments[0, ev.worst_slot()[0]])) == "MC"
     assert math.isclose(float(ev.excess[0].max()), 0.01, abs_tol=1e-9)
     assert np.count_nonzero(ev.breach_slots[0]) == 2
+
+
+def test_rounding_never_buys_past_the_cash_or_the_notional_cap() -> None:
+    book = Book()
+    book.set_instrument("A", lot=1.0)
+    book.set_price("A", 1.0, 1.0)
+    book.set_targets("X", {"A": 1.0})
+    book.set_cash("X", 2.9999999995)
+    _, p = plan(book)
+    assert p.legs(0)[0].qty == 2.0 and p.cash_after[0] >= 0
+    book.set_cash("X", 10.0)
+    _, p = plan(book, LegLimits(max_notional=2.9999999995))
+    assert p.legs(0)[0].notional <= 2.9999999995
+
+
+def test_spread_skipped_slot_stays_armed_after_the_order() -> None:
+    book = book_6040(eq_price_for_weight(0.665))
+    book.set_price("BD", 0.95, 1.05)  # BD too wide to trade
+    _, p = plan(book, LegLimits(max_spread_bps=50))
+    book.mark_answered(p)
+    bd = book.instruments.get("BD")
+    ev2 = book.evaluate()
+    assert ev2.breach_slots[0, list(ev2.instruments[0]).index(bd)]  # still breaching, not silenced
+
+
+def test_mark_answered_after_rows_grew_wider_disarms_only_the_traded_slots() -> None:
+    book = book_6040(eq_price_for_weight(0.665))
+    _, p = plan(book)
+    for i in range(6):  # widen every row's slot count after the plan
+        book.set_holding("A", f"NEW{i}", 0.0001)
+        book.set_price(f"NEW{i}", 1.0, 1.0)
+    book.mark_answered(p)
+    assert book._disarmed[0, :2].all() and not book._disarmed[0, 2:].any()
+
+
+def test_rel_only_band_still_catches_an_unwanted_holding() -> None:
+    book = Book()
+    book.set_targets("A", {"EQ": 0.5}, band=Band(abs=None, rel=0.2))
+    book.set_holding("A", "JUNK", 1)
+    assert book.limit("A", "JUNK") == pytest.approx(0.03)
