@@ -66,17 +66,17 @@ def build_book(accounts: int, holdings: int, instruments: int, seed: int) -> Boo
 
 
 def _loop_inputs(book: Book, rows: np.ndarray) -> list[tuple[Any, ...]]:  # type: ignore[type-arg]
-    """Per-account dicts as a plain implementation would hold them."""
-    ids = book.instruments.ids()
-    mids = {ids[i]: float(m) for i, m in enumerate(book._mid[: book.n_instruments])}
+    """Per-account dicts as a plain implementation would hold them (built through the public API)."""
+    mids = {}
+    for i in book.instruments.ids():
+        bid, ask, _ = book.price(i)
+        mids[i] = (bid + ask) * 0.5
     out = []
     for r in rows.tolist():
-        inst, qty, tgt, lim = book._inst[r], book._qty[r], book._target[r], book._limit[r]
-        used = [s for s in range(book.slots) if inst[s] >= 0]
-        holdings = {ids[inst[s]]: float(qty[s]) for s in used}
-        targets = {ids[inst[s]]: float(tgt[s]) for s in used}
-        limits = {ids[inst[s]]: float(lim[s]) for s in used}
-        out.append((holdings, float(book._cash[r]), targets, limits, mids))
+        acct = book.accounts.id_of(r)
+        holdings, targets = book.holdings(acct), book.targets(acct)
+        limits = {i: book.limit(acct, i) for i in holdings.keys() | targets.keys()}
+        out.append((holdings, book.cash(acct), targets, limits, mids))
     return out
 
 

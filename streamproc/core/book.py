@@ -346,9 +346,9 @@ class Book:
         inst = self._inst[rows]
         slot_abs = np.full(inst.shape, np.nan)
         slot_rel = np.full(inst.shape, np.nan)
-        for j, row in enumerate(rows.tolist()):
-            explicit = self._slot_bands.get(row)
-            if explicit:
+        if self._slot_bands:  # only accounts with per-instrument bands need a Python pass
+            for j in np.flatnonzero(np.isin(rows, list(self._slot_bands))).tolist():
+                explicit = self._slot_bands[int(rows[j])]
                 for s, i in enumerate(inst[j].tolist()):
                     if i in explicit:
                         slot_abs[j, s], slot_rel[j, s] = explicit[i]
@@ -443,8 +443,11 @@ class Book:
     def evaluate(self, rows: I64 | None = None) -> Evaluation:
         """Evaluate ``rows`` (all accounts when None) in one vectorized pass, re-arming recovered bands."""
         n = self.n_accounts
-        rows = np.arange(n, dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
-        full = rows.size == n and bool(np.array_equal(rows, np.arange(n)))
+        if rows is None:
+            rows, full = np.arange(n, dtype=np.int64), True
+        else:
+            rows = np.asarray(rows, dtype=np.int64)
+            full = rows.size == n and bool(np.array_equal(rows, np.arange(n)))
         inst = _take_rows(self._inst, rows, full)
         qty = _take_rows(self._qty, rows, full)
         target = _take_rows(self._target, rows, full)

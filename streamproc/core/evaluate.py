@@ -7,7 +7,7 @@ sums are matrix-vector products (BLAS), much faster than ``sum(axis=1)`` over a 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -60,19 +60,7 @@ class Evaluation:
 
     def take(self, which: Bool | I64) -> Evaluation:
         """The same evaluation restricted to some of its accounts (a mask or positions)."""
-        return Evaluation(
-            rows=self.rows[which],
-            instruments=self.instruments[which],
-            qty=self.qty[which],
-            targets=self.targets[which],
-            limits=self.limits[which],
-            cash=self.cash[which],
-            value=self.value[which],
-            deviations=self.deviations[which],
-            excess=self.excess[which],
-            status=self.status[which],
-            breaching=self.breaching[which],
-        )
+        return Evaluation(**{f.name: getattr(self, f.name)[which] for f in fields(self)})
 
 
 def evaluate_arrays(
