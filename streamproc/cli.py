@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from streamproc import __version__
+from streamproc.settings import Settings, SettingsError
 
 
 def _cmd_bench_kernel(args: argparse.Namespace) -> int:
@@ -29,6 +30,19 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run()
 
 
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        raise SystemExit(f"streamproc: {exc}") from None
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    from streamproc.app.worker import run
+
+    return run(_settings())
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand (the runbook tests read it too)."""
     parser = argparse.ArgumentParser(prog="streamproc", description=__doc__)
@@ -37,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="the README's run command: check the stack, run a small scenario")
     demo.set_defaults(func=_cmd_demo)
+
+    worker = sub.add_parser("worker", help="run one worker (several share the work through Kafka's group)")
+    worker.set_defaults(func=_cmd_worker)
 
     bench = sub.add_parser("bench", help="benchmarks (figures and ratios measured side by side)")
     bench_sub = bench.add_subparsers(dest="bench", required=True)

@@ -7,14 +7,18 @@ Redis key prefix) so tests never see each other's data.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from streamproc.app.topics import ensure_topics
+from streamproc.settings import Settings
 from tests.conftest import Stack
+from tests.integration.workers import WorkerProcess
 
 
 @dataclass(frozen=True)
@@ -51,11 +55,46 @@ async def admin(stack: Stack) -> AsyncIterator[AIOKafkaAdminClient]:
 
 @pytest.fixture
 async def topics(admin: AIOKafkaAdminClient, ns: Namespace) -> AsyncIterator[list[str]]:
-    """Collects topic names a test creates with ``create_topics`` and deletes them afterwards."""
+    """Collects topic names a test creates with ``create_topics``; afterwards deletes them and every
+    other topic of the namespace (workers create some)."""
     created: list[str] = []
     yield created
-    if created:
-        await admin.delete_topics(created)
+    mine = {t for t in await admin.list_topics() if t.startswith(f"{ns.prefix}.")} | set(created)
+    if mine:
+        await admin.delete_topics(sorted(mine))
+
+
+@pytest.fixture
+async def settings(stack: Stack, ns: Namespace, admin: AIOKafkaAdminClient, topics: list[str]) -> Settings:
+    """The namespace's worker settings, with its topics created (3 partitions) as a worker would."""
+    s = Settings.from_env(
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap,
+            "REDIS_URL": stack.redis_url,
+            "STREAMPROC_NAMESPACE": ns.prefix,
+            "STREAMPROC_PARTITIONS": "3",
+        }
+    )
+    await ensure_topics(s, admin)
+    return s
+
+
+@pytest.fixture
+def workers(stack: Stack, ns: Namespace, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Starts `streamproc worker` processes in the namespace; stops them after the test and prints
+    their logs (shown when the test fails)."""
+    started: list[WorkerProcess] = []
+
+    def start(name: str = "w", **env: str) -> WorkerProcess:
+        worker = WorkerProcess(stack, ns.prefix, tmp_path, name, **env).start()
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+        print(f"---- {worker.log_path.name} (tail) ----")
+        print("\n".join(worker.logs().splitlines()[-60:]))
 
 
 async def create_topics(

@@ -1,0 +1,228 @@
+"""The accounts a worker owns: the engine's book plus what the pipeline tracks per account (input
+sequence numbers, targets version, partition, the open order), with no I/O."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from streamproc.core import Band, Book, Mode
+from streamproc.core.types import F64, I64, Bool
+from streamproc.state.store import AccountRecord
+
+
+def _band(doc: Mapping[str, Any] | None) -> Band | None:
+    if not doc:
+        return None
+    rel = float(doc["rel"]) if "rel" in doc else None
+    abs_ = float(doc["abs"]) if "abs" in doc else None
+    return Band(abs=abs_, rel=rel)
+
+
+def targets_args(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """``Book.set_targets`` keyword arguments from a validated targets document (ValueError if unusable)."""
+    return {
+        "weights": {i: float(w) for i, w in doc["weights"].items()},
+        "band": _band(doc.get("band")),
+        "bands": {i: b for i, d in (doc.get("bands") or {}).items() if (b := _band(d)) is not None},
+        "mode": Mode.parse(doc["mode"]) if "mode" in doc else Mode.TARGET,
+        "min_trade": float(doc.get("min_trade", 0.0)),
+    }
+
+
+class Accounts:
+    """Per-account pipeline state in numpy columns indexed like the book's rows."""
+
+    def __init__(self, book: Book, *, cooldown_s: float, settle_s: float) -> None:
+        self.book = book
+        self.default_cooldown_s = cooldown_s
+        self.settle_s = settle_s
+        self.seq: I64 = np.zeros(0, dtype=np.int64)  # last applied positions seq, -1 none
+        self.pts: I64 = np.zeros(0, dtype=np.int64)  # newest positions ts
+        self.tver: I64 = np.zeros(0, dtype=np.int64)  # targets version, -1 none (not managed)
+        self.tts: I64 = np.zeros(0, dtype=np.int64)
+        self.part: I64 = np.zeros(0, dtype=np.int64)
+        self.owned: Bool = np.zeros(0, dtype=bool)
+        self.cooldown: F64 = np.zeros(0)
+        self.hold_until: F64 = np.zeros(0)  # wall seconds; no evaluation before (open order, settling fills)
+        self.order_seq: I64 = np.zeros(0, dtype=np.int64)  # inputs of the last order
+        self.order_tver: I64 = np.zeros(0, dtype=np.int64)
+        self.attempt: I64 = np.zeros(0, dtype=np.int64)
+        self.status: I64 = np.zeros(0, dtype=np.int64)  # last drift status written (see evaluator.Status)
+        self.last_order: dict[int, str] = {}  # row -> event_id of the last order published
+        self.targets_doc: dict[int, dict[str, Any]] = {}
+        self.dirty: set[int] = set()
+
+    def __len__(self) -> int:
+        return self.book.n_accounts
+
+    def _grow(self, n: int) -> None:
+        have = len(self.seq)
+        if n <= have:
+            return
+        extra = max(n, 2 * have, 64) - have
+
+        def ext(a: np.ndarray, fill: Any) -> Any:
+            return np.concatenate([a, np.full(extra, fill, dtype=a.dtype)])
+
+        self.seq, self.pts = ext(self.seq, -1), ext(self.pts, 0)
+        self.tver, self.tts = ext(self.tver, -1), ext(self.tts, 0)
+        self.part, self.owned = ext(self.part, -1), ext(self.owned, False)
+        self.cooldown, self.hold_until = ext(self.cooldown, math.nan), ext(self.hold_until, 0.0)
+        self.order_seq, self.order_tver = ext(self.order_seq, -1), ext(self.order_tver, -1)
+        self.attempt, self.status = ext(self.attempt, 0), ext(self.status, -1)
+
+    def row(self, account: str) -> int:
+        """The account's row, adding it when new."""
+        r = self.book.account(account)
+        self._grow(r + 1)
+        return r
+
+    # ---- input records -----------------------------------------------------------------------
+
+    def apply_position(self, doc: Mapping[str, Any], partition: int, now: float) -> bool:
+        """Apply a validated position record; False when its seq was already applied (a replay)."""
+        r = self.row(doc["account"])
+        seq = int(doc["seq"])
+        if seq <= self.seq[r]:
+            return False
+        self.book.set_holding(doc["account"], doc["instrument"], float(doc["qty"]))
+        self.seq[r] = seq
+        self.pts[r] = max(int(self.pts[r]), int(doc["ts"]))
+        self.part[r], self.owned[r] = partition, True
+        self._settle(r, now)
+        return True
+
+    def apply_targets(self, doc: Mapping[str, Any], partition: int, now: float) -> bool:
+        """Apply a validated targets record; False when its version is not newer. ValueError if unusable."""
+        r = self.row(doc["account"])
+        version = int(doc["version"])
+        if version <= self.tver[r]:
+            return False
+        self.book.set_targets(doc["account"], **targets_args(doc))
+        self.tver[r] = version
+        self.tts[r] = max(int(self.tts[r]), int(doc["ts"]))
+        self.part[r], self.owned[r] = partition, True
+        self.cooldown[r] = float(doc["cooldown_s"]) if "cooldown_s" in doc else math.nan
+        self.targets_doc[r] = dict(doc)
+        self._settle(r, now)
+        return True
+
+    def _settle(self, r: int, now: float) -> None:
+        """Changed inputs (and an open order's answer) often come as several records: evaluate the
+        account once they have been quiet for ``settle_s``, never on a half-applied change."""
+        self.hold_until[r] = now + self.settle_s
+        self.dirty.add(r)
+
+    # ---- ownership and loading ---------------------------------------------------------------
+
+    def load(self, records: Iterable[AccountRecord], now: float) -> I64:
+        """Replace accounts with their stored state (bulk: one ``Book.load_rows``); returns their rows."""
+        recs = list(records)
+        if not recs:
+            return np.zeros(0, dtype=np.int64)
+        width = max(1, *(len(set(r.holdings) | set((r.targets or {}).get("weights", {}))) for r in recs))
+        inst = np.full((len(recs), width), -1, dtype=np.int64)
+        qty = np.zeros((len(recs), width))
+        tgt = np.zeros((len(recs), width))
+        cash = np.zeros(len(recs))
+        instrument = self.book.instrument
+        for j, rec in enumerate(recs):
+            weights = (rec.targets or {}).get("weights", {})
+            names = sorted(set(rec.holdings) | {i for i, w in weights.items() if float(w) > 0})
+            for s, name in enumerate(names):
+                inst[j, s] = instrument(name)
+                qty[j, s] = rec.holdings.get(name, 0.0)
+                tgt[j, s] = float(weights.get(name, 0.0))
+            cash[j] = rec.cash
+        rows = self.book.load_rows([r.account for r in recs], inst, qty, tgt, cash)
+        self._grow(int(rows.max()) + 1)
+        for r, rec in zip(rows.tolist(), recs, strict=True):
+            self.seq[r], self.pts[r], self.part[r] = rec.seq, rec.pts, rec.partition
+            doc = rec.targets
+            if doc is not None:
+                self.tver[r], self.tts[r] = int(doc["version"]), int(doc["ts"])
+                self.cooldown[r] = float(doc["cooldown_s"]) if "cooldown_s" in doc else math.nan
+                self.targets_doc[r] = doc
+                if any(k in doc for k in ("band", "bands", "mode", "min_trade")):
+                    self.book.set_targets(rec.account, **targets_args(doc))
+            else:
+                self.tver[r] = -1
+                self.targets_doc.pop(r, None)
+            self.restore_order(r, rec.order, now)
+        self.owned[rows] = True
+        self.dirty.update(rows.tolist())
+        return rows
+
+    def restore_order(self, r: int, order: Mapping[str, Any] | None, now: float) -> None:
+        """Re-open the hold of a recorded last order when its inputs are still current."""
+        self.hold_until[r] = 0.0
+        if not order:
+            self.last_order.pop(r, None)
+            self.order_seq[r] = self.order_tver[r] = -1
+            self.attempt[r] = 0
+            return
+        inputs = order["inputs"]
+        self.last_order[r] = order["event_id"]
+        self.order_seq[r], self.order_tver[r] = inputs["positions_seq"], inputs["targets_version"]
+        self.attempt[r] = inputs.get("attempt", 0)
+        if self.order_seq[r] == self.seq[r] and self.order_tver[r] == self.tver[r]:
+            self.hold_until[r] = order["ts"] / 1000.0 + self.cooldown_of(r)
+
+    def cooldown_of(self, r: int) -> float:
+        """Seconds an unanswered order holds the account."""
+        c = float(self.cooldown[r])
+        return self.default_cooldown_s if math.isnan(c) else c
+
+    def rows_in(self, partitions: Iterable[int]) -> I64:
+        """Rows of accounts whose records live in these partitions."""
+        n = len(self)
+        out: I64 = np.flatnonzero(np.isin(self.part[:n], list(partitions)))
+        return out
+
+    def release(self, partitions: Iterable[int]) -> None:
+        """Stop evaluating the accounts of partitions this worker no longer owns."""
+        self.owned[self.rows_in(partitions)] = False
+
+    def resume(self, partitions: Iterable[int]) -> None:
+        """Evaluate the (still current) accounts of partitions owned again."""
+        rows = self.rows_in(partitions)
+        self.owned[rows] = True
+        self.dirty.update(rows.tolist())
+
+    # ---- evaluation gate ---------------------------------------------------------------------
+
+    def candidates(self, affected: I64, now: float) -> I64:
+        """Owned, managed, not-held rows to evaluate: dirty ones, ones affected by price changes,
+        and ones whose hold just ended."""
+        n = len(self)
+        mask = np.zeros(n, dtype=bool)
+        if self.dirty:
+            mask[np.fromiter(self.dirty, dtype=np.int64, count=len(self.dirty))] = True
+            self.dirty.clear()
+        mask[affected] = True
+        held = self.hold_until[:n]
+        ended = (held > 0.0) & (held <= now)
+        if ended.any():
+            mask |= ended
+            held[ended] = 0.0
+        mask &= self.owned[:n] & (self.tver[:n] >= 0) & (held <= now)
+        out: I64 = np.flatnonzero(mask)
+        return out
+
+    def attempt_for(self, r: int) -> int:
+        """0 for the first order on the current inputs, +1 per re-issue after a cooldown."""
+        same = self.order_seq[r] == self.seq[r] and self.order_tver[r] == self.tver[r]
+        return int(self.attempt[r]) + 1 if same else 0
+
+    def opened(self, r: int, event_id: str, inputs: Mapping[str, int], now: float) -> None:
+        """An order was published for row r: hold it until a position update or the cooldown."""
+        self.last_order[r] = event_id
+        self.order_seq[r], self.order_tver[r] = inputs["positions_seq"], inputs["targets_version"]
+        self.attempt[r] = inputs["attempt"]
+        current = self.order_seq[r] == self.seq[r] and self.order_tver[r] == self.tver[r]
+        # inputs that changed while the order was being published count as the answer arriving
+        self.hold_until[r] = now + (self.cooldown_of(r) if current else self.settle_s)

@@ -1,0 +1,179 @@
+"""One evaluation pass over candidate accounts: the orders to publish and the drift statuses that
+changed (no I/O; the worker publishes and records them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+import numpy as np
+
+from streamproc.app.accounts import Accounts
+from streamproc.app.prices import Prices
+from streamproc.core import LegLimits, PriceFlag
+from streamproc.core.book import CASH
+from streamproc.core.evaluate import Evaluation
+from streamproc.core.types import I64
+from streamproc.wire.codec import decimal_str
+from streamproc.wire.ids import rebalance_event_id
+
+_FLAG_NAMES = {
+    PriceFlag.MISSING: "quote_missing",
+    PriceFlag.STALE: "quote_stale",
+    PriceFlag.CROSSED: "quote_crossed",
+    PriceFlag.OUTLIER: "quote_outlier",
+    PriceFlag.GAP: "quote_gap",
+}
+
+
+class Status(IntEnum):
+    """An account's drift status as stored in Redis (``drift`` field)."""
+
+    OK = 0  # inside its bands
+    ORDERED = 1  # breached; an order was published
+    UNTRADABLE = 2  # breached, but no leg survived lots, minimum notional or spread limits
+    SUPPRESSED = 3  # not evaluated: a held or targeted instrument's price is missing, stale, ...
+
+
+@dataclass(slots=True)
+class Draft:
+    """An order ready to publish."""
+
+    row: int
+    account: str
+    partition: int
+    event_id: str
+    attempt: int
+    doc: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Decisions:
+    """What one pass decided."""
+
+    evaluated: int = 0
+    orders: list[Draft] = field(default_factory=list)
+    statuses: dict[int, dict[str, Any]] = field(default_factory=dict)  # row -> drift document
+    suppressed: int = 0
+
+
+def _weights(book_ids: Any, instruments: Any, weights: Any, cash_weight: float) -> dict[str, float]:
+    out = {
+        book_ids.id_of(int(i)): round(float(w), 6)
+        for i, w in zip(instruments, weights, strict=True)
+        if i >= 0
+    }
+    out[CASH] = round(cash_weight, 6)
+    return out
+
+
+def _suppressed_why(accounts: Accounts, ev: Evaluation, j: int) -> str:
+    if ev.status[j] & PriceFlag.EMPTY_ACCOUNT:
+        return "empty account: value <= 0"
+    book = accounts.book
+    parts = []
+    for i in ev.instruments[j].tolist():
+        if i < 0:
+            continue
+        name = book.instruments.id_of(i)
+        flags = PriceFlag(book.price(name)[2])
+        parts += [f"{label} {name}" for flag, label in _FLAG_NAMES.items() if flags & flag]
+    return "suppressed: " + ", ".join(parts)
+
+
+def decide(accounts: Accounts, prices: Prices, rows: I64, now: float, limits: LegLimits) -> Decisions:
+    """Evaluate ``rows`` in one vectorized pass; plan legs for the breaching ones; draft orders with
+    deterministic event ids; report drift statuses that changed."""
+    out = Decisions(evaluated=int(rows.size))
+    if rows.size == 0:
+        return out
+    book = accounts.book
+    ev = book.evaluate(rows)
+    now_ms = int(now * 1000)
+    codes = np.full(rows.size, Status.OK, dtype=np.int64)
+    codes[~ev.evaluable] = Status.SUPPRESSED
+    out.suppressed = int((~ev.evaluable).sum())
+    breaching = np.flatnonzero(ev.breaching)
+    codes[breaching] = Status.UNTRADABLE
+    plan = book.plan(ev, limits) if breaching.size else None
+    if plan is not None:
+        br = ev.take(breaching)
+        worst = br.worst_slot()
+        as_of = np.maximum(
+            prices.newest_ts(br.instruments), np.maximum(accounts.pts[br.rows], accounts.tts[br.rows])
+        )
+        cash_after_w = 1.0 - np.nansum(plan.weights_after, axis=1)
+        for j in np.flatnonzero(plan.has_legs).tolist():
+            r = int(br.rows[j])
+            codes[breaching[j]] = Status.ORDERED
+            out.orders.append(
+                _draft(accounts, br, plan, j, r, int(worst[j]), int(as_of[j]), float(cash_after_w[j]), now_ms)
+            )
+    changed = np.flatnonzero(codes != accounts.status[rows])
+    for j in changed.tolist():
+        r = int(rows[j])
+        code = Status(int(codes[j]))
+        doc: dict[str, Any] = {"status": code.name.lower(), "evaluated_at": now_ms}
+        if code == Status.SUPPRESSED:
+            doc["why"] = _suppressed_why(accounts, ev, j)
+        else:
+            value = float(ev.value[j])
+            doc["weights"] = _weights(
+                book.instruments, ev.instruments[j], ev.weights[j], float(ev.cash[j]) / value
+            )
+        out.statuses[r] = doc
+    accounts.status[rows] = codes
+    return out
+
+
+def _draft(
+    accounts: Accounts,
+    br: Evaluation,
+    plan: Any,
+    j: int,
+    r: int,
+    worst: int,
+    as_of: int,
+    cash_after_w: float,
+    now_ms: int,
+) -> Draft:
+    book = accounts.book
+    names = book.instruments
+    account = book.accounts.id_of(r)
+    attempt = accounts.attempt_for(r)
+    seq, tver = int(accounts.seq[r]), int(accounts.tver[r])
+    event_id = rebalance_event_id(account, seq, tver, attempt)
+    legs = []
+    for leg in plan.legs(j):
+        name = names.id_of(leg.instrument)
+        legs.append(
+            {
+                "instrument": name,
+                "side": leg.side,
+                "qty": decimal_str(leg.qty, book.lot_of(name)),
+                "price": decimal_str(leg.price),
+                "notional": decimal_str(leg.notional),
+            }
+        )
+    value = float(br.value[j])
+    doc = {
+        "event_id": event_id,
+        "type": "rebalance",
+        "account": account,
+        "ts": now_ms,
+        "as_of": as_of,
+        "reason": {
+            "instrument": names.id_of(int(br.instruments[j, worst])),
+            "weight": round(float(br.weights[j, worst]), 6),
+            "target": round(float(br.targets[j, worst]), 6),
+            "band": round(float(br.limits[j, worst]), 6),
+        },
+        "legs": legs,
+        "weights_before": _weights(names, br.instruments[j], br.weights[j], float(br.cash[j]) / value),
+        "weights_after": _weights(names, plan.instruments[j], plan.weights_after[j], cash_after_w),
+        "inputs": {"positions_seq": max(seq, 0), "targets_version": tver, "attempt": attempt},
+    }
+    return Draft(
+        row=r, account=account, partition=int(accounts.part[r]), event_id=event_id, attempt=attempt, doc=doc
+    )

@@ -1,0 +1,455 @@
+"""The worker's moving parts between Kafka and Redis: account intake, the price feed, the evaluator,
+order publication with recovery, and partition ownership. The Faust wiring is in ``worker.py``."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from streamproc.app.accounts import Accounts
+from streamproc.app.decisions import Draft, decide
+from streamproc.app.prices import Prices
+from streamproc.core import Book, LegLimits
+from streamproc.settings import Settings
+from streamproc.state.store import Store, StoredQuote
+from streamproc.wire.codec import Rejected, deadletter, decode
+from streamproc.wire.contract import Contract
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A consumed record, whichever client consumed it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+class Stats(Counter[str]):
+    """Counters of what the worker did (exported as metrics by the operability issue)."""
+
+
+class Pipeline:
+    """Everything one worker does, driven by Faust (account partitions) and its own price-feed consumer."""
+
+    def __init__(self, settings: Settings, contract: Contract, partitions: dict[str, int]) -> None:
+        self.settings = settings
+        self.contract = contract
+        self.topics = settings.topics
+        self.partitions = partitions  # logical topic -> partition count
+        self.token = uuid.uuid4().hex
+        self.book = Book()
+        self.accounts = Accounts(
+            self.book, cooldown_s=settings.order_cooldown_s, settle_s=settings.order_settle_s
+        )
+        self.prices = Prices(self.book, max_age_s=settings.quote_max_age_s)
+        self.limits = LegLimits()
+        self.stats = Stats()
+        self.lock = asyncio.Lock()  # one evaluation / rebalance step at a time
+        self.owned: set[int] = set()  # account partitions assigned to this worker
+        self.suspended: set[int] = set()  # revoked but still in memory (reused if assigned back)
+        self.loaded: dict[int, asyncio.Event] = {}
+        self._loading: dict[int, asyncio.Task[None]] = {}
+        self._reseek: set[int] = set()
+        self.feed_ready = asyncio.Event()
+        self.redis: aioredis.Redis | None = None
+        self.store: Store | None = None
+        self.producer: AIOKafkaProducer | None = None
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect to Redis and start the output producer (idempotent: rebalance hooks may run first)."""
+        if self.producer is not None:
+            return
+        self.redis = aioredis.Redis.from_url(self.settings.redis_url, health_check_interval=10)
+        self.store = Store(self.redis, self.settings.redis_prefix)
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=2,
+        )
+        self.producer = producer
+        await producer.start()
+
+    async def stop(self) -> None:
+        """Flush and close the clients."""
+        for task in self._loading.values():
+            task.cancel()
+        if self.producer is not None:
+            await self.producer.stop()
+        if self.redis is not None:
+            await self.redis.aclose()
+
+    @property
+    def _store(self) -> Store:
+        assert self.store is not None, "Pipeline.start() first"
+        return self.store
+
+    @property
+    def _producer(self) -> AIOKafkaProducer:
+        assert self.producer is not None, "Pipeline.start() first"
+        return self.producer
+
+    def owns_input(self, partition: int) -> bool:
+        """Whether this worker answers for a quotes/instruments partition (dead letters, stored quotes):
+        the owner of account partition ``partition mod N``, so exactly one worker does."""
+        return (
+            partition % self.partitions["positions"] in self.owned
+            and partition % self.partitions["positions"] in self._loaded_set()
+        )
+
+    def _loaded_set(self) -> set[int]:
+        return {p for p, e in self.loaded.items() if e.is_set()}
+
+    # ---- dead letters ------------------------------------------------------------------------
+
+    async def _dead_letters(self, items: Sequence[tuple[Record, Rejected]]) -> None:
+        if not items:
+            return
+        now_ms = int(time.time() * 1000)
+        futures = []
+        for rec, why in items:
+            value = deadletter(rec.topic, rec.partition, rec.offset, rec.value, why, now_ms)
+            futures.append(await self._producer.send(self.topics.deadletter, value=value, key=rec.key))
+            self.stats[f"deadletter.{self.topics.logical(rec.topic)}.{why.reason}"] += 1
+            log.warning(
+                "dead letter",
+                topic=rec.topic,
+                partition=rec.partition,
+                offset=rec.offset,
+                reason=why.reason,
+                error=why.error,
+            )
+        await asyncio.gather(*futures)
+
+    # ---- account intake (Faust agent) --------------------------------------------------------
+
+    async def wait_loaded(self, partitions: Iterable[int]) -> None:
+        """Block until these account partitions are loaded from Redis."""
+        for p in partitions:
+            event = self.loaded.setdefault(p, asyncio.Event())
+            await event.wait()
+
+    async def on_account_records(self, records: Sequence[Record]) -> None:
+        """Apply a batch of positions/targets records, then persist the changed accounts in one pipeline.
+        Runs before the batch's offsets are acknowledged (at-least-once; replays are dropped by seq)."""
+        await self.wait_loaded({r.partition for r in records})
+        now = time.time()
+        dead: list[tuple[Record, Rejected]] = []
+        fields: dict[str, dict[str, Any]] = {}
+        parts: dict[str, int] = {}
+        accounts = self.accounts
+        for rec in records:
+            logical = self.topics.logical(rec.topic)
+            doc = decode(self.contract, logical, rec.key, rec.value)
+            if isinstance(doc, Rejected):
+                dead.append((rec, doc))
+                continue
+            account = doc["account"]
+            if logical == "positions":
+                if not accounts.apply_position(doc, rec.partition, now):
+                    self.stats["positions.replayed"] += 1
+                    continue
+                self.stats["positions.applied"] += 1
+                f = fields.setdefault(account, {})
+                inst = doc["instrument"]
+                f["cash" if inst == "CASH" else f"q:{inst}"] = float(doc["qty"])
+                f["seq"], f["pts"] = doc["seq"], int(accounts.pts[accounts.row(account)])
+            else:
+                try:
+                    applied = accounts.apply_targets(doc, rec.partition, now)
+                except ValueError as exc:
+                    dead.append((rec, Rejected("semantic", f"targets cannot be applied: {exc}")))
+                    continue
+                if not applied:
+                    self.stats["targets.replayed"] += 1
+                    continue
+                self.stats["targets.applied"] += 1
+                f = fields.setdefault(account, {})
+                f["targets"] = orjson.dumps(doc)
+            f["part"] = rec.partition
+            parts[account] = rec.partition
+        await self._dead_letters(dead)
+        await self._store.write_accounts(fields, parts)
+
+    # ---- partition ownership -----------------------------------------------------------------
+
+    async def on_assigned(self, partitions: set[int]) -> None:
+        """New assignment of account partitions: reuse what is still ours, load the rest in the background."""
+        await self.start()
+        async with self.lock:
+            new = partitions - self.owned
+            owners = await self._store.owners(new) if new else {}
+            keep = {p for p in new if p in self.suspended and owners.get(p) == self.token}
+            self.owned |= partitions
+            self.suspended -= partitions
+            if keep:
+                self.accounts.resume(keep)
+                self._reseek |= keep
+            for p in new - keep:
+                self.loaded[p] = asyncio.Event()
+                self._loading[p] = asyncio.create_task(self._load({p}))
+        log.info(
+            "partitions assigned",
+            partitions=sorted(partitions),
+            reused=sorted(keep),
+            loading=sorted(new - keep),
+        )
+
+    async def on_revoked(self, partitions: set[int]) -> None:
+        """Partitions taken away: finish the current evaluation, then stop evaluating their accounts."""
+        async with self.lock:
+            for p in partitions:
+                task = self._loading.pop(p, None)
+                if task is not None:
+                    task.cancel()
+                event = self.loaded.get(p)
+                if event is not None and event.is_set():
+                    self.suspended.add(p)
+                self.loaded.pop(p, None)
+            self.owned -= partitions
+            self.accounts.release(partitions)
+        log.info("partitions revoked", partitions=sorted(partitions))
+
+    async def _load(self, partitions: set[int]) -> None:
+        started = time.perf_counter()
+        store = self._store
+        await store.claim(partitions, self.token)
+        await self.recover_orders(partitions)
+        records = await store.load_partitions(partitions)
+        async with self.lock:
+            if not partitions <= self.owned:
+                return
+            rows = self.accounts.load(records, time.time())
+            for p in partitions:
+                self.loaded[p].set()
+                self._loading.pop(p, None)
+            self._reseek |= partitions
+        log.info(
+            "partitions loaded",
+            partitions=sorted(partitions),
+            accounts=int(rows.size),
+            seconds=round(time.perf_counter() - started, 3),
+        )
+
+    async def recover_orders(self, partitions: set[int]) -> None:
+        """Find orders published after the last recorded one (a crash between publishing and recording)
+        and record them, so the same event_id is never published again."""
+        store = self._store
+        offsets = await store.order_offsets()
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        await consumer.start()
+        try:
+            tps = [TopicPartition(self.topics.orders, p) for p in sorted(partitions)]
+            consumer.assign(tps)
+            end = await consumer.end_offsets(tps)
+            for tp in tps:
+                start = min(offsets.get(tp.partition, 0), end[tp])
+                consumer.seek(tp, start)
+            found: dict[str, dict[str, Any]] = {}
+            pending = {tp for tp in tps if await consumer.position(tp) < end[tp]}
+            while pending:
+                batch = await consumer.getmany(*pending, timeout_ms=1000)
+                for records in batch.values():
+                    for rec in records:
+                        order = orjson.loads(rec.value)
+                        prev = found.get(order["account"])
+                        if prev is None or _order_key(order) > _order_key(prev):
+                            found[order["account"]] = order
+                pending = {tp for tp in pending if await consumer.position(tp) < end[tp]}
+        finally:
+            await consumer.stop()
+        latest = []
+        for account, order in found.items():
+            stored = await store.load_account(account)
+            if stored is None or stored.order is None or _order_key(order) > _order_key(stored.order):
+                latest.append((account, order["event_id"], orjson.dumps(order), {}))
+        await store.record_orders(latest, {tp.partition: end[tp] for tp in tps})
+        if latest:
+            log.warning(
+                "recovered orders published before a crash", orders=len(latest), partitions=sorted(partitions)
+            )
+
+    # ---- price feed --------------------------------------------------------------------------
+
+    async def run_feed(self) -> None:
+        """Read every partition of quotes and instruments (a broadcast: each worker needs every price),
+        resuming after the quotes stored in Redis."""
+        store = self._store
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=self.settings.batch_max,
+            fetch_max_wait_ms=20,
+        )
+        await consumer.start()
+        try:
+            quotes = [TopicPartition(self.topics.quotes, p) for p in range(self.partitions["quotes"])]
+            instruments = [
+                TopicPartition(self.topics.instruments, p) for p in range(self.partitions["instruments"])
+            ]
+            consumer.assign(quotes + instruments)
+            offsets, stored = await store.load_quotes()
+            self.prices.restore(stored)
+            for tp in quotes:
+                consumer.seek(
+                    tp, offsets[tp.partition]
+                ) if tp.partition in offsets else await consumer.seek_to_beginning(tp)
+            await consumer.seek_to_beginning(*instruments)
+            end = await consumer.end_offsets(quotes + instruments)
+            waiting = {tp for tp in end if end[tp] > 0}
+            log.info("price feed started", stored_quotes=len(stored), catching_up=len(waiting))
+            while True:
+                if self._reseek:
+                    await self._seek_back(consumer)
+                batch = await consumer.getmany(timeout_ms=50, max_records=self.settings.batch_max)
+                if batch:
+                    await self._on_feed_batch(batch)
+                if not self.feed_ready.is_set():
+                    waiting = {tp for tp in waiting if await consumer.position(tp) < end[tp]}
+                    if not waiting:
+                        self.feed_ready.set()
+                        log.info("price feed caught up", instruments=self.book.n_instruments)
+        finally:
+            await consumer.stop()
+
+    async def _seek_back(self, consumer: AIOKafkaConsumer) -> None:
+        """After gaining account partitions, re-read their input partitions from the stored offsets, so
+        records between the previous owner's last write and now get their dead letters and snapshot."""
+        parts, self._reseek = self._reseek, set()
+        offsets = await self._store.quote_offsets()
+        n = self.partitions["positions"]
+        for p in range(self.partitions["quotes"]):
+            if p % n in parts and p in offsets:
+                consumer.seek(TopicPartition(self.topics.quotes, p), offsets[p])
+
+    async def _on_feed_batch(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        dead: list[tuple[Record, Rejected]] = []
+        to_store: dict[str, StoredQuote] = {}
+        offsets: dict[int, int] = {}
+        for tp, records in batch.items():
+            logical = self.topics.logical(tp.topic)
+            owner = self.owns_input(tp.partition)
+            accepted = []
+            for r in records:
+                doc = decode(self.contract, logical, r.key, r.value)
+                if isinstance(doc, Rejected):
+                    if owner:
+                        dead.append((Record(tp.topic, tp.partition, r.offset, r.key, r.value), doc))
+                    continue
+                if logical == "quotes":
+                    accepted.append(doc)
+                else:
+                    self.prices.set_reference(doc)
+            if logical == "quotes":
+                before = self.prices.duplicates
+                latest = self.prices.accept(accepted)
+                self.stats["quotes.applied"] += len(accepted) - (self.prices.duplicates - before)
+                self.stats["quotes.replayed"] += self.prices.duplicates - before
+                if owner:
+                    to_store.update(latest)
+                    offsets[tp.partition] = records[-1].offset + 1
+        await self._dead_letters(dead)
+        await self._store.write_quotes(to_store, offsets)
+
+    # ---- evaluation and orders ---------------------------------------------------------------
+
+    async def run_evaluator(self) -> None:
+        """Evaluate changed and price-affected accounts every ``eval_interval_ms``."""
+        await self.feed_ready.wait()
+        interval = self.settings.eval_interval_ms / 1000.0
+        while True:
+            started = time.monotonic()
+            await self.evaluate_once()
+            await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+    async def evaluate_once(self) -> int:
+        """One pass: refresh staleness, evaluate candidates, publish orders, record them; returns orders."""
+        async with self.lock:
+            now = time.time()
+            self.prices.refresh_stale(int(now * 1000))
+            changed = self.prices.drain_changed()
+            affected = self.book.accounts_affected_by(changed) if changed.size else changed
+            rows = self.accounts.candidates(affected, now)
+            if rows.size == 0:
+                return 0
+            decisions = decide(self.accounts, self.prices, rows, now, self.limits)
+            self.stats["evaluations"] += decisions.evaluated
+            drafts = [d for d in decisions.orders if self.accounts.last_order.get(d.row) != d.event_id]
+            published = await self._publish(drafts)
+            now = time.time()
+            for d in published:
+                self.accounts.opened(d.row, d.event_id, d.doc["inputs"], now)
+            statuses = {
+                self.book.accounts.id_of(r): {"drift": orjson.dumps(doc)}
+                for r, doc in decisions.statuses.items()
+            }
+            await self._store.write_accounts(statuses, {})
+            return len(published)
+
+    async def _publish(self, drafts: list[Draft]) -> list[Draft]:
+        """Send orders (idempotent producer, acks=all), await delivery, then record them in Redis.
+        A crash in between is repaired by ``recover_orders``; a failed send is retried next pass."""
+        if not drafts:
+            return []
+        sent = []
+        for d in drafts:
+            value = orjson.dumps(d.doc)
+            fut = await self._producer.send(
+                self.topics.orders, value=value, key=d.account.encode(), partition=d.partition
+            )
+            sent.append((d, value, fut))
+        ok: list[Draft] = []
+        offsets: dict[int, int] = {}
+        records = []
+        for d, value, fut in sent:
+            try:
+                meta = await fut
+            except Exception as exc:  # the broker refused or timed out: leave it for the next pass
+                log.error(
+                    "order not published, will retry", account=d.account, event_id=d.event_id, error=str(exc)
+                )
+                self.accounts.dirty.add(d.row)
+                self.accounts.status[d.row] = -1
+                continue
+            ok.append(d)
+            offsets[meta.partition] = max(offsets.get(meta.partition, 0), meta.offset + 1)
+            records.append((d.account, d.event_id, value, {}))
+            log.info(
+                "order",
+                account=d.account,
+                event_id=d.event_id,
+                legs=len(d.doc["legs"]),
+                partition=meta.partition,
+            )
+        self.stats["orders"] += len(ok)
+        await self._store.record_orders(records, offsets)
+        return ok
+
+
+def _order_key(order: dict[str, Any]) -> tuple[int, int, int]:
+    inputs = order["inputs"]
+    return (inputs["positions_seq"], inputs["targets_version"], inputs.get("attempt", 0))

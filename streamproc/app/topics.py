@@ -1,0 +1,51 @@
+"""Creates missing topics and checks the partitioning the pipeline relies on, before the worker starts."""
+
+from __future__ import annotations
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from streamproc.settings import Settings
+
+# Co-partitioned by account: the owner of partition p of positions and targets publishes p of orders.
+CO_PARTITIONED = ("positions", "targets", "orders")
+_CONFIGS = {"instruments": {"cleanup.policy": "compact"}}
+
+
+class TopicError(RuntimeError):
+    """The topics exist but cannot be used as they are; the message says what to change."""
+
+
+async def ensure_topics(settings: Settings, admin: AIOKafkaAdminClient) -> dict[str, int]:
+    """Create the namespace's missing topics; return logical name -> partition count."""
+    topics = settings.topics
+    names = {
+        f: getattr(topics, f)
+        for f in ("quotes", "positions", "targets", "instruments", "orders", "alerts", "deadletter")
+    }
+    existing = set(await admin.list_topics())
+    missing = [n for n in names.values() if n not in existing]
+    if missing:
+        await admin.create_topics(
+            [
+                NewTopic(
+                    n,
+                    num_partitions=settings.partitions,
+                    replication_factor=settings.replication,
+                    topic_configs=_CONFIGS.get(topics.logical(n), {}),
+                )
+                for n in missing
+            ]
+        )
+    described = await admin.describe_topics(list(names.values()))
+    counts = {topics.logical(d["topic"]): len(d["partitions"]) for d in described if not d.get("error_code")}
+    lacking = [n for n in names if counts.get(n, 0) == 0]
+    if lacking:
+        raise TopicError(f"topics {', '.join(names[n] for n in lacking)} are not available on the broker")
+    sizes = {names[n]: counts[n] for n in CO_PARTITIONED}
+    if len(set(sizes.values())) != 1:
+        raise TopicError(
+            f"{', '.join(f'{k} has {v}' for k, v in sizes.items())} partitions: "
+            "positions, targets and orders must have the same number of partitions "
+            "(they are co-partitioned by account); add partitions with kafka-topics --alter so that they match"
+        )
+    return counts

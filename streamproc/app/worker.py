@@ -1,0 +1,135 @@
+"""The Faust app of one worker: the account agent, the price feed and evaluator services, rebalance hooks."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import faust
+import mode
+import structlog
+from aiokafka.admin import AIOKafkaAdminClient
+
+from streamproc.app.pipeline import Pipeline, Record
+from streamproc.app.topics import ensure_topics
+from streamproc.logs import configure as configure_logging
+from streamproc.settings import Settings
+from streamproc.wire.contract import Contract
+
+log = structlog.get_logger(__name__)
+# How long the account agent waits to fill a batch before processing what it has.
+_TAKE_WITHIN_S = 0.02
+
+
+async def prepare(settings: Settings) -> dict[str, int]:
+    """Check the broker and Redis answer and the topics are usable (creating missing ones)."""
+    import redis.asyncio as aioredis
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, request_timeout_ms=10_000)
+    try:
+        await admin.start()
+    except Exception as exc:
+        raise SystemExit(
+            f"streamproc worker: Kafka is not reachable at KAFKA_BOOTSTRAP_SERVERS="
+            f"{settings.kafka_bootstrap_servers} ({exc}); start it (ops/local/stack up) or fix the variable"
+        ) from None
+    try:
+        partitions = await ensure_topics(settings, admin)
+    finally:
+        await admin.close()
+    client = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
+    try:
+        await client.ping()
+    except Exception as exc:
+        raise SystemExit(
+            f"streamproc worker: Redis is not reachable at REDIS_URL "
+            f"({settings.redacted()['redis_url']}): {exc}"
+        ) from None
+    finally:
+        await client.aclose()
+    return partitions
+
+
+def create_app(settings: Settings, partitions: dict[str, int]) -> tuple[faust.App, Pipeline]:
+    """The Faust app and the pipeline it drives."""
+    contract = Contract(settings.schemas_dir)
+    pipeline = Pipeline(settings, contract, partitions)
+    topics = settings.topics
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{h}" for h in settings.kafka_bootstrap_servers.split(",")],
+        store="memory://",
+        autodiscover=False,
+        consumer_auto_offset_reset="earliest",
+        processing_guarantee="at_least_once",
+        producer_acks=-1,
+        web_enabled=True,
+        web_bind=settings.web_host,
+        web_port=settings.web_port,
+        web_host=settings.web_host,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication,
+        broker_commit_every=1000,
+        stream_buffer_maxsize=max(4096, settings.batch_max * 2),
+    )
+    account_topics = app.topic(
+        topics.positions,
+        topics.targets,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+
+    # concurrency=1 on purpose: with more, Faust commits offsets past in-flight events (faust-streaming #606).
+    @app.agent(account_topics, concurrency=1)
+    async def accounts(stream: Any) -> None:
+        async for events in stream.take_events(settings.batch_max, within=_TAKE_WITHIN_S):
+            records = [
+                Record(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
+                for e in events
+            ]
+            await pipeline.on_account_records(records)
+
+    def account_partitions(tps: Any) -> set[int]:
+        return {tp.partition for tp in tps if tp.topic == topics.positions}
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        await pipeline.on_revoked(account_partitions(revoked))
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        await pipeline.on_assigned(account_partitions(assigned))
+
+    @app.service
+    class PipelineService(mode.Service):
+        """Starts the pipeline's clients, price feed and evaluator with the app and stops them with it."""
+
+        async def on_start(self) -> None:
+            await pipeline.start()
+
+        async def on_stop(self) -> None:
+            await pipeline.stop()
+
+        @mode.Service.task
+        async def _feed(self) -> None:
+            await pipeline.run_feed()
+
+        @mode.Service.task
+        async def _evaluator(self) -> None:
+            await pipeline.run_evaluator()
+
+    return app, pipeline
+
+
+def run(settings: Settings) -> int:
+    """`streamproc worker`: run one worker until SIGINT/SIGTERM."""
+    configure_logging(settings.log_level, settings.log_format)
+    log.info("starting worker", **settings.redacted())
+    partitions = asyncio.run(prepare(settings))
+    app, _pipeline = create_app(settings, partitions)
+    # override_logging=False: keep our handler (mode would replace the root handlers with its own)
+    worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True, override_logging=False)
+    worker.execute_from_commandline()
+    return 0

@@ -1,0 +1,218 @@
+"""The one frozen settings object, read from environment variables and validated at start-up."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+_NAMESPACE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_ROOT = Path(__file__).resolve().parents[1]
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or wrong; the message says which variable and how to fix it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """Physical topic names (namespace-prefixed)."""
+
+    quotes: str
+    positions: str
+    targets: str
+    instruments: str
+    orders: str
+    alerts: str
+    deadletter: str
+
+    def inputs(self) -> tuple[str, ...]:
+        """The topics the pipeline consumes."""
+        return (self.quotes, self.positions, self.targets, self.instruments)
+
+    def all(self) -> tuple[str, ...]:
+        """Every topic the pipeline reads or writes."""
+        return tuple(getattr(self, f.name) for f in fields(self))
+
+    def logical(self, physical: str) -> str:
+        """The wire-contract name (``quotes``) of a physical topic name."""
+        for f in fields(self):
+            if getattr(self, f.name) == physical:
+                return f.name
+        raise KeyError(physical)
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise ValueError("must be a positive integer")
+    return value
+
+
+def _non_negative_float(raw: str) -> float:
+    value = float(raw)
+    if not value >= 0:
+        raise ValueError("must be a number >= 0")
+    return value
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if not value > 0:
+        raise ValueError("must be a number > 0")
+    return value
+
+
+def _port(raw: str) -> int:
+    value = int(raw)
+    if not 0 < value < 65536:
+        raise ValueError("must be a TCP port between 1 and 65535")
+    return value
+
+
+def _bootstrap(raw: str) -> str:
+    hosts = [h.strip() for h in raw.split(",") if h.strip()]
+    if not hosts:
+        raise ValueError("must list at least one host:port")
+    for h in hosts:
+        host, sep, port = h.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError(f"{h!r} is not host:port")
+    return ",".join(hosts)
+
+
+def _redis_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ValueError("must be a redis://, rediss:// or unix:// URL")
+    return raw
+
+
+def _namespace(raw: str) -> str:
+    if raw and not _NAMESPACE.match(raw):
+        raise ValueError("must be empty or 1-64 characters of letters, digits, '_' and '-'")
+    return raw
+
+
+def _log_format(raw: str) -> str:
+    if raw not in ("auto", "json", "console"):
+        raise ValueError("must be auto, json or console")
+    return raw
+
+
+def _schemas_dir(raw: str) -> Path:
+    path = Path(raw) if raw else _ROOT / "schemas"
+    if not (path / "quotes.json").is_file():
+        raise ValueError(f"{path} does not hold the wire schemas (quotes.json, ...)")
+    return path
+
+
+# field -> (environment variable, default, parser, help); a test checks the README documents each one.
+SPEC: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
+    "kafka_bootstrap_servers": ("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092", _bootstrap, "Kafka brokers"),
+    "redis_url": ("REDIS_URL", "redis://127.0.0.1:6379/0", _redis_url, "Redis server"),
+    "namespace": ("STREAMPROC_NAMESPACE", "", _namespace, "prefix of topics, group and Redis keys"),
+    "group_id": (
+        "STREAMPROC_GROUP_ID",
+        "",
+        _namespace,
+        "consumer group (Faust app id); default <namespace>.streamproc, or streamproc",
+    ),
+    "eval_interval_ms": ("STREAMPROC_EVAL_INTERVAL_MS", "50", _positive_int, "evaluation cadence"),
+    "quote_max_age_s": ("STREAMPROC_QUOTE_MAX_AGE_S", "30", _positive_float, "older quotes are stale"),
+    "order_cooldown_s": (
+        "STREAMPROC_ORDER_COOLDOWN_S",
+        "300",
+        _non_negative_float,
+        "default wait before re-issuing an unanswered order (targets `cooldown_s` overrides)",
+    ),
+    "order_settle_s": (
+        "STREAMPROC_ORDER_SETTLE_S",
+        "1",
+        _non_negative_float,
+        "quiet time after a position or targets change before the account is evaluated",
+    ),
+    "batch_max": ("STREAMPROC_BATCH_MAX", "2000", _positive_int, "max records per consumed batch"),
+    "partitions": ("STREAMPROC_PARTITIONS", "8", _positive_int, "partitions of topics the worker creates"),
+    "replication": ("STREAMPROC_REPLICATION", "1", _positive_int, "replication of topics it creates"),
+    "web_host": ("STREAMPROC_WEB_HOST", "127.0.0.1", str, "bind address of the worker's web port"),
+    "web_port": ("STREAMPROC_WEB_PORT", "6066", _port, "the worker's web port"),
+    "log_level": ("STREAMPROC_LOG_LEVEL", "info", str.lower, "debug, info, warning, error"),
+    "log_format": ("STREAMPROC_LOG_FORMAT", "auto", _log_format, "json, console, or auto (console on a tty)"),
+    "schemas_dir": ("STREAMPROC_SCHEMAS_DIR", "", _schemas_dir, "wire schemas (default: the repo's)"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a worker is configured with; build it with ``Settings.from_env()``."""
+
+    kafka_bootstrap_servers: str
+    redis_url: str
+    namespace: str
+    group_id: str
+    eval_interval_ms: int
+    quote_max_age_s: float
+    order_cooldown_s: float
+    order_settle_s: float
+    batch_max: int
+    partitions: int
+    replication: int
+    web_host: str
+    web_port: int
+    log_level: str
+    log_format: str
+    schemas_dir: Path
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read and validate every setting; a bad value raises SettingsError naming the variable."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        problems: list[str] = []
+        for name, (var, default, parse, _help) in SPEC.items():
+            if name in overrides:
+                values[name] = overrides[name]
+                continue
+            raw = env.get(var, default).strip()
+            try:
+                values[name] = parse(raw)
+            except ValueError as exc:
+                problems.append(f"{var}={raw!r}: {exc} (default {default!r})")
+        if "log_level" in values and values["log_level"] not in ("debug", "info", "warning", "error"):
+            problems.append(
+                f"STREAMPROC_LOG_LEVEL={values['log_level']!r}: use debug, info, warning or error"
+            )
+        if problems:
+            raise SettingsError("invalid configuration:\n  " + "\n  ".join(problems))
+        return cls(**values)
+
+    @property
+    def app_id(self) -> str:
+        """Faust app id, which is also the Kafka consumer group."""
+        if self.group_id:
+            return self.group_id
+        return f"{self.namespace}.streamproc" if self.namespace else "streamproc"
+
+    @property
+    def redis_prefix(self) -> str:
+        """Prefix of every Redis key."""
+        return f"{self.namespace}:sp:" if self.namespace else "sp:"
+
+    @property
+    def topics(self) -> Topics:
+        """The namespace's topic names."""
+        pre = f"{self.namespace}." if self.namespace else ""
+        return Topics(**{f.name: pre + f.name for f in fields(Topics)})
+
+    def redacted(self) -> dict[str, str]:
+        """Settings for logs, with credentials in URLs masked."""
+        out = {f.name: str(getattr(self, f.name)) for f in fields(self)}
+        parts = urlsplit(self.redis_url)
+        if parts.password:
+            out["redis_url"] = self.redis_url.replace(f":{parts.password}@", ":***@")
+        return out

@@ -1,0 +1,1 @@
+"""Scenarios, simulators and test data producers."""

@@ -1,0 +1,231 @@
+"""Pipelined reads and writes of account, order and price state; retries while Redis is unreachable."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import orjson
+import redis.asyncio as aioredis
+import redis.exceptions
+import structlog
+
+from streamproc.state.keys import Keys
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+_CHUNK = 1000
+EMITTED_TTL_S = 30 * 24 * 3600
+_TRANSIENT = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.BusyLoadingError,
+)
+
+
+@dataclass(slots=True)
+class AccountRecord:
+    """One account as stored in Redis."""
+
+    account: str
+    partition: int
+    holdings: dict[str, float]
+    cash: float
+    seq: int  # last applied positions seq, -1 = none
+    pts: int  # ts of that position update
+    targets: dict[str, Any] | None  # the last applied targets document
+    order: dict[str, Any] | None  # the last order published
+
+
+@dataclass(frozen=True, slots=True)
+class StoredQuote:
+    """The last accepted quote of an instrument."""
+
+    bid: float
+    ask: float
+    seq: int
+    ts: int
+
+
+def _parse_account(account: str, raw: Mapping[bytes, bytes]) -> AccountRecord:
+    holdings = {k[2:].decode(): q for k, v in raw.items() if k.startswith(b"q:") and (q := float(v)) > 0}
+    targets = raw.get(b"targets")
+    order = raw.get(b"order")
+    return AccountRecord(
+        account=account,
+        partition=int(raw.get(b"part", b"-1")),
+        holdings=holdings,
+        cash=float(raw.get(b"cash", b"0")),
+        seq=int(raw.get(b"seq", b"-1")),
+        pts=int(raw.get(b"pts", b"0")),
+        targets=orjson.loads(targets) if targets else None,
+        order=orjson.loads(order) if order else None,
+    )
+
+
+class Store:
+    """The worker's view of Redis; every method is one or a few pipelined round trips."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+        self.redis = client
+        self.keys = Keys(prefix)
+
+    async def retry(self, what: str, op: Callable[[], Awaitable[T]]) -> T:
+        """Run ``op`` until it succeeds: a lost Redis pauses the caller (and so consumption), never skips."""
+        delay = 0.05
+        while True:
+            try:
+                return await op()
+            except _TRANSIENT as exc:
+                log.warning("redis unavailable, retrying", op=what, error=str(exc), retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    # ---- accounts ----------------------------------------------------------------------------
+
+    async def load_partitions(self, partitions: Iterable[int]) -> list[AccountRecord]:
+        """Every account stored for these partitions (SMEMBERS, then HGETALL in pipelined chunks)."""
+        parts = sorted(partitions)
+
+        async def members() -> list[list[bytes]]:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for p in parts:
+                    pipe.smembers(self.keys.partition(p))
+                return [sorted(m) for m in await pipe.execute()]
+
+        accounts = [a.decode() for group in await self.retry("load members", members) for a in group]
+        out: list[AccountRecord] = []
+        for start in range(0, len(accounts), _CHUNK):
+            chunk = accounts[start : start + _CHUNK]
+
+            async def fetch(chunk: list[str] = chunk) -> list[dict[bytes, bytes]]:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for a in chunk:
+                        pipe.hgetall(self.keys.account(a))
+                    return list(await pipe.execute())
+
+            for a, raw in zip(chunk, await self.retry("load accounts", fetch), strict=True):
+                if raw:
+                    out.append(_parse_account(a, raw))
+        return out
+
+    async def load_account(self, account: str) -> AccountRecord | None:
+        """One account (for `streamproc inspect` and tests)."""
+        raw = await self.redis.hgetall(self.keys.account(account))
+        return _parse_account(account, raw) if raw else None
+
+    async def write_accounts(
+        self, fields: Mapping[str, Mapping[str, Any]], partitions: Mapping[str, int]
+    ) -> None:
+        """HSET the changed fields of many accounts and index them by partition, in one pipeline."""
+        if not fields:
+            return
+
+        async def op() -> None:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for account, mapping in fields.items():
+                    pipe.hset(self.keys.account(account), mapping=dict(mapping))
+                by_part: dict[int, list[str]] = {}
+                for account, p in partitions.items():
+                    by_part.setdefault(p, []).append(account)
+                for p, accounts in by_part.items():
+                    pipe.sadd(self.keys.partition(p), *accounts)
+                await pipe.execute()
+
+        await self.retry("write accounts", op)
+
+    async def record_orders(
+        self,
+        orders: Iterable[tuple[str, str, bytes, Mapping[str, Any]]],
+        offsets: Mapping[int, int],
+    ) -> None:
+        """After publication: each (account, event_id, order json, extra account fields) becomes the
+        account's last order and joins its emitted set; ``offsets`` advance the orders scan start."""
+
+        async def op() -> None:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for account, event_id, order, extra in orders:
+                    pipe.hset(self.keys.account(account), mapping={"order": order, **extra})
+                    pipe.sadd(self.keys.emitted(account), event_id)
+                    pipe.expire(self.keys.emitted(account), EMITTED_TTL_S)
+                if offsets:
+                    pipe.hset(self.keys.order_offsets, mapping={str(p): o for p, o in offsets.items()})
+                await pipe.execute()
+
+        await self.retry("record orders", op)
+
+    async def emitted(self, account: str) -> set[str]:
+        """Every event_id recorded as published for an account."""
+        return {m.decode() for m in await self.redis.smembers(self.keys.emitted(account))}
+
+    async def order_offsets(self) -> dict[int, int]:
+        """Orders partition -> offset where the recovery scan starts."""
+        raw = await self.retry("order offsets", lambda: self.redis.hgetall(self.keys.order_offsets))
+        return {int(k): int(v) for k, v in raw.items()}
+
+    async def claim(self, partitions: Iterable[int], token: str) -> dict[int, str | None]:
+        """Mark this worker as the partitions' owner; returns the previous owner tokens."""
+        parts = list(partitions)
+
+        async def op() -> list[Any]:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for p in parts:
+                    pipe.set(self.keys.owner(p), token, get=True)
+                return list(await pipe.execute())
+
+        previous = await self.retry("claim partitions", op)
+        return {p: (v.decode() if v else None) for p, v in zip(parts, previous, strict=True)}
+
+    async def owners(self, partitions: Iterable[int]) -> dict[int, str | None]:
+        """Current owner tokens of partitions."""
+        parts = list(partitions)
+        raw = await self.retry("owners", lambda: self.redis.mget([self.keys.owner(p) for p in parts]))
+        return {p: (v.decode() if v else None) for p, v in zip(parts, raw, strict=True)}
+
+    # ---- quotes ------------------------------------------------------------------------------
+
+    async def load_quotes(self) -> tuple[dict[int, int], dict[str, StoredQuote]]:
+        """(quotes partition -> offset, instrument -> last quote); offsets are read first, so the
+        quotes are at least as new as the offsets say (replaying from them loses nothing)."""
+
+        async def op() -> tuple[dict[int, int], dict[str, StoredQuote]]:
+            offsets = {int(k): int(v) for k, v in (await self.redis.hgetall(self.keys.quote_offsets)).items()}
+            names = sorted(m.decode() for m in await self.redis.smembers(self.keys.quote_instruments))
+            quotes: dict[str, StoredQuote] = {}
+            for start in range(0, len(names), _CHUNK):
+                chunk = names[start : start + _CHUNK]
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for i in chunk:
+                        pipe.hmget(self.keys.quote(i), ["bid", "ask", "seq", "ts"])
+                    for i, (bid, ask, seq, ts) in zip(chunk, await pipe.execute(), strict=True):
+                        if bid is not None:
+                            quotes[i] = StoredQuote(float(bid), float(ask), int(seq), int(ts))
+            return offsets, quotes
+
+        return await self.retry("load quotes", op)
+
+    async def write_quotes(self, quotes: Mapping[str, StoredQuote], offsets: Mapping[int, int]) -> None:
+        """Store the latest accepted quotes, then the offsets they reflect (same connection, in order)."""
+        if not quotes and not offsets:
+            return
+
+        async def op() -> None:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for i, q in quotes.items():
+                    pipe.hset(
+                        self.keys.quote(i), mapping={"bid": q.bid, "ask": q.ask, "seq": q.seq, "ts": q.ts}
+                    )
+                if quotes:
+                    pipe.sadd(self.keys.quote_instruments, *quotes)
+                if offsets:
+                    pipe.hset(self.keys.quote_offsets, mapping={str(p): o for p, o in offsets.items()})
+                await pipe.execute()
+
+        await self.retry("write quotes", op)
+
+    async def quote_offsets(self) -> dict[int, int]:
+        """Quotes partition -> next offset the stored quotes reflect."""
+        raw = await self.retry("quote offsets", lambda: self.redis.hgetall(self.keys.quote_offsets))
+        return {int(k): int(v) for k, v in raw.items()}

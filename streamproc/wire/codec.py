@@ -1,0 +1,114 @@
+"""Decoding input records into validated documents (or a reason to dead-letter them) and encoding outputs."""
+
+from __future__ import annotations
+
+import base64
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from streamproc.wire.contract import Contract, SchemaViolation
+
+_WEIGHT_SUM_TOLERANCE = 1e-9
+CASH = "CASH"
+_KEY_FIELD = {
+    "quotes": "instrument",
+    "positions": "account",
+    "targets": "account",
+    "instruments": "instrument",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """Why an input record cannot be used: ``reason`` is the class (for counting), ``error`` the detail."""
+
+    reason: str  # undecodable | invalid_json | schema | semantic
+    error: str
+
+
+def _semantic_error(topic: str, doc: dict[str, Any], key: bytes | None) -> str | None:
+    """Rules a JSON Schema cannot express: key/id agreement, crossed quotes, weight sums."""
+    field = _KEY_FIELD[topic]
+    if key is None or key.decode("utf-8", "replace") != doc[field]:
+        shown = "no key" if key is None else f"key {key.decode('utf-8', 'replace')!r}"
+        return (
+            f"{shown} does not match {field} {doc[field]!r}: {topic} records must be keyed by {field} "
+            "(partitioning and ordering depend on it)"
+        )
+    if topic == "quotes":
+        bid, ask = float(doc["bid"]), float(doc["ask"])
+        if bid > ask:
+            return f"crossed quote: bid {doc['bid']} > ask {doc['ask']}; not applied"
+    elif topic == "targets":
+        weights = doc["weights"]
+        if CASH in weights:
+            return f"weights must not name {CASH}: the cash target is 1 - sum(weights)"
+        total = math.fsum(float(w) for w in weights.values())
+        if total > 1.0 + _WEIGHT_SUM_TOLERANCE:
+            return f"target weights sum to {total:.6f} > 1; they are fractions of account value"
+    return None
+
+
+def decode(
+    contract: Contract, topic: str, key: bytes | None, value: bytes | None
+) -> dict[str, Any] | Rejected:
+    """The validated document of an input record (``topic`` is the logical name), or why it was rejected."""
+    if not value:
+        return Rejected("undecodable", "empty value: expected a UTF-8 JSON object")
+    try:
+        doc = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        if "UTF-8" in str(exc):
+            return Rejected("undecodable", f"value is not UTF-8 text: {exc}")
+        return Rejected("invalid_json", f"value is not valid JSON: {exc}")
+    if not isinstance(doc, dict):
+        return Rejected("schema", f"value must be a JSON object, got {type(doc).__name__}")
+    try:
+        contract.validate(topic, doc)
+    except SchemaViolation as exc:
+        return Rejected("schema", str(exc))
+    error = _semantic_error(topic, doc, key)
+    if error:
+        return Rejected("semantic", error)
+    return doc
+
+
+def payload_fields(value: bytes | None) -> dict[str, str]:
+    """The original bytes for a dead letter: UTF-8 text when they are, else base64."""
+    raw = value or b""
+    try:
+        return {"payload": raw.decode("utf-8"), "encoding": "utf-8"}
+    except UnicodeDecodeError:
+        return {"payload": base64.b64encode(raw).decode("ascii"), "encoding": "base64"}
+
+
+def deadletter(
+    topic: str, partition: int, offset: int, value: bytes | None, why: Rejected, now_ms: int
+) -> bytes:
+    """A dead-letter record (wire contract v1) for an input record that could not be used."""
+    doc = {
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
+        "error": why.error,
+        "reason": why.reason,
+        **payload_fields(value),
+        "ts": now_ms,
+    }
+    return orjson.dumps(doc)
+
+
+def decimal_str(x: float, step: float | None = None) -> str:
+    """A plain decimal string (no exponent): to the lot's decimals when ``step`` is given, else shortest."""
+    if step is not None:
+        _, _, frac = _shortest(step).partition(".")
+        return f"{x:.{len(frac)}f}"
+    return _shortest(x)
+
+
+def _shortest(x: float) -> str:
+    return str(np.format_float_positional(x, precision=10, unique=True, fractional=True, trim="-"))
