@@ -46,6 +46,6 @@ async def ensure_topics(settings: Settings, admin: AIOKafkaAdminClient) -> dict[
         raise TopicError(
             f"{', '.join(f'{k} has {v}' for k, v in sizes.items())} partitions: "
             "positions, targets and orders must have the same number of partitions "
-            "(they are co-partitioned by account); add partitions with kafka-topics --alter so that they match"
+            "(they are co-partitioned by account); add partitions with kafka-topics --alter to match"
         )
     return counts
