@@ -98,6 +98,12 @@ def _namespace(raw: str) -> str:
     return raw
 
 
+def _group_id(raw: str) -> str:
+    if raw and not re.match(r"^[A-Za-z0-9._-]{1,200}$", raw):
+        raise ValueError("must be empty or letters, digits, '.', '_' and '-'")
+    return raw
+
+
 def _log_format(raw: str) -> str:
     if raw not in ("auto", "json", "console"):
         raise ValueError("must be auto, json or console")
@@ -119,7 +125,7 @@ SPEC: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
     "group_id": (
         "STREAMPROC_GROUP_ID",
         "",
-        _namespace,
+        _group_id,
         "consumer group (Faust app id); default <namespace>.streamproc, or streamproc",
     ),
     "eval_interval_ms": ("STREAMPROC_EVAL_INTERVAL_MS", "50", _positive_int, "evaluation cadence"),
@@ -135,6 +141,12 @@ SPEC: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
         "1",
         _non_negative_float,
         "quiet time after a position or targets change before the account is evaluated",
+    ),
+    "session_timeout_s": (
+        "STREAMPROC_SESSION_TIMEOUT_S",
+        "30",
+        _positive_float,
+        "a worker silent this long loses its partitions to the others (failover time after a crash)",
     ),
     "batch_max": ("STREAMPROC_BATCH_MAX", "2000", _positive_int, "max records per consumed batch"),
     "partitions": ("STREAMPROC_PARTITIONS", "8", _positive_int, "partitions of topics the worker creates"),
@@ -159,6 +171,7 @@ class Settings:
     quote_max_age_s: float
     order_cooldown_s: float
     order_settle_s: float
+    session_timeout_s: float
     batch_max: int
     partitions: int
     replication: int

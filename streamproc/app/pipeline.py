@@ -4,6 +4,7 @@ order publication with recovery, and partition ownership. The Faust wiring is in
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from collections import Counter
@@ -26,6 +27,8 @@ from streamproc.wire.codec import Rejected, deadletter, decode
 from streamproc.wire.contract import Contract
 
 log = structlog.get_logger(__name__)
+# Fault injection for the crash-recovery test: die like SIGKILL between publishing orders and recording them.
+_CRASH_AFTER_PUBLISH = os.environ.get("STREAMPROC_FAULT") == "crash-after-publish"
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,8 +346,17 @@ class Pipeline:
         offsets = await self._store.quote_offsets()
         n = self.partitions["positions"]
         for p in range(self.partitions["quotes"]):
-            if p % n in parts and p in offsets:
-                consumer.seek(TopicPartition(self.topics.quotes, p), offsets[p])
+            if p % n in parts:
+                tp = TopicPartition(self.topics.quotes, p)
+                consumer.seek(tp, offsets[p]) if p in offsets else await consumer.seek_to_beginning(tp)
+        # reference data is compacted and small: re-read it (its dead letters may repeat, see README)
+        owned_refs = [
+            TopicPartition(self.topics.instruments, p)
+            for p in range(self.partitions["instruments"])
+            if p % n in parts
+        ]
+        if owned_refs:
+            await consumer.seek_to_beginning(*owned_refs)
 
     async def _on_feed_batch(self, batch: dict[TopicPartition, list[Any]]) -> None:
         dead: list[tuple[Record, Rejected]] = []
@@ -446,6 +458,8 @@ class Pipeline:
                 partition=meta.partition,
             )
         self.stats["orders"] += len(ok)
+        if _CRASH_AFTER_PUBLISH and ok:
+            os._exit(137)
         await self._store.record_orders(records, offsets)
         return ok
 

@@ -70,6 +70,8 @@ def create_app(settings: Settings, partitions: dict[str, int]) -> tuple[faust.Ap
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication,
         broker_commit_every=1000,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
         stream_buffer_maxsize=max(4096, settings.batch_max * 2),
     )
     account_topics = app.topic(

@@ -8,29 +8,10 @@ import pytest
 from streamproc.settings import Settings
 from streamproc.sim.messages import instrument, position, produce, quote, targets
 from streamproc.wire.contract import Contract
+from tests.integration.scenario import for_account, setup_records
 from tests.integration.workers import TopicReader, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def setup_records(t, accounts: dict[str, tuple[str, float, float]], **target_extra):
-    """Instruments, opening quotes (EQ* 100, BOND 50) and 60/40 accounts: name -> (equity, qty, bond qty)."""
-    recs = [(t.instruments, instrument(i, lot=0.0001, tier="large")) for i in ("EQ1", "EQ2", "EQ3")]
-    recs.append((t.instruments, instrument("BOND", lot=0.01, tier="bond")))
-    recs += [(t.quotes, quote(i, 100.0, 1)) for i in ("EQ1", "EQ2", "EQ3")]
-    recs.append((t.quotes, quote("BOND", 50.0, 1)))
-    for acct, (eq, eq_qty, bond_qty) in accounts.items():
-        recs += [
-            (t.positions, position(acct, eq, eq_qty, 1)),
-            (t.positions, position(acct, "BOND", bond_qty, 2)),
-            (t.positions, position(acct, "CASH", 0.0, 3)),
-            (t.targets, targets(acct, {eq: 0.6, "BOND": 0.4}, band={"abs": 0.03}, **target_extra)),
-        ]
-    return recs
-
-
-def for_account(orders, account):
-    return [o for o in orders if o["account"] == account]
 
 
 async def test_band_breaches_become_one_order_each_until_a_fill(
