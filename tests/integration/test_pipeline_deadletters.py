@@ -11,7 +11,7 @@ import pytest
 from streamproc.settings import Settings
 from streamproc.sim.messages import instrument, position, produce, quote, targets
 from streamproc.wire.contract import Contract
-from tests.integration.workers import TopicReader, wait_for
+from tests.integration.workers import TopicReader
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from streamproc.settings import Settings
-from streamproc.sim.messages import instrument, position, produce, quote, targets
+from streamproc.sim.messages import position, produce, quote
 from streamproc.wire.contract import Contract
 from tests.integration.scenario import for_account, setup_records
 from tests.integration.workers import TopicReader, wait_for
