@@ -1,6 +1,7 @@
 # The worker image: `docker compose up --build` (docker-compose.yml) runs two of these.
 FROM python:3.11-slim
 WORKDIR /app
+ENV STREAMPROC_SCHEMAS_DIR=/app/schemas
 COPY pyproject.toml README.md ./
 COPY streamproc ./streamproc
 COPY schemas ./schemas

@@ -55,7 +55,8 @@ class Evaluation:
         """Per account, the slot with the largest deviation relative to its limit (the order's reason)."""
         with np.errstate(divide="ignore", invalid="ignore"):
             severity = np.where(self.excess > 0.0, np.abs(self.deviations) / self.limits, -1.0)
-        out: I64 = severity.argmax(axis=1).astype(np.int64)
+        # equal breaches (a two-asset account) differ only by float noise: ties go to the first slot
+        out: I64 = np.round(severity, 9).argmax(axis=1).astype(np.int64)
         return out
 
     def take(self, which: Bool | I64) -> Evaluation:

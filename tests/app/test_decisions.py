@@ -1,0 +1,146 @@
+"""The pipeline's pure logic: input replays, settling, the one-open-order gate, cooldown re-issues,
+suppression on stale prices, and the order documents it drafts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from streamproc.app.accounts import Accounts
+from streamproc.app.decisions import Status, decide
+from streamproc.app.prices import Prices
+from streamproc.core import Book, LegLimits
+from streamproc.wire.contract import Contract
+from tests.conftest import ROOT
+
+CONTRACT = Contract(ROOT / "schemas")
+T0 = 1_800_000_000.0
+
+
+def market(now: float = T0) -> tuple[Accounts, Prices]:
+    book = Book()
+    accounts = Accounts(book, cooldown_s=300.0, settle_s=1.0)
+    prices = Prices(book, max_age_s=30.0)
+    prices.accept(
+        [
+            {"instrument": "EQ", "bid": 99.99, "ask": 100.01, "seq": 1, "ts": int(now * 1000)},
+            {"instrument": "BOND", "bid": 49.99, "ask": 50.01, "seq": 1, "ts": int(now * 1000)},
+        ]
+    )
+    for seq, (inst, qty) in enumerate((("EQ", 600.0), ("BOND", 800.0), ("CASH", 0.0)), start=1):
+        doc = {"account": "A", "instrument": inst, "qty": qty, "seq": seq, "ts": int(now * 1000)}
+        assert accounts.apply_position(doc, 0, now)
+    targets = {
+        "account": "A",
+        "version": 1,
+        "weights": {"EQ": 0.6, "BOND": 0.4},
+        "band": {"abs": 0.03},
+        "ts": 1,
+    }
+    assert accounts.apply_targets(targets, 0, now)
+    return accounts, prices
+
+
+def tick(accounts: Accounts, prices: Prices, now: float):
+    prices.refresh_stale(int(now * 1000))
+    changed = prices.drain_changed()
+    rows = accounts.candidates(accounts.book.accounts_affected_by(changed), now)
+    return decide(accounts, prices, rows, now, LegLimits())
+
+
+def move_eq(prices: Prices, mid: float, seq: int, now: float) -> None:
+    prices.accept(
+        [{"instrument": "EQ", "bid": mid - 0.01, "ask": mid + 0.01, "seq": seq, "ts": int(now * 1000)}]
+    )
+
+
+def test_replayed_inputs_are_ignored() -> None:
+    accounts, _ = market()
+    old = {"account": "A", "instrument": "EQ", "qty": 1.0, "seq": 2, "ts": 1}
+    assert not accounts.apply_position(old, 0, T0)
+    assert accounts.book.holdings("A")["EQ"] == 600.0
+    assert not accounts.apply_targets({"account": "A", "version": 1, "weights": {"EQ": 1.0}, "ts": 1}, 0, T0)
+
+
+def test_no_evaluation_until_inputs_settle_then_in_band() -> None:
+    accounts, prices = market()
+    assert tick(accounts, prices, T0 + 0.5).evaluated == 0
+    d = tick(accounts, prices, T0 + 1.1)
+    assert d.evaluated == 1 and not d.orders
+    assert d.statuses[0]["status"] == "ok" and d.statuses[0]["weights"]["EQ"] == pytest.approx(0.6, abs=1e-3)
+
+
+def test_one_order_per_breach_until_a_fill_or_the_cooldown() -> None:
+    accounts, prices = market()
+    tick(accounts, prices, T0 + 1.1)
+    move_eq(prices, 132.34, 2, T0 + 2)
+    d = tick(accounts, prices, T0 + 2)
+    (order,) = d.orders
+    CONTRACT.validate("orders", order.doc)
+    assert order.doc["reason"]["instrument"] == "EQ" and order.doc["inputs"] == {
+        "positions_seq": 3,
+        "targets_version": 1,
+        "attempt": 0,
+    }
+    accounts.opened(order.row, order.event_id, order.doc["inputs"], T0 + 2)
+    for i in range(5):  # ticks keep it out of band: held
+        move_eq(prices, 133.0 + i, 3 + i, T0 + 3 + i)
+        assert not tick(accounts, prices, T0 + 3 + i).orders
+    # cooldown over (300 s), no fill: re-issued with the next attempt and a new id
+    move_eq(prices, 133.0, 20, T0 + 303)
+    prices.accept(
+        [{"instrument": "BOND", "bid": 49.99, "ask": 50.01, "seq": 2, "ts": int((T0 + 303) * 1000)}]
+    )
+    (again,) = tick(accounts, prices, T0 + 303).orders
+    assert again.doc["inputs"]["attempt"] == 1 and again.event_id != order.event_id
+    accounts.opened(again.row, again.event_id, again.doc["inputs"], T0 + 303)
+    # a fill: evaluated again once settled, attempt back to 0 on the new inputs
+    fill = {"account": "A", "instrument": "EQ", "qty": 580.0, "seq": 4, "ts": 1}  # partial: still out of band
+    accounts.apply_position(fill, 0, T0 + 304)
+    assert not tick(accounts, prices, T0 + 304.5).orders
+    (after_fill,) = tick(accounts, prices, T0 + 305.1).orders
+    assert after_fill.doc["inputs"] == {"positions_seq": 4, "targets_version": 1, "attempt": 0}
+
+
+def test_stale_price_suppresses_and_recovery_evaluates_immediately() -> None:
+    accounts, prices = market()
+    tick(accounts, prices, T0 + 1.1)
+    bond_ts = int((T0 + 1.1) * 1000)
+    # EQ keeps quoting (out of band), BOND goes silent for longer than 30 s
+    move_eq(prices, 132.34, 2, T0 + 40)
+    d = tick(accounts, prices, T0 + 40)
+    assert not d.orders and d.suppressed == 1
+    assert d.statuses[0] == {
+        "status": "suppressed",
+        "evaluated_at": int((T0 + 40) * 1000),
+        "why": "suppressed: quote_stale BOND",
+    }
+    assert accounts.status[0] == Status.SUPPRESSED
+    prices.accept([{"instrument": "BOND", "bid": 49.99, "ask": 50.01, "seq": 2, "ts": bond_ts + 40_000}])
+    (order,) = tick(accounts, prices, T0 + 41).orders
+    assert order.doc["as_of"] == bond_ts + 40_000
+
+
+def test_unmanaged_accounts_and_unowned_accounts_are_not_evaluated() -> None:
+    accounts, prices = market()
+    accounts.apply_position({"account": "U", "instrument": "EQ", "qty": 5.0, "seq": 1, "ts": 1}, 1, T0)
+    accounts.release([0])
+    d = tick(accounts, prices, T0 + 2)
+    assert d.evaluated == 0, "A is not owned, U has no targets"
+    accounts.resume([0])
+    assert tick(accounts, prices, T0 + 2).evaluated == 1
+
+
+def test_prices_drop_replays_within_and_across_batches() -> None:
+    _, prices = market()
+    move_eq(prices, 101.0, 5, T0)
+    move_eq(prices, 90.0, 5, T0)
+    latest = prices.accept(
+        [
+            {"instrument": "EQ", "bid": 1.0, "ask": 1.0, "seq": 4, "ts": 1},
+            {"instrument": "EQ", "bid": 102.0, "ask": 102.0, "seq": 6, "ts": 1},
+            {"instrument": "EQ", "bid": 103.0, "ask": 103.0, "seq": 6, "ts": 1},
+        ]
+    )
+    assert prices.duplicates == 3 and latest["EQ"].bid == 102.0
+    assert np.isclose(prices.book.price("EQ")[0], 102.0)
