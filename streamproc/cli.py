@@ -24,6 +24,12 @@ def _cmd_bench_kernel(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_worker(args: argparse.Namespace) -> int:
+    from streamproc.bench.worker import run
+
+    return run(args)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from streamproc.demo import run
 
@@ -65,6 +71,17 @@ def build_parser() -> argparse.ArgumentParser:
     kernel.add_argument("--loop-sample", type=int, default=20_000, help="accounts timed in the Python loop")
     kernel.add_argument("--out", type=Path, default=Path("bench-results/kernel.json"))
     kernel.set_defaults(func=_cmd_bench_kernel)
+    wbench = bench_sub.add_parser(
+        "worker", help="one real worker's quote and position rates vs a bare consumer"
+    )
+    wbench.add_argument("--accounts", type=int, default=10_000)
+    wbench.add_argument("--holdings", type=int, default=10)
+    wbench.add_argument("--instruments", type=int, default=2_000)
+    wbench.add_argument("--positions", type=int, default=50_000)
+    wbench.add_argument("--quotes", type=int, default=200_000)
+    wbench.add_argument("--partitions", type=int, default=8)
+    wbench.add_argument("--out", type=Path, default=Path("bench-results/worker.json"))
+    wbench.set_defaults(func=_cmd_bench_worker)
     return parser
 
 

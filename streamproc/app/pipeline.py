@@ -205,8 +205,11 @@ class Pipeline:
             if keep:
                 self.accounts.resume(keep)
                 self._reseek |= keep
+            # the agent may already wait on a partition's event: reuse the object, never replace it
+            for p in keep:
+                self.loaded.setdefault(p, asyncio.Event()).set()
             for p in new - keep:
-                self.loaded[p] = asyncio.Event()
+                self.loaded.setdefault(p, asyncio.Event()).clear()
                 self._loading[p] = asyncio.create_task(self._load({p}))
         log.info(
             "partitions assigned",
@@ -225,7 +228,7 @@ class Pipeline:
                 event = self.loaded.get(p)
                 if event is not None and event.is_set():
                     self.suspended.add(p)
-                self.loaded.pop(p, None)
+                    event.clear()
             self.owned -= partitions
             self.accounts.release(partitions)
         log.info("partitions revoked", partitions=sorted(partitions))

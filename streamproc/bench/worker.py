@@ -1,0 +1,203 @@
+"""`streamproc bench worker`: one real worker's ingest rates on this machine, next to a bare aiokafka
+consumer draining the same quotes (the ceiling), measured in one run against the local stack."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+import numpy as np
+import orjson
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from streamproc.app.topics import ensure_topics
+from streamproc.settings import Settings
+
+
+async def _produce(bootstrap: str, records: list[tuple[str, bytes, bytes]]) -> dict[int, tuple[bytes, int]]:
+    """Send records; returns partition -> (key, index) of the last record sent to each partition."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1 << 20, acks=1)
+    await producer.start()
+    last: dict[tuple[str, int], tuple[bytes, int]] = {}
+    try:
+        futures = [await producer.send(t, key=k, value=v) for t, k, v in records]
+        for i, fut in enumerate(futures):
+            meta = await fut
+            last[(meta.topic, meta.partition)] = (records[i][1], i)
+    finally:
+        await producer.stop()
+    return {p: v for (_t, p), v in last.items()}
+
+
+async def _drain(bootstrap: str, topic: str, partitions: int, total: int) -> float:
+    """Seconds a bare consumer takes to fetch ``total`` records of ``topic`` (no decoding)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, max_poll_records=2000)
+    await consumer.start()
+    try:
+        consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
+        await consumer.seek_to_beginning()
+        seen, started = 0, time.perf_counter()
+        while seen < total:
+            batch = await consumer.getmany(timeout_ms=500, max_records=2000)
+            seen += sum(len(v) for v in batch.values())
+        return time.perf_counter() - started
+    finally:
+        await consumer.stop()
+
+
+async def _wait_quotes(client: aioredis.Redis, key: str, end: dict[int, int]) -> None:
+    """Until the stored quote offsets of every partition reach ``end``."""
+    while True:
+        done = {int(k): int(v) for k, v in (await client.hgetall(key)).items()}
+        if all(done.get(p, 0) >= o for p, o in end.items() if o):
+            return
+        await asyncio.sleep(0.005)
+
+
+async def _run(args: Any) -> dict[str, Any]:
+    s = Settings.from_env(None, namespace=f"bench-{int(time.time())}", partitions=args.partitions)
+    t = s.topics
+    admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka_bootstrap_servers)
+    await admin.start()
+    client = aioredis.Redis.from_url(s.redis_url)
+    worker: subprocess.Popen[bytes] | None = None
+    try:
+        await ensure_topics(s, admin)
+        rng = np.random.default_rng(7)
+        instruments = [f"I{i:05d}" for i in range(args.instruments)]
+        now = int(time.time() * 1000)
+        print(
+            f"producing {args.accounts} accounts x {args.holdings} holdings over {args.instruments} instruments ..."
+        )
+        setup: list[tuple[str, bytes, bytes]] = []
+        for i in instruments:
+            doc = {"instrument": i, "bid": 99.99, "ask": 100.01, "seq": 0, "ts": now}
+            setup.append((t.quotes, i.encode(), orjson.dumps(doc)))
+        for a in range(args.accounts):
+            acct = f"A{a:06d}"
+            held = rng.choice(args.instruments, size=args.holdings, replace=False)
+            weights = {instruments[h]: round(0.95 / args.holdings, 6) for h in held}
+            tdoc = {"account": acct, "version": 1, "weights": weights, "ts": now}
+            setup.append((t.targets, acct.encode(), orjson.dumps(tdoc)))
+        await _produce(s.kafka_bootstrap_servers, setup)
+
+        seq = np.zeros(args.accounts, dtype=np.int64)
+        positions = []
+        for n in range(args.positions):
+            a = int(rng.integers(args.accounts))
+            seq[a] += 1
+            doc = {
+                "account": f"A{a:06d}",
+                "instrument": instruments[int(rng.integers(args.instruments))],
+                "qty": float(rng.integers(1, 500)),
+                "seq": int(seq[a]),
+                "ts": now + n,
+            }
+            positions.append((t.positions, doc["account"].encode(), orjson.dumps(doc)))
+        last_pos = await _produce(s.kafka_bootstrap_servers, positions)
+
+        print(f"worker: applying {args.positions} position updates (Redis persistence included) ...")
+        env = {
+            **os.environ,
+            "STREAMPROC_NAMESPACE": s.namespace,
+            "STREAMPROC_PARTITIONS": str(args.partitions),
+        }
+        env["STREAMPROC_LOG_LEVEL"] = "warning"
+        worker = subprocess.Popen([sys.executable, "-m", "streamproc", "worker"], env=env)
+        first: float | None = None
+        pending = {p: (k.decode(), orjson.loads(positions[i][2])["seq"]) for p, (k, i) in last_pos.items()}
+        while pending:
+            for p, (acct, want) in list(pending.items()):
+                got = await client.hget(f"{s.redis_prefix}acct:{{{acct}}}", "seq")
+                if got is not None and first is None:
+                    first = time.perf_counter()
+                if got is not None and int(got) >= want:
+                    del pending[p]
+            await asyncio.sleep(0.005)
+        assert first is not None
+        positions_s = time.perf_counter() - first
+
+        # Pause the worker while the quotes are produced, so it then faces them as a backlog with its
+        # evaluator running: its rate is measured, not the producer's.
+        worker.send_signal(signal.SIGSTOP)
+        print(f"worker: ingesting {args.quotes} quotes with evaluation ...")
+        quotes = []
+        qseq = np.zeros(args.instruments, dtype=np.int64)
+        for _ in range(args.quotes):
+            i = int(rng.integers(args.instruments))
+            qseq[i] += 1
+            mid = 100.0 * (1 + 0.001 * float(rng.standard_normal()))
+            doc = {
+                "instrument": instruments[i],
+                "bid": round(mid - 0.01, 4),
+                "ask": round(mid + 0.01, 4),
+                "seq": int(qseq[i]),
+                "ts": int(time.time() * 1000),
+            }
+            quotes.append((t.quotes, instruments[i].encode(), orjson.dumps(doc)))
+        await _produce(s.kafka_bootstrap_servers, quotes)
+        consumer = AIOKafkaConsumer(bootstrap_servers=s.kafka_bootstrap_servers, group_id=None)
+        await consumer.start()
+        end = await consumer.end_offsets([TopicPartition(t.quotes, p) for p in range(args.partitions)])
+        await consumer.stop()
+        key = f"{s.redis_prefix}offsets:quotes"
+        before = sum(int(v) for v in (await client.hgetall(key)).values())
+        started = time.perf_counter()
+        worker.send_signal(signal.SIGCONT)
+        await _wait_quotes(client, key, {tp.partition: o for tp, o in end.items()})
+        quotes_s = time.perf_counter() - started
+        quotes_n = sum(end.values()) - before
+        worker.terminate()
+        worker.wait(timeout=30)
+        worker = None
+
+        print("bare aiokafka consumer: draining the same quotes topic ...")
+        total = sum(end.values())
+        drain_s = await _drain(s.kafka_bootstrap_servers, t.quotes, args.partitions, total)
+        out = {
+            "accounts": args.accounts,
+            "holdings": args.holdings,
+            "instruments": args.instruments,
+            "positions": args.positions,
+            "positions_per_s": round(args.positions / positions_s),
+            "quotes_measured": quotes_n,
+            "worker_quotes_per_s": round(quotes_n / quotes_s),
+            "bare_consumer_quotes_per_s": round(total / drain_s),
+        }
+        out["worker_vs_bare"] = round(out["worker_quotes_per_s"] / out["bare_consumer_quotes_per_s"], 3)
+        return out
+    finally:
+        if worker is not None:
+            worker.terminate()
+            worker.wait(timeout=30)
+        keys = [k async for k in client.scan_iter(match=f"{s.namespace}:*", count=5000)]
+        for i in range(0, len(keys), 5000):
+            await client.delete(*keys[i : i + 5000])
+        await client.aclose()
+        mine = [x for x in await admin.list_topics() if x.startswith(f"{s.namespace}.")]
+        if mine:
+            await admin.delete_topics(mine)
+        await admin.close()
+
+
+def run(args: Any) -> int:
+    """Entry point of `streamproc bench worker`."""
+    figures = asyncio.run(_run(args))
+    print()
+    print(f"{'measure':<44}{'value':>14}")
+    print(f"{'position updates applied + persisted / s':<44}{figures['positions_per_s']:>14,}")
+    print(f"{'quotes ingested + evaluated / s (worker)':<44}{figures['worker_quotes_per_s']:>14,}")
+    print(f"{'quotes fetched / s (bare aiokafka consumer)':<44}{figures['bare_consumer_quotes_per_s']:>14,}")
+    print(f"{'worker / bare':<44}{figures['worker_vs_bare']:>14.2f}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(figures, indent=2))
+    print(f"written to {args.out}")
+    return 0
