@@ -75,7 +75,8 @@ async def _run(args: Any) -> dict[str, Any]:
         instruments = [f"I{i:05d}" for i in range(args.instruments)]
         now = int(time.time() * 1000)
         print(
-            f"producing {args.accounts} accounts x {args.holdings} holdings over {args.instruments} instruments ..."
+            f"producing {args.accounts} accounts x {args.holdings} holdings "
+            f"over {args.instruments} instruments ..."
         )
         setup: list[tuple[str, bytes, bytes]] = []
         for i in instruments:
