@@ -30,14 +30,6 @@ class Topics:
     alerts: str
     deadletter: str
 
-    def inputs(self) -> tuple[str, ...]:
-        """The topics the pipeline consumes."""
-        return (self.quotes, self.positions, self.targets, self.instruments)
-
-    def all(self) -> tuple[str, ...]:
-        """Every topic the pipeline reads or writes."""
-        return tuple(getattr(self, f.name) for f in fields(self))
-
     def logical(self, physical: str) -> str:
         """The wire-contract name (``quotes``) of a physical topic name."""
         for f in fields(self):

@@ -42,10 +42,6 @@ class Record:
     value: bytes | None
 
 
-class Stats(Counter[str]):
-    """Counters of what the worker did (exported as metrics by the operability issue)."""
-
-
 class Pipeline:
     """Everything one worker does, driven by Faust (account partitions) and its own price-feed consumer."""
 
@@ -61,7 +57,7 @@ class Pipeline:
         )
         self.prices = Prices(self.book, max_age_s=settings.quote_max_age_s)
         self.limits = LegLimits()
-        self.stats = Stats()
+        self.stats: Counter[str] = Counter()  # what the worker did (metrics arrive with #6)
         self.lock = asyncio.Lock()  # one evaluation / rebalance step at a time
         self.owned: set[int] = set()  # account partitions assigned to this worker
         self.suspended: set[int] = set()  # revoked but still in memory (reused if assigned back)
@@ -112,13 +108,9 @@ class Pipeline:
     def owns_input(self, partition: int) -> bool:
         """Whether this worker answers for a quotes/instruments partition (dead letters, stored quotes):
         the owner of account partition ``partition mod N``, so exactly one worker does."""
-        return (
-            partition % self.partitions["positions"] in self.owned
-            and partition % self.partitions["positions"] in self._loaded_set()
-        )
-
-    def _loaded_set(self) -> set[int]:
-        return {p for p, e in self.loaded.items() if e.is_set()}
+        p = partition % self.partitions["positions"]
+        event = self.loaded.get(p)
+        return p in self.owned and event is not None and event.is_set()
 
     # ---- dead letters ------------------------------------------------------------------------
 

@@ -156,10 +156,6 @@ class Store:
 
         await self.retry("record orders", op)
 
-    async def emitted(self, account: str) -> set[str]:
-        """Every event_id recorded as published for an account."""
-        return {m.decode() for m in await self.redis.smembers(self.keys.emitted(account))}
-
     async def order_offsets(self) -> dict[int, int]:
         """Orders partition -> offset where the recovery scan starts."""
         raw = await self.retry("order offsets", lambda: self.redis.hgetall(self.keys.order_offsets))

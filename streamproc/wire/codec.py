@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 import orjson
 
+from streamproc.core.book import CASH
 from streamproc.wire.contract import Contract, SchemaViolation
 
 _WEIGHT_SUM_TOLERANCE = 1e-9
-CASH = "CASH"
 _KEY_FIELD = {
     "quotes": "instrument",
     "positions": "account",

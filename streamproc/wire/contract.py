@@ -10,7 +10,6 @@ import fastjsonschema
 import orjson
 
 TOPICS = ("quotes", "positions", "targets", "instruments", "orders", "alerts", "deadletter")
-_BASE = "https://streamproc.dev/schemas/v1/"
 
 
 class SchemaViolation(ValueError):
@@ -61,8 +60,3 @@ class Contract:
     def examples(self, topic: str) -> list[Any]:
         """The schema's own examples (each must validate)."""
         return list(self.schemas[topic].get("examples", []))
-
-    @property
-    def base_uri(self) -> str:
-        """Where the schemas' ``$id``s live."""
-        return _BASE
