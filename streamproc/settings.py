@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -31,11 +32,13 @@ class Topics:
     deadletter: str
 
     def logical(self, physical: str) -> str:
-        """The wire-contract name (``quotes``) of a physical topic name."""
-        for f in fields(self):
-            if getattr(self, f.name) == physical:
-                return f.name
-        raise KeyError(physical)
+        """The wire-contract name (``quotes``) of a physical topic name (called per record: cached)."""
+        return _logical_names(self)[physical]
+
+
+@functools.cache
+def _logical_names(topics: Topics) -> dict[str, str]:
+    return {getattr(topics, f.name): f.name for f in fields(topics)}
 
 
 def _positive_int(raw: str) -> int:

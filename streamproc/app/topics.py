@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streamproc.settings import Settings
 
 # Co-partitioned by account: the owner of partition p of positions and targets publishes p of orders.
 CO_PARTITIONED = ("positions", "targets", "orders")
+_METADATA_WAIT_S = 15.0
 _CONFIGS = {"instruments": {"cleanup.policy": "compact"}}
 
 
@@ -36,11 +40,19 @@ async def ensure_topics(settings: Settings, admin: AIOKafkaAdminClient) -> dict[
                 for n in missing
             ]
         )
-    described = await admin.describe_topics(list(names.values()))
-    counts = {topics.logical(d["topic"]): len(d["partitions"]) for d in described if not d.get("error_code")}
-    lacking = [n for n in names if counts.get(n, 0) == 0]
-    if lacking:
-        raise TopicError(f"topics {', '.join(names[n] for n in lacking)} are not available on the broker")
+    # a topic just created takes a moment to appear in metadata: poll for it, briefly
+    deadline = time.monotonic() + _METADATA_WAIT_S
+    while True:
+        described = await admin.describe_topics(list(names.values()))
+        counts = {
+            topics.logical(d["topic"]): len(d["partitions"]) for d in described if not d.get("error_code")
+        }
+        lacking = [n for n in names if counts.get(n, 0) == 0]
+        if not lacking:
+            break
+        if time.monotonic() > deadline:
+            raise TopicError(f"topics {', '.join(names[n] for n in lacking)} are not available on the broker")
+        await asyncio.sleep(0.2)
     sizes = {names[n]: counts[n] for n in CO_PARTITIONED}
     if len(set(sizes.values())) != 1:
         raise TopicError(

@@ -143,6 +143,9 @@ class Store:
     ) -> None:
         """After publication: each (account, event_id, order json, extra account fields) becomes the
         account's last order and joins its emitted set; ``offsets`` advance the orders scan start."""
+        orders = list(orders)
+        if not orders and not offsets:
+            return
 
         async def op() -> None:
             async with self.redis.pipeline(transaction=False) as pipe:
@@ -156,10 +159,13 @@ class Store:
 
         await self.retry("record orders", op)
 
+    async def _offsets(self, key: str) -> dict[int, int]:
+        """A partition -> offset hash."""
+        return {int(k): int(v) for k, v in (await self.redis.hgetall(key)).items()}
+
     async def order_offsets(self) -> dict[int, int]:
         """Orders partition -> offset where the recovery scan starts."""
-        raw = await self.retry("order offsets", lambda: self.redis.hgetall(self.keys.order_offsets))
-        return {int(k): int(v) for k, v in raw.items()}
+        return await self.retry("order offsets", lambda: self._offsets(self.keys.order_offsets))
 
     async def claim(self, partitions: Iterable[int], token: str) -> dict[int, str | None]:
         """Mark this worker as the partitions' owner; returns the previous owner tokens."""
@@ -187,7 +193,7 @@ class Store:
         quotes are at least as new as the offsets say (replaying from them loses nothing)."""
 
         async def op() -> tuple[dict[int, int], dict[str, StoredQuote]]:
-            offsets = {int(k): int(v) for k, v in (await self.redis.hgetall(self.keys.quote_offsets)).items()}
+            offsets = await self._offsets(self.keys.quote_offsets)
             names = sorted(m.decode() for m in await self.redis.smembers(self.keys.quote_instruments))
             quotes: dict[str, StoredQuote] = {}
             for start in range(0, len(names), _CHUNK):
@@ -223,5 +229,4 @@ class Store:
 
     async def quote_offsets(self) -> dict[int, int]:
         """Quotes partition -> next offset the stored quotes reflect."""
-        raw = await self.retry("quote offsets", lambda: self.redis.hgetall(self.keys.quote_offsets))
-        return {int(k): int(v) for k, v in raw.items()}
+        return await self.retry("quote offsets", lambda: self._offsets(self.keys.quote_offsets))
