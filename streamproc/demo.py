@@ -61,6 +61,7 @@ async def _run(s: Settings, log_path: Path) -> int:
     t = s.topics
     env = {**os.environ, "STREAMPROC_NAMESPACE": s.namespace, "STREAMPROC_LOG_FORMAT": "json"}
     env.setdefault("STREAMPROC_ORDER_SETTLE_S", "0.3")
+    env.setdefault("STREAMPROC_OUTLIER_MOVE_BY_TIER", "micro=0.5")  # microcaps move more than 20% for real
     with log_path.open("wb") as out:
         worker = subprocess.Popen(
             [sys.executable, "-m", "streamproc", "worker"], env=env, stdout=out, stderr=out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+INPUT_TOPICS = ("quotes", "positions", "targets", "instruments")
 _NAMESPACE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,6 +62,41 @@ def _positive_float(raw: str) -> float:
     if not value > 0:
         raise ValueError("must be a number > 0")
     return value
+
+
+def _fraction(raw: str) -> float:
+    value = float(raw)
+    if not 0 < value <= 1:
+        raise ValueError("must be a fraction in (0, 1]")
+    return value
+
+
+def _pairs(raw: str, what: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for item in (p.strip() for p in raw.split(",")):
+        if not item:
+            continue
+        name, sep, value = item.partition("=")
+        try:
+            number = float(value) if sep and name.strip() else math.nan
+        except ValueError:
+            number = math.nan
+        if not number >= 0:
+            raise ValueError(f"{item!r} is not {what}=<number >= 0>; write e.g. {what}=60,other=120")
+        out[name.strip()] = number
+    return out
+
+
+def _per_tier(raw: str) -> dict[str, float]:
+    return {k: v for k, v in _pairs(raw, "tier").items() if v > 0}
+
+
+def _topic_seconds(raw: str) -> dict[str, float]:
+    values = _pairs(raw, "topic")
+    unknown = sorted(set(values) - set(INPUT_TOPICS))
+    if unknown:
+        raise ValueError(f"unknown topic {', '.join(unknown)}: use {', '.join(INPUT_TOPICS)}")
+    return {k: v for k, v in values.items() if v > 0}
 
 
 def _port(raw: str) -> int:
@@ -125,6 +162,55 @@ SPEC: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
     ),
     "eval_interval_ms": ("STREAMPROC_EVAL_INTERVAL_MS", "50", _positive_int, "evaluation cadence"),
     "quote_max_age_s": ("STREAMPROC_QUOTE_MAX_AGE_S", "30", _positive_float, "older quotes are stale"),
+    "quote_max_age_by_tier": (
+        "STREAMPROC_QUOTE_MAX_AGE_BY_TIER",
+        "",
+        _per_tier,
+        "max quote age per tier, e.g. `micro=120,bond=300` (an instrument's `max_quote_age_s` wins)",
+    ),
+    "outlier_move": (
+        "STREAMPROC_OUTLIER_MOVE",
+        "0.2",
+        _positive_float,
+        "a mid moving more than this fraction from the last applied one is held until the next quote",
+    ),
+    "outlier_move_by_tier": (
+        "STREAMPROC_OUTLIER_MOVE_BY_TIER",
+        "",
+        _per_tier,
+        "outlier threshold per tier, e.g. `micro=0.4`",
+    ),
+    "feed_silent_s": (
+        "STREAMPROC_FEED_SILENT_S",
+        "quotes=10",
+        _topic_seconds,
+        "per input topic, seconds without a new record (after it was live) before `feed_silent` fires",
+    ),
+    "position_gap_timeout_s": (
+        "STREAMPROC_POSITION_GAP_TIMEOUT_S",
+        "0",
+        _non_negative_float,
+        "lift a position-gap quarantine after this long; 0: only `streamproc reconcile` lifts it",
+    ),
+    "storm_share": (
+        "STREAMPROC_STORM_SHARE",
+        "0.2",
+        _fraction,
+        "share of a worker's accounts newly breaching within the storm window that holds all orders",
+    ),
+    "storm_window_s": ("STREAMPROC_STORM_WINDOW_S", "10", _positive_float, "breach storm window"),
+    "storm_min_accounts": (
+        "STREAMPROC_STORM_MIN_ACCOUNTS",
+        "50",
+        _positive_int,
+        "fewer new breaches than this in the window are never a storm",
+    ),
+    "deadletter_rate_per_min": (
+        "STREAMPROC_DEADLETTER_RATE_PER_MIN",
+        "100",
+        _positive_int,
+        "dead letters in the last minute above which `deadletter_rate` fires",
+    ),
     "order_cooldown_s": (
         "STREAMPROC_ORDER_COOLDOWN_S",
         "300",
@@ -164,6 +250,15 @@ class Settings:
     group_id: str
     eval_interval_ms: int
     quote_max_age_s: float
+    quote_max_age_by_tier: dict[str, float]
+    outlier_move: float
+    outlier_move_by_tier: dict[str, float]
+    feed_silent_s: dict[str, float]
+    position_gap_timeout_s: float
+    storm_share: float
+    storm_window_s: float
+    storm_min_accounts: int
+    deadletter_rate_per_min: int
     order_cooldown_s: float
     order_settle_s: float
     session_timeout_s: float

@@ -8,10 +8,16 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
+import orjson
 
 from streamproc.core import Band, Book, Mode
+from streamproc.core.alerts import Episode, Key, episode_id
+from streamproc.core.gaps import SeqGaps
 from streamproc.core.types import F64, I64, Bool
 from streamproc.state.store import AccountRecord
+
+# what ``apply_position`` did: dropped a replay, applied, filled a gap (qty applied / already superseded)
+REPLAY, APPLIED, FILLED, FILLED_SUPERSEDED = 0, 1, 2, 3
 
 
 def _band(doc: Mapping[str, Any] | None) -> Band | None:
@@ -55,6 +61,9 @@ class Accounts:
         self.last_order: dict[int, str] = {}  # row -> event_id of the last order published
         self.targets_doc: dict[int, dict[str, Any]] = {}
         self.dirty: set[int] = set()
+        self.gaps: dict[int, SeqGaps] = {}  # quarantined rows: missing position seqs
+        self.gap_episodes: dict[int, Episode] = {}
+        self.closed: list[Episode] = []  # position_gap episodes ended since the last drain
 
     def __len__(self) -> int:
         return self.book.n_accounts
@@ -83,18 +92,96 @@ class Accounts:
 
     # ---- input records -----------------------------------------------------------------------
 
-    def apply_position(self, doc: Mapping[str, Any], partition: int, now: float) -> bool:
-        """Apply a validated position record; False when its seq was already applied (a replay)."""
-        r = self.row(doc["account"])
-        seq = int(doc["seq"])
-        if seq <= self.seq[r]:
-            return False
-        self.book.set_holding(doc["account"], doc["instrument"], float(doc["qty"]))
+    def apply_position(self, doc: Mapping[str, Any], partition: int, now: float) -> int:
+        """Apply a validated position record: APPLIED; FILLED when it is a late record of a gap
+        (FILLED_SUPERSEDED when a newer record of the instrument was applied since); REPLAY when its seq
+        was already applied. A seq jump quarantines the account (``position_gap``) until the gap is
+        filled or cleared."""
+        account, inst = doc["account"], doc["instrument"]
+        r = self.row(account)
+        seq, last = int(doc["seq"]), int(self.seq[r])
+        gaps = self.gaps.get(r)
+        if seq <= last:
+            if gaps is None or not gaps.fill(seq):
+                return REPLAY
+            done = FILLED_SUPERSEDED
+            if gaps.newest.get(inst, -1) < seq:
+                self.book.set_holding(account, inst, float(doc["qty"]))
+                gaps.newest[inst] = seq
+                done = FILLED
+            if not gaps.ranges:
+                self.clear_gap(r, filled_at_seq=seq)
+            self._settle(r, now)
+            return done
+        if last >= 0 and seq > last + 1:
+            if gaps is None:
+                gaps = self.gaps[r] = SeqGaps()
+                subject = ("account", account)
+                self.gap_episodes[r] = Episode(
+                    "position_gap",
+                    subject,
+                    episode_id("position_gap", subject, last + 1),
+                    int(doc["ts"]),
+                    {"missing_from": last + 1, "missing_to": seq - 1, "seq": seq},
+                )
+            gaps.add(last + 1, seq - 1)
+        if gaps is not None:
+            gaps.newest[inst] = seq
+        self.book.set_holding(account, inst, float(doc["qty"]))
         self.seq[r] = seq
         self.pts[r] = max(int(self.pts[r]), int(doc["ts"]))
         self.part[r], self.owned[r] = partition, True
         self._settle(r, now)
+        return APPLIED
+
+    def clear_gap(self, r: int, **resolution: Any) -> bool:
+        """Lift row r's quarantine (gap filled, reconciled or timed out); False if it had none."""
+        if self.gaps.pop(r, None) is None:
+            return False
+        ep = self.gap_episodes.pop(r)
+        self.closed.append(Episode(ep.type, ep.subject, ep.id, ep.since_ms, {**ep.details, **resolution}))
+        self.dirty.add(r)
         return True
+
+    def gap_field(self, r: int) -> bytes:
+        """The stored ``gap`` field of row r (empty when not quarantined)."""
+        gaps = self.gaps.get(r)
+        if gaps is None:
+            return b""
+        ep = self.gap_episodes[r]
+        return orjson.dumps({**gaps.to_json(), "id": ep.id, "since_ms": ep.since_ms, "details": ep.details})
+
+    def _restore_gap(self, r: int, account: str, doc: Mapping[str, Any] | None) -> None:
+        self.gaps.pop(r, None)
+        self.gap_episodes.pop(r, None)
+        if doc:
+            self.gaps[r] = SeqGaps.from_json(doc)
+            subject = ("account", account)
+            self.gap_episodes[r] = Episode(
+                "position_gap", subject, doc["id"], doc["since_ms"], doc["details"]
+            )
+
+    def quarantined(self, rows: I64) -> Bool:
+        """Per row of ``rows``: is the account quarantined by a position gap."""
+        if not self.gaps:
+            return np.zeros(len(rows), dtype=bool)
+        out: Bool = np.isin(rows, np.fromiter(self.gaps, dtype=np.int64, count=len(self.gaps)))
+        return out
+
+    def gap_why(self, r: int) -> str:
+        """Why row r is quarantined, for its drift status."""
+        ranges = self.gaps[r].ranges
+        shown = ", ".join(f"{lo}-{hi}" if hi > lo else str(lo) for lo, hi in ranges[:5])
+        return f"position_gap seq {shown}" + (" ..." if len(ranges) > 5 else "")
+
+    def open_gap_episodes(self) -> dict[Key, Episode]:
+        """Ongoing position_gap episodes of owned accounts."""
+        return {ep.key: ep for r, ep in self.gap_episodes.items() if self.owned[r]}
+
+    def drain_closed(self) -> list[Episode]:
+        """position_gap episodes that ended since the last call."""
+        out, self.closed = self.closed, []
+        return out
 
     def apply_targets(self, doc: Mapping[str, Any], partition: int, now: float) -> bool:
         """Apply a validated targets record; False when its version is not newer. ValueError if unusable."""
@@ -153,6 +240,7 @@ class Accounts:
                 self.tver[r] = -1
                 self.targets_doc.pop(r, None)
             self.restore_order(r, rec.order, now)
+            self._restore_gap(r, rec.account, rec.gap)
         self.owned[rows] = True
         self.dirty.update(rows.tolist())
         return rows
@@ -181,6 +269,22 @@ class Accounts:
         """Rows of accounts whose records live in these partitions."""
         n = len(self)
         out: I64 = np.flatnonzero(np.isin(self.part[:n], list(partitions)))
+        return out
+
+    def owned_rows(self) -> I64:
+        """Rows of the accounts this worker evaluates."""
+        out: I64 = np.flatnonzero(self.owned[: len(self)])
+        return out
+
+    def tracked(self) -> int:
+        """Owned accounts with targets (the ones that can breach)."""
+        n = len(self)
+        return int(np.count_nonzero(self.owned[:n] & (self.tver[:n] >= 0)))
+
+    def rows_with_status(self, status: int) -> I64:
+        """Owned rows whose last drift status is ``status``."""
+        n = len(self)
+        out: I64 = np.flatnonzero(self.owned[:n] & (self.status[:n] == status))
         return out
 
     def release(self, partitions: Iterable[int]) -> None:

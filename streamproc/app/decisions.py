@@ -34,6 +34,10 @@ class Status(IntEnum):
     ORDERED = 1  # breached; an order was published
     UNTRADABLE = 2  # breached, but no leg survived lots, minimum notional or spread limits
     SUPPRESSED = 3  # not evaluated: a held or targeted instrument's price is missing, stale, ...
+    HELD = 4  # breached, but orders are held by a breach storm until an operator releases them
+
+
+_BREACHED = (Status.ORDERED, Status.UNTRADABLE, Status.HELD)
 
 
 @dataclass(slots=True)
@@ -56,6 +60,19 @@ class Decisions:
     orders: list[Draft] = field(default_factory=list)
     statuses: dict[int, dict[str, Any]] = field(default_factory=dict)  # row -> drift document
     suppressed: int = 0
+    new_breaches: int = 0  # accounts breaching now that were not in the previous pass
+
+    def hold(self, accounts: Accounts, now_ms: int) -> int:
+        """A breach storm: turn this pass's orders into HELD statuses; returns how many were held."""
+        for d in self.orders:
+            accounts.status[d.row] = Status.HELD
+            self.statuses[d.row] = _held_doc(now_ms)
+        held, self.orders = len(self.orders), []
+        return held
+
+
+def _held_doc(now_ms: int) -> dict[str, Any]:
+    return {"status": "held", "why": "held: breach_storm (streamproc storm release)", "evaluated_at": now_ms}
 
 
 def _weights(book_ids: Any, instruments: Any, weights: Any, cash_weight: float) -> dict[str, float]:
@@ -68,11 +85,12 @@ def _weights(book_ids: Any, instruments: Any, weights: Any, cash_weight: float) 
     return out
 
 
-def _suppressed_why(accounts: Accounts, ev: Evaluation, j: int) -> str:
-    if ev.status[j] & PriceFlag.EMPTY_ACCOUNT:
+def suppressed_why(accounts: Accounts, ev: Evaluation, j: int, quarantined: bool) -> str:
+    """Why row j of ``ev`` is suppressed: ``suppressed: quote_stale EQ, position_gap seq 4``."""
+    if ev.status[j] & PriceFlag.EMPTY_ACCOUNT and not quarantined:
         return "empty account: value <= 0"
     book = accounts.book
-    parts = []
+    parts = [accounts.gap_why(int(ev.rows[j]))] if quarantined else []
     for i in ev.instruments[j].tolist():
         if i < 0:
             continue
@@ -82,21 +100,26 @@ def _suppressed_why(accounts: Accounts, ev: Evaluation, j: int) -> str:
     return "suppressed: " + ", ".join(parts)
 
 
-def decide(accounts: Accounts, prices: Prices, rows: I64, now: float, limits: LegLimits) -> Decisions:
+def decide(
+    accounts: Accounts, prices: Prices, rows: I64, now: float, limits: LegLimits, *, hold: bool = False
+) -> Decisions:
     """Evaluate ``rows`` in one vectorized pass; plan legs for the breaching ones; draft orders with
-    deterministic event ids; report drift statuses that changed."""
+    deterministic event ids (none while ``hold``: a breach storm); report drift statuses that changed.
+    Quarantined accounts (position gaps) and ones with a flagged price are suppressed."""
     out = Decisions(evaluated=int(rows.size))
     if rows.size == 0:
         return out
     book = accounts.book
     ev = book.evaluate(rows)
     now_ms = int(now * 1000)
+    quarantined = accounts.quarantined(rows)
     codes = np.full(rows.size, Status.OK, dtype=np.int64)
-    codes[~ev.evaluable] = Status.SUPPRESSED
-    out.suppressed = int((~ev.evaluable).sum())
-    breaching = np.flatnonzero(ev.breaching)
-    codes[breaching] = Status.UNTRADABLE
-    plan = book.plan(ev, limits) if breaching.size else None
+    suppressed = ~ev.evaluable | quarantined
+    codes[suppressed] = Status.SUPPRESSED
+    out.suppressed = int(suppressed.sum())
+    breaching = np.flatnonzero(ev.breaching & ~quarantined)
+    codes[breaching] = Status.HELD if hold else Status.UNTRADABLE
+    plan = book.plan(ev.take(breaching), limits) if breaching.size and not hold else None
     if plan is not None:
         br = ev.take(breaching)
         worst = br.worst_slot()
@@ -110,13 +133,17 @@ def decide(accounts: Accounts, prices: Prices, rows: I64, now: float, limits: Le
             out.orders.append(
                 _draft(accounts, br, plan, j, r, int(worst[j]), int(as_of[j]), float(cash_after_w[j]), now_ms)
             )
-    changed = np.flatnonzero(codes != accounts.status[rows])
+    before = accounts.status[rows]
+    out.new_breaches = int(np.count_nonzero(np.isin(codes, _BREACHED) & ~np.isin(before, _BREACHED)))
+    changed = np.flatnonzero(codes != before)
     for j in changed.tolist():
         r = int(rows[j])
         code = Status(int(codes[j]))
         doc: dict[str, Any] = {"status": code.name.lower(), "evaluated_at": now_ms}
-        if code == Status.SUPPRESSED:
-            doc["why"] = _suppressed_why(accounts, ev, j)
+        if code == Status.HELD:
+            doc = _held_doc(now_ms)
+        elif code == Status.SUPPRESSED:
+            doc["why"] = suppressed_why(accounts, ev, j, bool(quarantined[j]))
         else:
             value = float(ev.value[j])
             doc["weights"] = _weights(

@@ -4,11 +4,12 @@ order publication with recovery, and partition ownership. The Faust wiring is in
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,11 +17,16 @@ import orjson
 import redis.asyncio as aioredis
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.partitioner import murmur2
 
-from streamproc.app.accounts import Accounts
-from streamproc.app.decisions import Draft, decide
+from streamproc.app.accounts import APPLIED, FILLED_SUPERSEDED, REPLAY, Accounts
+from streamproc.app.alerting import Alerter
+from streamproc.app.decisions import Draft, Status, decide
 from streamproc.app.prices import Prices
+from streamproc.app.watch import Watch
 from streamproc.core import Book, LegLimits
+from streamproc.core.alerts import Subject
+from streamproc.core.book import CASH
 from streamproc.settings import Settings
 from streamproc.state.store import Store, StoredQuote
 from streamproc.wire.codec import Rejected, deadletter, decode
@@ -55,9 +61,20 @@ class Pipeline:
         self.accounts = Accounts(
             self.book, cooldown_s=settings.order_cooldown_s, settle_s=settings.order_settle_s
         )
-        self.prices = Prices(self.book, max_age_s=settings.quote_max_age_s)
+        self.prices = Prices(
+            self.book,
+            max_age_s=settings.quote_max_age_s,
+            outlier_move=settings.outlier_move,
+            max_age_by_tier=settings.quote_max_age_by_tier,
+            outlier_by_tier=settings.outlier_move_by_tier,
+        )
         self.limits = LegLimits()
         self.stats: Counter[str] = Counter()  # what the worker did (metrics arrive with #6)
+        self.alerter = Alerter(
+            lambda: self._store, lambda: self._producer, self.topics.alerts, self.owns_subject, self.stats
+        )
+        self.watch = Watch(settings)
+        self.feed_ready_ms: int | None = None
         self.lock = asyncio.Lock()  # one evaluation / rebalance step at a time
         self.owned: set[int] = set()  # account partitions assigned to this worker
         self.suspended: set[int] = set()  # revoked but still in memory (reused if assigned back)
@@ -65,6 +82,7 @@ class Pipeline:
         self._loading: dict[int, asyncio.Task[None]] = {}
         self._reseek: set[int] = set()
         self.feed_ready = asyncio.Event()
+        self._referenced_sent: set[str] = set()  # instruments already added to the Redis ``held`` set
         self.redis: aioredis.Redis | None = None
         self.store: Store | None = None
         self.producer: AIOKafkaProducer | None = None
@@ -105,12 +123,30 @@ class Pipeline:
         assert self.producer is not None, "Pipeline.start() first"
         return self.producer
 
+    def owns_partition(self, p: int) -> bool:
+        """Whether account partition ``p`` is assigned to this worker and loaded."""
+        event = self.loaded.get(p)
+        return p in self.owned and event is not None and event.is_set()
+
     def owns_input(self, partition: int) -> bool:
         """Whether this worker answers for a quotes/instruments partition (dead letters, stored quotes):
         the owner of account partition ``partition mod N``, so exactly one worker does."""
-        p = partition % self.partitions["positions"]
-        event = self.loaded.get(p)
-        return p in self.owned and event is not None and event.is_set()
+        return self.owns_partition(partition % self.partitions["positions"])
+
+    def owns_subject(self, subject: Subject) -> bool:
+        """Whether this worker announces alerts about ``subject``: an instrument's quotes partition
+        owner, an account's owner, and for topics the owner of account partition 0."""
+        kind, ident = subject
+        if kind == "instrument":
+            return self.owns_input(_partition_of(ident, self.partitions["quotes"]))
+        if kind == "account":
+            r = self.book.accounts.get(ident)
+            return (
+                r is not None
+                and r < len(self.accounts.part)
+                and self.owns_partition(int(self.accounts.part[r]))
+            )
+        return self.owns_partition(0)
 
     # ---- dead letters ------------------------------------------------------------------------
 
@@ -149,6 +185,7 @@ class Pipeline:
         dead: list[tuple[Record, Rejected]] = []
         fields: dict[str, dict[str, Any]] = {}
         parts: dict[str, int] = {}
+        referenced: set[str] = set()
         accounts = self.accounts
         for rec in records:
             logical = self.topics.logical(rec.topic)
@@ -158,14 +195,21 @@ class Pipeline:
                 continue
             account = doc["account"]
             if logical == "positions":
-                if not accounts.apply_position(doc, rec.partition, now):
+                done = accounts.apply_position(doc, rec.partition, now)
+                if done == REPLAY:
                     self.stats["positions.replayed"] += 1
                     continue
-                self.stats["positions.applied"] += 1
+                self.stats["positions.applied" if done == APPLIED else "positions.gap_filled"] += 1
                 f = fields.setdefault(account, {})
                 inst = doc["instrument"]
-                f["cash" if inst == "CASH" else f"q:{inst}"] = float(doc["qty"])
-                f["seq"], f["pts"] = doc["seq"], int(accounts.pts[accounts.row(account)])
+                r = accounts.row(account)
+                if inst != CASH and float(doc["qty"]) > 0:
+                    referenced.add(inst)
+                if done != FILLED_SUPERSEDED:
+                    f["cash" if inst == CASH else f"q:{inst}"] = float(doc["qty"])
+                f["seq"], f["pts"] = int(accounts.seq[r]), int(accounts.pts[r])
+                if done != APPLIED or r in accounts.gaps:
+                    f["gap"] = accounts.gap_field(r)
             else:
                 try:
                     applied = accounts.apply_targets(doc, rec.partition, now)
@@ -178,10 +222,12 @@ class Pipeline:
                 self.stats["targets.applied"] += 1
                 f = fields.setdefault(account, {})
                 f["targets"] = orjson.dumps(doc)
+                referenced.update(i for i, w in doc["weights"].items() if float(w) > 0)
             f["part"] = rec.partition
             parts[account] = rec.partition
         await self._dead_letters(dead)
-        await self._store.write_accounts(fields, parts)
+        await self._store.write_accounts(fields, parts, referenced - self._referenced_sent)
+        self._referenced_sent |= referenced
 
     # ---- partition ownership -----------------------------------------------------------------
 
@@ -200,6 +246,7 @@ class Pipeline:
             # the agent may already wait on a partition's event: reuse the object, never replace it
             for p in keep:
                 self.loaded.setdefault(p, asyncio.Event()).set()
+            self.alerter.stale = True
             for p in new - keep:
                 self.loaded.setdefault(p, asyncio.Event()).clear()
                 self._loading[p] = asyncio.create_task(self._load({p}))
@@ -239,6 +286,7 @@ class Pipeline:
                 self.loaded[p].set()
                 self._loading.pop(p, None)
             self._reseek |= partitions
+            self.alerter.stale = True
         log.info(
             "partitions loaded",
             partitions=sorted(partitions),
@@ -329,6 +377,7 @@ class Pipeline:
                 if not self.feed_ready.is_set():
                     waiting = {tp for tp in waiting if await consumer.position(tp) < end[tp]}
                     if not waiting:
+                        self.feed_ready_ms = int(time.time() * 1000)
                         self.feed_ready.set()
                         log.info("price feed caught up", instruments=self.book.n_instruments)
         finally:
@@ -366,7 +415,9 @@ class Pipeline:
                 if isinstance(doc, Rejected):
                     if owner:
                         dead.append((Record(tp.topic, tp.partition, r.offset, r.key, r.value), doc))
-                    continue
+                    if doc.doc is None or logical != "quotes":
+                        continue
+                    doc = doc.doc  # crossed or non-positive: the quote checks flag the instrument
                 if logical == "quotes":
                     accepted.append(doc)
                 else:
@@ -374,8 +425,8 @@ class Pipeline:
             if logical == "quotes":
                 before = self.prices.duplicates
                 latest = self.prices.accept(accepted)
-                self.stats["quotes.applied"] += len(accepted) - (self.prices.duplicates - before)
-                self.stats["quotes.replayed"] += self.prices.duplicates - before
+                self.stats["quotes.seen"] += len(accepted) - (self.prices.duplicates - before)
+                self.stats["quotes.duplicates"] += self.prices.duplicates - before
                 if owner:
                     to_store.update(latest)
                     offsets[tp.partition] = records[-1].offset + 1
@@ -394,28 +445,133 @@ class Pipeline:
             await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
 
     async def evaluate_once(self) -> int:
-        """One pass: refresh staleness, evaluate candidates, publish orders, record them; returns orders."""
+        """One pass: refresh staleness, evaluate candidates, publish orders, record them, announce
+        quote and position alerts; returns the orders published."""
         async with self.lock:
             now = time.time()
-            self.prices.refresh_stale(int(now * 1000))
-            changed = self.prices.drain_changed()
-            affected = self.book.accounts_affected_by(changed) if changed.size else changed
-            rows = self.accounts.candidates(affected, now)
-            if rows.size == 0:
-                return 0
-            decisions = decide(self.accounts, self.prices, rows, now, self.limits)
-            self.stats["evaluations"] += decisions.evaluated
-            drafts = [d for d in decisions.orders if self.accounts.last_order.get(d.row) != d.event_id]
-            published = await self._publish(drafts)
-            now = time.time()
-            for d in published:
-                self.accounts.opened(d.row, d.event_id, d.doc["inputs"], now)
-            statuses = {
-                self.book.accounts.id_of(r): {"drift": orjson.dumps(doc)}
-                for r, doc in decisions.statuses.items()
-            }
-            await self._store.write_accounts(statuses, {})
-            return len(published)
+            published = await self._evaluate(now)
+            await self._announce_data_alerts(int(now * 1000))
+            return published
+
+    async def _evaluate(self, now: float) -> int:
+        now_ms = int(now * 1000)
+        self.prices.refresh_stale(now_ms)
+        changed = self.prices.drain_changed()
+        affected = self.book.accounts_affected_by(changed) if changed.size else changed
+        rows = self.accounts.candidates(affected, now)
+        if rows.size == 0:
+            return 0
+        watch = self.watch
+        decisions = decide(self.accounts, self.prices, rows, now, self.limits, hold=watch.storm is not None)
+        self.stats["evaluations"] += decisions.evaluated
+        if watch.storm is None and watch.breaches(now, decisions.new_breaches, self.accounts.tracked()):
+            doc = watch.storm_doc(now_ms, decisions.new_breaches, self.topics.orders)
+            if not await self._store.start_storm(doc):
+                doc = (await self._store.storm())[0] or doc
+            watch.storm = doc
+            held = decisions.hold(self.accounts, now_ms)
+            log.error(
+                "breach storm: orders held until `streamproc storm release`", held=held, **doc["details"]
+            )
+        drafts = [d for d in decisions.orders if self.accounts.last_order.get(d.row) != d.event_id]
+        published = await self._publish(drafts)
+        now = time.time()
+        for d in published:
+            self.accounts.opened(d.row, d.event_id, d.doc["inputs"], now)
+        statuses = {
+            self.book.accounts.id_of(r): {"drift": orjson.dumps(doc)} for r, doc in decisions.statuses.items()
+        }
+        await self._store.write_accounts(statuses, {})
+        return len(published)
+
+    async def _announce_data_alerts(self, now_ms: int) -> None:
+        """Reconcile the quote and position detectors with the announced alerts."""
+        prices, accounts = self.prices, self.accounts
+        open_now = prices.checks.open_episodes()
+        open_now.update(prices.stale_episodes(self.watch.referenced, now_ms, self.feed_ready_ms))
+        open_now.update(accounts.open_gap_episodes())
+        closed = prices.checks.drain_closed() + accounts.drain_closed()
+        await self.alerter.sync(DATA_ALERTS, open_now, closed, now_ms)
+
+    # ---- the watch: topics, storm, operator requests, summary -------------------------------
+
+    async def run_watch(self) -> None:
+        """Once a second: input-topic silence and dead-letter rate from end offsets, the breach storm
+        state, operator requests, quarantine timeouts, and this worker's summary in Redis."""
+        await self.feed_ready.wait()
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap_servers, group_id=None)
+        await consumer.start()
+        try:
+            watched = ("quotes", "positions", "targets", "instruments", "deadletter")
+            tps = [
+                TopicPartition(getattr(self.topics, t), p) for t in watched for p in range(self.partitions[t])
+            ]
+            for ep in (await self.alerter.load()).values():
+                self.watch.resume(ep)
+            while True:
+                started = time.monotonic()
+                ends = await consumer.end_offsets(tps)
+                totals = Counter({self.topics.logical(tp.topic): 0 for tp in tps})
+                for tp, end in ends.items():
+                    totals[self.topics.logical(tp.topic)] += end
+                await self.watch_once(time.time(), totals)
+                await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
+        finally:
+            await consumer.stop()
+
+    async def watch_once(self, now: float, offsets: Mapping[str, int]) -> None:
+        """One watch step given the summed end offsets of the input and dead-letter topics."""
+        store, watch = self._store, self.watch
+        now_ms = int(now * 1000)
+        storm, muted = await store.storm()
+        released = watch.storm is not None and storm is None
+        watch.storm, watch.muted = storm, muted
+        held = await store.held_instruments() if watch.tick % 5 == 0 else None
+        requests = await store.reconcile_requests()
+        async with self.lock:
+            if released:
+                rows = self.accounts.rows_with_status(Status.HELD)
+                self.accounts.dirty.update(rows.tolist())
+                log.warning(
+                    "breach storm released: held accounts are evaluated again", accounts=int(rows.size)
+                )
+            if held is not None:
+                watch.refresh_referenced(self.book, self.accounts, held)
+            handled, gap_fields = self._lift_quarantines(requests, now_ms)
+        await store.write_accounts(gap_fields, {})
+        await store.reconciled(handled)
+        open_now = watch.topic_episodes(now, offsets, self.topics)
+        await self.alerter.sync(TOPIC_ALERTS, open_now, (), now_ms)
+        summary = watch.summary(self.accounts, self.book, sorted(self.owned), now_ms)
+        await store.write_worker(self.token, summary)
+        if summary["suppressed"] != watch.last_suppressed:
+            watch.last_suppressed = summary["suppressed"]
+            log.info("accounts suppressed", count=summary["suppressed"], by=summary["suppressed_by"])
+        watch.tick += 1
+
+    def _lift_quarantines(
+        self, requests: Mapping[str, int], now_ms: int
+    ) -> tuple[list[str], dict[str, dict[str, Any]]]:
+        """Operator reconciliations of owned accounts, and timed-out gaps; returns the requests
+        handled and the account fields to write."""
+        accounts, handled = self.accounts, []
+        fields: dict[str, dict[str, Any]] = {}
+        for account, at_ms in requests.items():
+            r = self.book.accounts.get(account)
+            if r is None or r >= len(accounts.part) or not self.owns_partition(int(accounts.part[r])):
+                continue
+            handled.append(account)
+            if accounts.clear_gap(r, reconciled_at=at_ms):
+                fields[account] = {"gap": b""}
+                log.warning("position gap reconciled by operator", account=account)
+        timeout_ms = self.settings.position_gap_timeout_s * 1000
+        if timeout_ms > 0:
+            for r, ep in list(accounts.gap_episodes.items()):
+                if accounts.owned[r] and now_ms - ep.since_ms > timeout_ms:
+                    accounts.clear_gap(r, timed_out_after_s=self.settings.position_gap_timeout_s)
+                    fields[ep.subject[1]] = {"gap": b""}
+                    log.warning("position gap timed out: quarantine lifted", account=ep.subject[1])
+        return handled, fields
 
     async def _publish(self, drafts: list[Draft]) -> list[Draft]:
         """Send orders (idempotent producer, acks=all), await delivery, then record them in Redis.
@@ -457,6 +613,16 @@ class Pipeline:
             os._exit(137)
         await self._store.record_orders(records, offsets)
         return ok
+
+
+DATA_ALERTS = ("quote_stale", "quote_gap", "quote_crossed", "quote_outlier", "position_gap")
+TOPIC_ALERTS = ("feed_silent", "deadletter_rate", "breach_storm")
+
+
+@functools.lru_cache(maxsize=65536)
+def _partition_of(key: str, partitions: int) -> int:
+    """Kafka's default partition of a key (murmur2), so alerts about an instrument have one owner."""
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
 def _order_key(order: dict[str, Any]) -> tuple[int, int, int]:

@@ -1,5 +1,5 @@
-"""The latest price, sequence and age of every instrument (no I/O): applies quote batches to the book,
-drops replays, raises the STALE flag on old prices."""
+"""The latest price, sequence and age of every instrument (no I/O): runs the feed checks on quote batches,
+applies the good quotes to the book, raises STALE / GAP / CROSSED / OUTLIER flags and reports episodes."""
 
 from __future__ import annotations
 
@@ -10,22 +10,58 @@ from typing import Any
 import numpy as np
 
 from streamproc.core import Book, PriceFlag
-from streamproc.core.types import F64, I64
+from streamproc.core.alerts import Episode, Key, episode_id
+from streamproc.core.gaps import QuoteChecks, Verdict
+from streamproc.core.types import F64, I64, Bool
 from streamproc.state.store import StoredQuote
+
+_CHECK_FLAGS = (PriceFlag.GAP, PriceFlag.CROSSED, PriceFlag.OUTLIER)
+
+
+def episode_doc(ep: Episode) -> dict[str, Any]:
+    """An episode as stored in Redis."""
+    return {
+        "type": ep.type,
+        "subject": list(ep.subject),
+        "id": ep.id,
+        "since_ms": ep.since_ms,
+        "details": ep.details,
+    }
+
+
+def episode_from(doc: Mapping[str, Any]) -> Episode:
+    """An episode from its stored form."""
+    kind, ident = doc["subject"]
+    return Episode(doc["type"], (kind, ident), doc["id"], int(doc["since_ms"]), doc.get("details", {}))
 
 
 class Prices:
     """Per-instrument feed state next to the book's price vectors."""
 
-    def __init__(self, book: Book, *, max_age_s: float) -> None:
+    def __init__(
+        self,
+        book: Book,
+        *,
+        max_age_s: float,
+        outlier_move: float = 0.2,
+        max_age_by_tier: Mapping[str, float] | None = None,
+        outlier_by_tier: Mapping[str, float] | None = None,
+    ) -> None:
         self.book = book
         self.default_max_age_s = max_age_s
-        self.seq: I64 = np.zeros(0, dtype=np.int64)
-        self.ts: I64 = np.zeros(0, dtype=np.int64)  # quote ts (ms), 0 = never quoted
+        self.max_age_by_tier = dict(max_age_by_tier or {})
+        self.outlier_by_tier = dict(outlier_by_tier or {})
+        self.checks = QuoteChecks(outlier_move)
+        self.seq: I64 = np.zeros(0, dtype=np.int64)  # seq of the applied quote
+        self.ts: I64 = np.zeros(0, dtype=np.int64)  # quote ts (ms) of the applied quote, 0 = never
         self.max_age_s: F64 = np.zeros(0)  # NaN = the default
         self.stale = np.zeros(0, dtype=bool)
         self.changed: set[int] = set()
-        self.duplicates = 0
+
+    @property
+    def duplicates(self) -> int:
+        """Quotes dropped because their seq was at or below the last one seen."""
+        return self.checks.duplicates
 
     def _sync(self) -> int:
         n = self.book.n_instruments
@@ -36,71 +72,106 @@ class Prices:
             self.ts = np.concatenate([self.ts, np.zeros(extra, dtype=np.int64)])
             self.max_age_s = np.concatenate([self.max_age_s, np.full(extra, math.nan)])
             self.stale = np.concatenate([self.stale, np.zeros(extra, dtype=bool)])
+        self.checks.grow(n)
         return n
 
     def restore(self, quotes: Mapping[str, StoredQuote]) -> None:
-        """Start from stored quotes (the snapshot the feed resumes after)."""
-        if quotes:
-            self.accept(
-                [
-                    {"instrument": i, "bid": q.bid, "ask": q.ask, "seq": q.seq, "ts": q.ts}
-                    for i, q in quotes.items()
-                ]
+        """Start from stored feed state (the snapshot the feed resumes after)."""
+        applied = {i: q for i, q in quotes.items() if not math.isnan(q.bid)}
+        idx = self.book.instrument_indices(applied)
+        self._sync()
+        if applied:
+            self.book.apply_prices(
+                idx, np.array([q.bid for q in applied.values()]), np.array([q.ask for q in applied.values()])
             )
+            self.seq[idx] = [q.seq for q in applied.values()]
+            self.ts[idx] = [q.ts for q in applied.values()]
+        for name, q in quotes.items():
+            i = self.book.instrument(name)
+            self._sync()
+            mid = (q.bid + q.ask) * 0.5 if not math.isnan(q.bid) else math.nan
+            self.checks.restore(i, q.seen, mid, q.held, [episode_from(e) for e in q.episodes])
+            self._sync_flags(np.array([i]))
+            self.changed.add(i)
 
     def accept(self, docs: Iterable[Mapping[str, Any]]) -> dict[str, StoredQuote]:
-        """Apply validated quotes in order; a seq at or below the last applied one is a replay (dropped,
-        counted). Returns the newest accepted quote per instrument."""
-        latest: dict[int, Mapping[str, Any]] = {}
+        """Run the checks on quotes in arrival order and apply the good ones (the newest per instrument);
+        returns the feed state of every instrument touched, to store."""
+        latest: dict[int, tuple[Mapping[str, Any], float, float]] = {}
+        touched: dict[int, str] = {}
         instrument = self.book.instrument
-        self._sync()
-        last = self.seq
+        check = self.checks.check
+        n = self._sync()
         for doc in docs:
-            idx = instrument(doc["instrument"])
-            if idx >= len(last):
-                self._sync()
-                last = self.seq
-            prev = latest.get(idx)
-            seq = doc["seq"]
-            if seq <= (prev["seq"] if prev is not None else last[idx]):
-                self.duplicates += 1
+            name = doc["instrument"]
+            idx = instrument(name)
+            if idx >= n:
+                n = self._sync()
+            bid, ask = float(doc["bid"]), float(doc["ask"])
+            verdict = check(idx, name, doc["seq"], bid, ask, doc["ts"])
+            if verdict == Verdict.DUPLICATE:
                 continue
-            latest[idx] = doc
-        if not latest:
+            touched[idx] = name
+            if verdict == Verdict.APPLY:
+                latest[idx] = (doc, bid, ask)
+        if not touched:
             return {}
-        idx = np.fromiter(latest, dtype=np.int64, count=len(latest))
-        docs_ = list(latest.values())
-        bid = np.array([float(d["bid"]) for d in docs_])
-        ask = np.array([float(d["ask"]) for d in docs_])
-        self.book.apply_prices(idx, bid, ask)
-        self.seq[idx] = [d["seq"] for d in docs_]
-        self.ts[idx] = [d["ts"] for d in docs_]
-        self.changed.update(latest)
-        return {
-            d["instrument"]: StoredQuote(float(b), float(a), int(d["seq"]), int(d["ts"]))
-            for d, b, a in zip(docs_, bid.tolist(), ask.tolist(), strict=True)
-        }
+        if latest:
+            rows = np.fromiter(latest, dtype=np.int64, count=len(latest))
+            values = list(latest.values())
+            self.book.apply_prices(rows, np.array([v[1] for v in values]), np.array([v[2] for v in values]))
+            self.seq[rows] = [v[0]["seq"] for v in values]
+            self.ts[rows] = [v[0]["ts"] for v in values]
+        self._sync_flags(np.fromiter(touched, dtype=np.int64, count=len(touched)))
+        self.changed.update(touched)
+        return {name: self.stored(i) for i, name in touched.items()}
+
+    def _sync_flags(self, idx: I64) -> None:
+        flags = self.checks.flags[idx]
+        for flag in _CHECK_FLAGS:
+            on = (flags & np.uint8(flag)) != 0
+            self.book.set_flag(idx[on], flag, True)
+            self.book.set_flag(idx[~on], flag, False)
+
+    def stored(self, i: int) -> StoredQuote:
+        """Instrument ``i``'s feed state as stored in Redis."""
+        bid, ask, _flags = self.book.price(self.book.instruments.id_of(i))
+        applied = int(self.ts[i]) > 0
+        return StoredQuote(
+            bid=bid if applied else math.nan,
+            ask=ask if applied else math.nan,
+            seq=int(self.seq[i]),
+            ts=int(self.ts[i]),
+            seen=int(self.checks.seen[i]),
+            held=float(self.checks.held[i]),
+            episodes=tuple(episode_doc(ep) for ep in self.checks.open.get(i, {}).values()),
+        )
 
     def set_reference(self, doc: Mapping[str, Any]) -> None:
-        """Apply an instruments record: lot, tier, max quote age."""
+        """Apply an instruments record: lot, tier, max quote age (own, else its tier's, else the default)."""
         name = doc["instrument"]
-        self.book.set_instrument(
-            name,
-            lot=float(doc["lot"]) if "lot" in doc else None,
-            tier=doc.get("tier"),
-        )
+        tier = doc.get("tier")
+        self.book.set_instrument(name, lot=float(doc["lot"]) if "lot" in doc else None, tier=tier)
         self._sync()
         idx = self.book.instrument(name)
-        self.max_age_s[idx] = float(doc["max_quote_age_s"]) if "max_quote_age_s" in doc else math.nan
+        if "max_quote_age_s" in doc:
+            self.max_age_s[idx] = float(doc["max_quote_age_s"])
+        else:
+            self.max_age_s[idx] = self.max_age_by_tier.get(tier, math.nan) if tier else math.nan
+        self.checks.move[idx] = self.outlier_by_tier.get(tier, math.nan) if tier else math.nan
         self.changed.add(idx)
+
+    def max_ages(self, n: int) -> F64:
+        """Max quote age (s) of the first ``n`` instruments."""
+        out: F64 = np.where(np.isnan(self.max_age_s[:n]), self.default_max_age_s, self.max_age_s[:n])
+        return out
 
     def refresh_stale(self, now_ms: int) -> int:
         """Raise or clear STALE where a quoted instrument's last quote is older than its max age;
         returns how many instruments changed state."""
         n = self._sync()
         ts = self.ts[:n]
-        max_age = np.where(np.isnan(self.max_age_s[:n]), self.default_max_age_s, self.max_age_s[:n])
-        stale = (ts > 0) & (now_ms - ts > max_age * 1000.0)
+        stale = (ts > 0) & (now_ms - ts > self.max_ages(n) * 1000.0)
         flip = np.flatnonzero(stale != self.stale[:n])
         if flip.size:
             on = flip[stale[flip]]
@@ -110,6 +181,37 @@ class Prices:
             self.stale[:n] = stale
             self.changed.update(flip.tolist())
         return int(flip.size)
+
+    def stale_episodes(
+        self, referenced: Bool, now_ms: int, missing_after_ms: int | None
+    ) -> dict[Key, Episode]:
+        """``quote_stale`` episodes of referenced instruments: stale ones, and never-quoted ones once the
+        feed has been caught up for longer than their max age (``missing_after_ms``: when it caught up)."""
+        n = self._sync()
+        ref = np.zeros(n, dtype=bool)
+        m = min(n, len(referenced))
+        ref[:m] = referenced[:m]
+        ages = self.max_ages(n)
+        hits = self.stale[:n] & ref
+        if missing_after_ms is not None:
+            hits |= ref & (self.ts[:n] == 0) & (now_ms - missing_after_ms > ages * 1000.0)
+        out: dict[Key, Episode] = {}
+        names = self.book.instruments
+        for i in np.flatnonzero(hits).tolist():
+            name = names.id_of(i)
+            subject = ("instrument", name)
+            last = int(self.ts[i])
+            details = {
+                "last_quote_ts": last or None,
+                "last_seq": int(self.seq[i]) if last else None,
+                "max_age_s": float(ages[i]),
+            }
+            since = last + int(ages[i] * 1000) if last else now_ms
+            ep = Episode(
+                "quote_stale", subject, episode_id("quote_stale", subject, last or "never"), since, details
+            )
+            out[ep.key] = ep
+        return out
 
     def drain_changed(self) -> I64:
         """Instruments whose price or flags changed since the last call."""

@@ -122,6 +122,10 @@ def create_app(settings: Settings, partitions: dict[str, int]) -> tuple[faust.Ap
         async def _evaluator(self) -> None:
             await pipeline.run_evaluator()
 
+        @mode.Service.task
+        async def _watch(self) -> None:
+            await pipeline.run_watch()
+
     return app, pipeline
 
 

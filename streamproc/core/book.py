@@ -438,6 +438,18 @@ class Book:
         out: I64 = np.flatnonzero(hit)
         return out
 
+    def referenced(self, rows: I64) -> Bool:
+        """Per instrument: held or targeted by any of ``rows``."""
+        out = np.zeros(self.n_instruments, dtype=bool)
+        inst = self._inst[rows].ravel()
+        out[inst[inst >= 0]] = True
+        return out
+
+    def flagged(self) -> I64:
+        """Instruments with any price flag (missing, stale, crossed, ...)."""
+        out: I64 = np.flatnonzero(self._flags[: self.n_instruments])
+        return out
+
     # ---- evaluation and legs -----------------------------------------------------------------
 
     def evaluate(self, rows: I64 | None = None) -> Evaluation:

@@ -46,3 +46,33 @@ class Keys:
     def order_offsets(self) -> str:
         """HASH: orders partition -> next offset after the last order recorded in ``emitted``."""
         return f"{self.prefix}offsets:orders"
+
+    @property
+    def held(self) -> str:
+        """SET: instruments some account has held or targeted (quote alerts are raised only for these)."""
+        return f"{self.prefix}held"
+
+    @property
+    def alerts(self) -> str:
+        """HASH: ``<type>|<subject kind>|<subject id>`` -> the firing alert's episode (JSON)."""
+        return f"{self.prefix}alerts"
+
+    @property
+    def storm(self) -> str:
+        """STRING: the breach storm holding all orders (JSON), absent when orders flow."""
+        return f"{self.prefix}storm"
+
+    @property
+    def storm_mute(self) -> str:
+        """STRING with a TTL: storm detection is off while it exists (set on release)."""
+        return f"{self.prefix}storm:mute"
+
+    @property
+    def reconcile(self) -> str:
+        """HASH: account -> ms of an operator's request to lift its position-gap quarantine."""
+        return f"{self.prefix}control:reconcile"
+
+    @property
+    def workers(self) -> str:
+        """HASH: worker token -> its latest summary (partitions, accounts, suppressed), JSON."""
+        return f"{self.prefix}workers"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -37,22 +38,27 @@ class AccountRecord:
     pts: int  # ts of that position update
     targets: dict[str, Any] | None  # the last applied targets document
     order: dict[str, Any] | None  # the last order published
+    gap: dict[str, Any] | None = None  # missing position seqs (the account is quarantined)
 
 
 @dataclass(frozen=True, slots=True)
 class StoredQuote:
-    """The last accepted quote of an instrument."""
+    """An instrument's feed state: the last applied quote and what the gap checks need to resume."""
 
-    bid: float
+    bid: float  # NaN: no quote applied yet
     ask: float
-    seq: int
-    ts: int
+    seq: int  # seq of the applied quote, -1 none
+    ts: int  # its ts, 0 none
+    seen: int = -1  # last seq seen, applied or not (crossed and held quotes count)
+    held: float = math.nan  # mid of an outlier quote waiting for confirmation
+    episodes: tuple[dict[str, Any], ...] = ()  # open gap/crossed/outlier episodes
 
 
 def _parse_account(account: str, raw: Mapping[bytes, bytes]) -> AccountRecord:
     holdings = {k[2:].decode(): q for k, v in raw.items() if k.startswith(b"q:") and (q := float(v)) > 0}
     targets = raw.get(b"targets")
     order = raw.get(b"order")
+    gap = raw.get(b"gap")
     return AccountRecord(
         account=account,
         partition=int(raw.get(b"part", b"-1")),
@@ -62,7 +68,35 @@ def _parse_account(account: str, raw: Mapping[bytes, bytes]) -> AccountRecord:
         pts=int(raw.get(b"pts", b"0")),
         targets=orjson.loads(targets) if targets else None,
         order=orjson.loads(order) if order else None,
+        gap=orjson.loads(gap) if gap else None,
     )
+
+
+_QUOTE_FIELDS = ["bid", "ask", "seq", "ts", "seen", "held", "episodes"]
+
+
+def _parse_quote(values: list[bytes | None]) -> StoredQuote:
+    bid, ask, seq, ts, seen, held, episodes = values
+    return StoredQuote(
+        bid=float(bid) if bid else math.nan,
+        ask=float(ask) if ask else math.nan,
+        seq=int(seq) if seq else -1,
+        ts=int(ts) if ts else 0,
+        seen=int(seen) if seen else (int(seq) if seq else -1),
+        held=float(held) if held else math.nan,
+        episodes=tuple(orjson.loads(episodes)) if episodes else (),
+    )
+
+
+def _quote_mapping(q: StoredQuote) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "seen": q.seen,
+        "held": "" if math.isnan(q.held) else q.held,
+        "episodes": orjson.dumps(list(q.episodes)),
+    }
+    if not math.isnan(q.bid):
+        out |= {"bid": q.bid, "ask": q.ask, "seq": q.seq, "ts": q.ts}
+    return out
 
 
 class Store:
@@ -117,9 +151,14 @@ class Store:
         return _parse_account(account, raw) if raw else None
 
     async def write_accounts(
-        self, fields: Mapping[str, Mapping[str, Any]], partitions: Mapping[str, int]
+        self,
+        fields: Mapping[str, Mapping[str, Any]],
+        partitions: Mapping[str, int],
+        referenced: Iterable[str] = (),
     ) -> None:
-        """HSET the changed fields of many accounts and index them by partition, in one pipeline."""
+        """HSET the changed fields of many accounts, index them by partition and note the instruments
+        they reference, in one pipeline."""
+        referenced = list(referenced)
         if not fields:
             return
 
@@ -132,6 +171,8 @@ class Store:
                     by_part.setdefault(p, []).append(account)
                 for p, accounts in by_part.items():
                     pipe.sadd(self.keys.partition(p), *accounts)
+                if referenced:
+                    pipe.sadd(self.keys.held, *referenced)
                 await pipe.execute()
 
         await self.retry("write accounts", op)
@@ -200,10 +241,10 @@ class Store:
                 chunk = names[start : start + _CHUNK]
                 async with self.redis.pipeline(transaction=False) as pipe:
                     for i in chunk:
-                        pipe.hmget(self.keys.quote(i), ["bid", "ask", "seq", "ts"])
-                    for i, (bid, ask, seq, ts) in zip(chunk, await pipe.execute(), strict=True):
-                        if bid is not None:
-                            quotes[i] = StoredQuote(float(bid), float(ask), int(seq), int(ts))
+                        pipe.hmget(self.keys.quote(i), _QUOTE_FIELDS)
+                    for i, values in zip(chunk, await pipe.execute(), strict=True):
+                        if values[4] is not None or values[0] is not None:
+                            quotes[i] = _parse_quote(values)
             return offsets, quotes
 
         return await self.retry("load quotes", op)
@@ -216,9 +257,7 @@ class Store:
         async def op() -> None:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for i, q in quotes.items():
-                    pipe.hset(
-                        self.keys.quote(i), mapping={"bid": q.bid, "ask": q.ask, "seq": q.seq, "ts": q.ts}
-                    )
+                    pipe.hset(self.keys.quote(i), mapping=_quote_mapping(q))
                 if quotes:
                     pipe.sadd(self.keys.quote_instruments, *quotes)
                 if offsets:
@@ -230,3 +269,93 @@ class Store:
     async def quote_offsets(self) -> dict[int, int]:
         """Quotes partition -> next offset the stored quotes reflect."""
         return await self.retry("quote offsets", lambda: self._offsets(self.keys.quote_offsets))
+
+    async def held_instruments(self) -> set[str]:
+        """Instruments some account has held or targeted."""
+        raw = await self.retry("held instruments", lambda: self.redis.smembers(self.keys.held))
+        return {m.decode() for m in raw}
+
+    # ---- alerts and control ------------------------------------------------------------------
+
+    async def firing_alerts(self) -> dict[str, dict[str, Any]]:
+        """Alerts announced as firing and not yet resolved, by ``<type>|<kind>|<id>``."""
+        raw = await self.retry("firing alerts", lambda: self.redis.hgetall(self.keys.alerts))
+        return {k.decode(): orjson.loads(v) for k, v in raw.items()}
+
+    async def record_alerts(self, firing: Mapping[str, Any], resolved: Iterable[str]) -> None:
+        """After publication: note firing alerts, forget resolved ones."""
+        resolved = list(resolved)
+
+        async def op() -> None:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                if firing:
+                    pipe.hset(self.keys.alerts, mapping={k: orjson.dumps(v) for k, v in firing.items()})
+                if resolved:
+                    pipe.hdel(self.keys.alerts, *resolved)
+                await pipe.execute()
+
+        if firing or resolved:
+            await self.retry("record alerts", op)
+
+    async def storm(self) -> tuple[dict[str, Any] | None, bool]:
+        """(the breach storm holding orders or None, whether detection is muted after a release)."""
+
+        async def op() -> list[Any]:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.get(self.keys.storm)
+                pipe.exists(self.keys.storm_mute)
+                return list(await pipe.execute())
+
+        raw, muted = await self.retry("storm state", op)
+        return (orjson.loads(raw) if raw else None), bool(muted)
+
+    async def start_storm(self, doc: Mapping[str, Any]) -> bool:
+        """Hold all orders unless a storm already does; True if this call started it."""
+        return bool(
+            await self.retry(
+                "start storm", lambda: self.redis.set(self.keys.storm, orjson.dumps(doc), nx=True)
+            )
+        )
+
+    async def release_storm(self, mute_s: float) -> dict[str, Any] | None:
+        """Let orders flow again and mute detection for ``mute_s``; returns the storm released, if any."""
+
+        async def op() -> list[Any]:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.get(self.keys.storm)
+                pipe.delete(self.keys.storm)
+                if mute_s > 0:
+                    pipe.set(self.keys.storm_mute, b"1", px=int(mute_s * 1000))
+                return list(await pipe.execute())
+
+        raw = (await self.retry("release storm", op))[0]
+        return orjson.loads(raw) if raw else None
+
+    async def reconcile_requests(self) -> dict[str, int]:
+        """Accounts an operator asked to reconcile (lift their position-gap quarantine)."""
+        raw = await self.retry("reconcile requests", lambda: self.redis.hgetall(self.keys.reconcile))
+        return {k.decode(): int(v) for k, v in raw.items()}
+
+    async def request_reconcile(self, account: str, now_ms: int) -> None:
+        """Ask the account's owner to lift its quarantine."""
+        await self.retry("request reconcile", lambda: self.redis.hset(self.keys.reconcile, account, now_ms))
+
+    async def reconciled(self, accounts: Iterable[str]) -> None:
+        """Requests handled."""
+        names = list(accounts)
+        if names:
+            await self.retry("reconciled", lambda: self.redis.hdel(self.keys.reconcile, *names))
+
+    async def write_worker(self, token: str, doc: Mapping[str, Any]) -> None:
+        """This worker's summary for `streamproc inspect status`."""
+        await self.retry("write worker", lambda: self.redis.hset(self.keys.workers, token, orjson.dumps(doc)))
+
+    async def workers(self) -> dict[str, dict[str, Any]]:
+        """Every worker's latest summary."""
+        raw = await self.redis.hgetall(self.keys.workers)
+        return {k.decode(): orjson.loads(v) for k, v in raw.items()}
+
+    async def load_quote(self, instrument: str) -> StoredQuote | None:
+        """One instrument's stored feed state (for `streamproc inspect`)."""
+        values = await self.redis.hmget(self.keys.quote(instrument), _QUOTE_FIELDS)
+        return _parse_quote(values) if values[0] is not None or values[4] is not None else None

@@ -28,6 +28,7 @@ class Rejected:
 
     reason: str  # undecodable | invalid_json | schema | semantic
     error: str
+    doc: dict[str, Any] | None = None  # the decoded document when only a semantic rule failed
 
 
 def _semantic_error(topic: str, doc: dict[str, Any], key: bytes | None) -> str | None:
@@ -41,6 +42,8 @@ def _semantic_error(topic: str, doc: dict[str, Any], key: bytes | None) -> str |
         )
     if topic == "quotes":
         bid, ask = float(doc["bid"]), float(doc["ask"])
+        if not (bid > 0 and ask > 0):
+            return f"non-positive quote: bid {doc['bid']}, ask {doc['ask']}; not applied"
         if bid > ask:
             return f"crossed quote: bid {doc['bid']} > ask {doc['ask']}; not applied"
     elif topic == "targets":
@@ -73,7 +76,7 @@ def decode(
         return Rejected("schema", str(exc))
     error = _semantic_error(topic, doc, key)
     if error:
-        return Rejected("semantic", error)
+        return Rejected("semantic", error, doc)
     return doc
 
 

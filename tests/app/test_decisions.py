@@ -20,7 +20,7 @@ T0 = 1_800_000_000.0
 def market(now: float = T0) -> tuple[Accounts, Prices]:
     book = Book()
     accounts = Accounts(book, cooldown_s=300.0, settle_s=1.0)
-    prices = Prices(book, max_age_s=30.0)
+    prices = Prices(book, max_age_s=30.0, outlier_move=0.5)  # big moves make clear breaches
     prices.accept(
         [
             {"instrument": "EQ", "bid": 99.99, "ask": 100.01, "seq": 1, "ts": int(now * 1000)},
@@ -87,7 +87,7 @@ def test_one_order_per_breach_until_a_fill_or_the_cooldown() -> None:
         move_eq(prices, 133.0 + i, 3 + i, T0 + 3 + i)
         assert not tick(accounts, prices, T0 + 3 + i).orders
     # cooldown over (300 s), no fill: re-issued with the next attempt and a new id
-    move_eq(prices, 133.0, 20, T0 + 303)
+    move_eq(prices, 133.0, 8, T0 + 303)
     prices.accept(
         [{"instrument": "BOND", "bid": 49.99, "ask": 50.01, "seq": 2, "ts": int((T0 + 303) * 1000)}]
     )

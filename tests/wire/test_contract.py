@@ -34,7 +34,7 @@ def test_schema_is_valid_2020_12_and_its_examples_validate_in_both_implementatio
 
 
 BAD = [
-    ("quotes", {"instrument": "X", "bid": 0, "ask": 1, "seq": 1, "ts": 1}),
+    ("quotes", {"instrument": "X", "bid": "1.2.3", "ask": 1, "seq": 1, "ts": 1}),
     ("quotes", {"instrument": "X", "bid": "1e3", "ask": 1, "seq": 1, "ts": 1}),
     ("quotes", {"instrument": "X", "bid": 1, "ask": 1, "seq": 1.5, "ts": 1}),
     ("quotes", {"instrument": "", "bid": 1, "ask": 1, "seq": 1, "ts": 1}),
@@ -75,6 +75,9 @@ def test_decode_classifies_what_is_wrong() -> None:
     assert _decode("quotes", b"X", [1]).reason == "schema"
     crossed = _decode("quotes", b"X", quote)
     assert crossed.reason == "semantic" and "crossed" in crossed.error
+    assert crossed.doc == quote  # the quote checks still see it (seq, quote_crossed)
+    zero = _decode("quotes", b"X", {**quote, "bid": 0})
+    assert zero.reason == "semantic" and "non-positive" in zero.error and zero.doc is not None
     assert _decode("quotes", b"Y", {**quote, "bid": 1}).reason == "semantic"  # key mismatch
     heavy = _decode("targets", b"A", {"account": "A", "version": 1, "weights": {"X": 0.6, "Y": 0.5}, "ts": 1})
     assert heavy.reason == "semantic" and "sum" in heavy.error

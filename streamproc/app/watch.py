@@ -1,0 +1,150 @@
+"""What one worker watches beyond single records (no I/O): input-topic silence and the dead-letter rate
+from end offsets, the breach-storm window, the instruments accounts reference, and its own summary."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from streamproc.app.accounts import Accounts
+from streamproc.app.decisions import Status
+from streamproc.core import Book
+from streamproc.core.alerts import Episode, Key, episode_id
+from streamproc.core.gaps import Increase, Silence, Window
+from streamproc.core.types import Bool
+from streamproc.settings import Settings, Topics
+
+_SUMMARY_REASONS = 10
+
+
+class Watch:
+    """Topic-level detectors and the breach-storm guard of one worker."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.silence = {t: Silence() for t in settings.feed_silent_s}
+        self.deadletters = Increase(60.0)
+        self.deadletter_episode: Episode | None = None
+        self.window = Window(settings.storm_window_s)
+        self.storm: dict[str, Any] | None = None  # the storm holding orders (mirrored from Redis)
+        self.muted = False
+        self.referenced: Bool = np.zeros(0, dtype=bool)  # per instrument: held or targeted somewhere
+        self.tick = 0
+        self.last_suppressed = -1
+
+    # ---- breach storm ------------------------------------------------------------------------
+
+    def breaches(self, now: float, new: int, tracked: int) -> bool:
+        """Count ``new`` breaches; True when the window now holds a storm."""
+        if self.muted or new == 0:
+            self.window.expire(now)
+            return False
+        self.window.add(now, new)
+        limit = max(self.settings.storm_min_accounts, self.settings.storm_share * tracked)
+        return self.window.total >= limit
+
+    def storm_doc(self, now_ms: int, new: int, orders_topic: str) -> dict[str, Any]:
+        """The Redis record of a storm this worker detected."""
+        subject = ("topic", orders_topic)
+        details = {
+            "breaches_in_window": self.window.total,
+            "window_s": self.settings.storm_window_s,
+            "share": self.settings.storm_share,
+            "min_accounts": self.settings.storm_min_accounts,
+            "detected_by": f"{socket.gethostname()}:{os.getpid()}",
+        }
+        return {
+            "alert_id": episode_id("breach_storm", subject, now_ms),
+            "since_ms": now_ms,
+            "details": details,
+        }
+
+    # ---- restart ---------------------------------------------------------------------------
+
+    def resume(self, ep: Episode) -> None:
+        """Continue an announced topic alert after a restart or a change of owner."""
+        if ep.type == "feed_silent" and ep.details.get("logical") in self.silence:
+            quiet = ep.details.get("quiet_since_ms", ep.since_ms) / 1000.0
+            self.silence[ep.details["logical"]].seed(int(ep.details["offsets"]), quiet)
+        elif ep.type == "deadletter_rate":
+            self.deadletter_episode = ep
+
+    # ---- topic detectors ---------------------------------------------------------------------
+
+    def topic_episodes(self, now: float, offsets: Mapping[str, int], topics: Topics) -> dict[Key, Episode]:
+        """Ongoing feed_silent, deadletter_rate and breach_storm episodes."""
+        out: dict[Key, Episode] = {}
+        for logical, limit in self.settings.feed_silent_s.items():
+            watch = self.silence[logical]
+            watch.observe(now, offsets[logical])
+            silent = watch.silent_for(now)
+            if silent >= limit:
+                subject = ("topic", getattr(topics, logical))
+                details = {
+                    "logical": logical,
+                    "silent_s": round(silent, 1),
+                    "threshold_s": limit,
+                    "offsets": watch.value,
+                    "quiet_since_ms": int(watch.quiet_since * 1000),
+                }
+                ep_id = episode_id("feed_silent", subject, watch.value)
+                since = int((watch.quiet_since + limit) * 1000)
+                out[("feed_silent", subject)] = Episode("feed_silent", subject, ep_id, since, details)
+        rate = self.deadletters.observe(now, offsets["deadletter"])
+        threshold = self.settings.deadletter_rate_per_min
+        if rate > threshold:
+            if self.deadletter_episode is None:
+                subject = ("topic", topics.deadletter)
+                details = {"last_minute": rate, "threshold_per_min": threshold}
+                ep_id = episode_id("deadletter_rate", subject, offsets["deadletter"])
+                self.deadletter_episode = Episode("deadletter_rate", subject, ep_id, int(now * 1000), details)
+            out[self.deadletter_episode.key] = self.deadletter_episode
+        else:
+            self.deadletter_episode = None
+        if self.storm is not None:
+            subject = ("topic", topics.orders)
+            storm = self.storm
+            ep = Episode("breach_storm", subject, storm["alert_id"], storm["since_ms"], storm["details"])
+            out[ep.key] = ep
+        return out
+
+    # ---- references and summary --------------------------------------------------------------
+
+    def refresh_referenced(self, book: Book, accounts: Accounts, held: Iterable[str]) -> None:
+        """Instruments held or targeted by this worker's accounts or, per Redis, by anyone's."""
+        idx = book.instrument_indices(held)
+        ref = book.referenced(accounts.owned_rows())
+        ref[idx] = True
+        self.referenced = ref
+
+    def summary(self, accounts: Accounts, book: Book, partitions: list[int], now_ms: int) -> dict[str, Any]:
+        """This worker's state for `streamproc inspect status` (and a log line when suppression changes)."""
+        rows = accounts.owned_rows()
+        status = accounts.status[rows]
+        suppressed = rows[status == Status.SUPPRESSED]
+        by_reason: dict[str, int] = {}
+        flagged = book.flagged()
+        for i in flagged[:200].tolist():
+            hit = np.intersect1d(book.accounts_affected_by(np.array([i])), suppressed, assume_unique=True)
+            if hit.size:
+                by_reason[book.instruments.id_of(i)] = int(hit.size)
+        quarantined = int(accounts.quarantined(rows).sum())
+        if quarantined:
+            by_reason["position_gap"] = quarantined
+        top = dict(sorted(by_reason.items(), key=lambda kv: -kv[1])[:_SUMMARY_REASONS])
+        return {
+            "worker": f"{socket.gethostname()}:{os.getpid()}",
+            "partitions": partitions,
+            "accounts": int(accounts.tracked()),
+            "suppressed": int(suppressed.size),
+            "held": int(np.count_nonzero(status == Status.HELD)),
+            "quarantined": quarantined,
+            "suppressed_by": top,
+            "flagged_instruments": int(flagged.size),
+            "storm": self.storm is not None,
+            "ts": now_ms,
+        }
