@@ -49,6 +49,24 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     return run(_settings())
 
 
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from streamproc.inspect import inspect
+
+    return inspect(_settings(), args.what, getattr(args, "id", ""))
+
+
+def _cmd_storm_release(args: argparse.Namespace) -> int:
+    from streamproc.inspect import storm_release
+
+    return storm_release(_settings(), args.mute_s)
+
+
+def _cmd_reconcile(args: argparse.Namespace) -> int:
+    from streamproc.inspect import reconcile
+
+    return reconcile(_settings(), args.account)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand (the runbook tests read it too)."""
     parser = argparse.ArgumentParser(prog="streamproc", description=__doc__)
@@ -60,6 +78,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = sub.add_parser("worker", help="run one worker (several share the work through Kafka's group)")
     worker.set_defaults(func=_cmd_worker)
+
+    insp = sub.add_parser("inspect", help="live state from Redis: an instrument, an account, or the workers")
+    insp_sub = insp.add_subparsers(dest="what", required=True)
+    for what, text in (
+        ("instrument", "last price, age, seq, flags, suppressed accounts and alerts of an instrument"),
+        ("account", "holdings, targets, drift status, quarantine, last order and alerts of an account"),
+    ):
+        p = insp_sub.add_parser(what, help=text)
+        p.add_argument("id")
+        p.set_defaults(func=_cmd_inspect)
+    insp_sub.add_parser(
+        "status", help="workers, suppressed accounts, storm hold, alerts firing"
+    ).set_defaults(func=_cmd_inspect)
+
+    storm = sub.add_parser("storm", help="the breach-storm order hold")
+    storm_sub = storm.add_subparsers(dest="storm", required=True)
+    release = storm_sub.add_parser("release", help="publish the held orders and mute detection for a while")
+    release.add_argument(
+        "--mute-s", type=float, default=300.0, help="seconds without storm detection after release (300)"
+    )
+    release.set_defaults(func=_cmd_storm_release)
+
+    rec = sub.add_parser("reconcile", help="lift an account's position-gap quarantine (holdings verified)")
+    rec.add_argument("account")
+    rec.set_defaults(func=_cmd_reconcile)
 
     bench = sub.add_parser("bench", help="benchmarks (figures and ratios measured side by side)")
     bench_sub = bench.add_subparsers(dest="bench", required=True)

@@ -209,7 +209,13 @@ SPEC: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
         "STREAMPROC_DEADLETTER_RATE_PER_MIN",
         "100",
         _positive_int,
-        "dead letters in the last minute above which `deadletter_rate` fires",
+        "dead letters per minute above which `deadletter_rate` fires",
+    ),
+    "deadletter_window_s": (
+        "STREAMPROC_DEADLETTER_WINDOW_S",
+        "60",
+        _positive_float,
+        "window over which the dead-letter rate is measured",
     ),
     "order_cooldown_s": (
         "STREAMPROC_ORDER_COOLDOWN_S",
@@ -259,6 +265,7 @@ class Settings:
     storm_window_s: float
     storm_min_accounts: int
     deadletter_rate_per_min: int
+    deadletter_window_s: float
     order_cooldown_s: float
     order_settle_s: float
     session_timeout_s: float

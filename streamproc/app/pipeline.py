@@ -526,7 +526,8 @@ class Pipeline:
         storm, muted = await store.storm()
         released = watch.storm is not None and storm is None
         watch.storm, watch.muted = storm, muted
-        held = await store.held_instruments() if watch.tick % 5 == 0 else None
+        if watch.tick % 5 == 0:
+            watch.held = await store.held_instruments()
         requests = await store.reconcile_requests()
         async with self.lock:
             if released:
@@ -535,8 +536,7 @@ class Pipeline:
                 log.warning(
                     "breach storm released: held accounts are evaluated again", accounts=int(rows.size)
                 )
-            if held is not None:
-                watch.refresh_referenced(self.book, self.accounts, held)
+            watch.refresh_referenced(self.book, self.accounts)
             handled, gap_fields = self._lift_quarantines(requests, now_ms)
         await store.write_accounts(gap_fields, {})
         await store.reconciled(handled)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -27,12 +27,13 @@ class Watch:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.silence = {t: Silence() for t in settings.feed_silent_s}
-        self.deadletters = Increase(60.0)
+        self.deadletters = Increase(settings.deadletter_window_s)
         self.deadletter_episode: Episode | None = None
         self.window = Window(settings.storm_window_s)
         self.storm: dict[str, Any] | None = None  # the storm holding orders (mirrored from Redis)
         self.muted = False
         self.referenced: Bool = np.zeros(0, dtype=bool)  # per instrument: held or targeted somewhere
+        self.held: set[str] = set()  # the Redis ``held`` set, re-read every few seconds
         self.tick = 0
         self.last_suppressed = -1
 
@@ -94,12 +95,14 @@ class Watch:
                 ep_id = episode_id("feed_silent", subject, watch.value)
                 since = int((watch.quiet_since + limit) * 1000)
                 out[("feed_silent", subject)] = Episode("feed_silent", subject, ep_id, since, details)
-        rate = self.deadletters.observe(now, offsets["deadletter"])
+        count = self.deadletters.observe(now, offsets["deadletter"])
+        window = self.settings.deadletter_window_s
+        per_min = count * 60.0 / window
         threshold = self.settings.deadletter_rate_per_min
-        if rate > threshold:
+        if per_min > threshold:
             if self.deadletter_episode is None:
                 subject = ("topic", topics.deadletter)
-                details = {"last_minute": rate, "threshold_per_min": threshold}
+                details = {"per_min": round(per_min, 1), "threshold_per_min": threshold, "window_s": window}
                 ep_id = episode_id("deadletter_rate", subject, offsets["deadletter"])
                 self.deadletter_episode = Episode("deadletter_rate", subject, ep_id, int(now * 1000), details)
             out[self.deadletter_episode.key] = self.deadletter_episode
@@ -114,9 +117,9 @@ class Watch:
 
     # ---- references and summary --------------------------------------------------------------
 
-    def refresh_referenced(self, book: Book, accounts: Accounts, held: Iterable[str]) -> None:
-        """Instruments held or targeted by this worker's accounts or, per Redis, by anyone's."""
-        idx = book.instrument_indices(held)
+    def refresh_referenced(self, book: Book, accounts: Accounts) -> None:
+        """Instruments held or targeted by this worker's accounts or, per Redis (``held``), by anyone's."""
+        idx = book.instrument_indices(self.held)
         ref = book.referenced(accounts.owned_rows())
         ref[idx] = True
         self.referenced = ref

@@ -110,6 +110,8 @@ async def _run(args: Any) -> dict[str, Any]:
             **os.environ,
             "STREAMPROC_NAMESPACE": s.namespace,
             "STREAMPROC_PARTITIONS": str(args.partitions),
+            # the random book breaches everywhere: a breach storm would hold orders and change the work
+            "STREAMPROC_STORM_MIN_ACCOUNTS": str(10 * args.accounts),
         }
         env["STREAMPROC_LOG_LEVEL"] = "warning"
         worker = subprocess.Popen([sys.executable, "-m", "streamproc", "worker"], env=env)

@@ -89,7 +89,7 @@ def reconcile(
             continue
         cur = state.pop(ep.key, None)
         if cur is not None:
-            out.append(Transition("resolved", cur))
+            out.append(Transition("resolved", ep if cur.id == ep.id else cur))  # ep says how it ended
         if cur is None or cur.id != ep.id:  # began and ended between two calls
             out += [Transition("firing", ep), Transition("resolved", ep)]
     for key, ep in open_now.items():

@@ -39,6 +39,7 @@ class WorkerProcess:
             "STREAMPROC_EVAL_INTERVAL_MS": "20",
             "STREAMPROC_ORDER_SETTLE_S": "0.2",
             "STREAMPROC_OUTLIER_MOVE": "0.5",  # scenarios move prices far for clear breaches
+            "STREAMPROC_STORM_MIN_ACCOUNTS": "100000",  # ... of many accounts at once (storms: own test)
             "STREAMPROC_SESSION_TIMEOUT_S": "6",
             "STREAMPROC_LOG_FORMAT": "json",
             "STREAMPROC_WEB_PORT": str(free_port()),

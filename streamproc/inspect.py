@@ -1,0 +1,199 @@
+"""`streamproc inspect`, `streamproc storm release` and `streamproc reconcile`: the on-call engineer's
+view of the live state in Redis, and the two operator actions the runbooks name."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+
+from streamproc.settings import Settings
+from streamproc.state.store import Store
+
+_WORKER_FRESH_MS = 30_000
+
+
+def _age(now_ms: int, ts: int | None) -> str:
+    return "never" if not ts else f"{(now_ms - ts) / 1000:.1f} s ago"
+
+
+def _json(doc: Any) -> str:
+    return orjson.dumps(doc).decode()
+
+
+def _alerts_for(firing: dict[str, dict[str, Any]], kind: str, ident: str) -> list[str]:
+    return [
+        f"  {doc['type']} firing since {doc['since_ms']} ({doc['id']}): {_json(doc['details'])}"
+        for doc in firing.values()
+        if doc["subject"] == [kind, ident]
+    ]
+
+
+async def _instrument(store: Store, ident: str, now_ms: int) -> int:
+    q = await store.load_quote(ident)
+    firing = await store.firing_alerts()
+    held = ident in await store.held_instruments()
+    if q is None:
+        print(
+            f"instrument {ident}: no quote stored ({'held or targeted by accounts' if held else 'unknown'})"
+        )
+    else:
+        print(f"instrument {ident}")
+        if q.ts:
+            print(f"  last price     bid {q.bid} / ask {q.ask} (mid {(q.bid + q.ask) / 2:g})")
+            print(f"  last quote     seq {q.seq}, ts {q.ts}, {_age(now_ms, q.ts)}")
+        else:
+            print("  last price     none applied yet")
+        print(
+            f"  last seq seen  {q.seen}" + (f"   outlier held at mid {q.held:g}" if q.held == q.held else "")
+        )
+        flags = [e["type"] for e in q.episodes]
+        print(
+            f"  flags          {', '.join(flags) if flags else 'none'}  (stale is judged by age; see alerts)"
+        )
+        print(f"  referenced     {'yes' if held else 'no'} (held or targeted by some account)")
+    suppressed = {
+        doc["worker"]: doc["suppressed_by"].get(ident, 0)
+        for doc in (await _live_workers(store, now_ms)).values()
+    }
+    print(f"  accounts suppressed by it: {sum(suppressed.values())}")
+    lines = _alerts_for(firing, "instrument", ident)
+    print("alerts firing:" + ("" if lines else " none"))
+    for line in lines:
+        print(line)
+    return 0 if q is not None else 1
+
+
+async def _account(store: Store, ident: str, now_ms: int) -> int:
+    rec = await store.load_account(ident)
+    if rec is None:
+        print(f"account {ident}: not in Redis (no positions or targets consumed yet)")
+        return 1
+    raw = await store.redis.hget(store.keys.account(ident), "drift")
+    drift = orjson.loads(raw) if raw else None
+    print(f"account {ident} (partition {rec.partition})")
+    print(f"  positions seq  {rec.seq}, last change {_age(now_ms, rec.pts)}")
+    print(f"  cash           {rec.cash:g}")
+    for inst, qty in sorted(rec.holdings.items()):
+        print(f"  holding        {inst:<16} {qty:g}")
+    if rec.targets:
+        t = rec.targets
+        extra = {k: t[k] for k in ("band", "bands", "mode", "min_trade", "cooldown_s") if k in t}
+        print(f"  targets        v{t['version']}: {_json(t['weights'])} {_json(extra)}")
+    else:
+        print("  targets        none (not managed: never traded)")
+    if drift:
+        print(f"  drift status   {drift['status']}, evaluated {_age(now_ms, drift['evaluated_at'])}")
+        if "why" in drift:
+            print(f"  why            {drift['why']}")
+        if "weights" in drift:
+            print(f"  weights        {_json(drift['weights'])}")
+    else:
+        print("  drift status   not evaluated yet")
+    if rec.gap:
+        print(f"  QUARANTINED    position seqs missing: {rec.gap['ranges']} (streamproc reconcile {ident})")
+    if rec.order:
+        o = rec.order
+        legs = ", ".join(f"{leg['side']} {leg['qty']} {leg['instrument']}" for leg in o["legs"])
+        print(f"  last order     {o['event_id']} at {o['ts']} ({_age(now_ms, o['ts'])}): {legs}")
+    else:
+        print("  last order     none")
+    lines = _alerts_for(await store.firing_alerts(), "account", ident)
+    print("alerts firing:" + ("" if lines else " none"))
+    for line in lines:
+        print(line)
+    return 0
+
+
+async def _live_workers(store: Store, now_ms: int) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in (await store.workers()).items() if now_ms - v["ts"] < _WORKER_FRESH_MS}
+
+
+async def _status(store: Store, ident: str, now_ms: int) -> int:
+    workers = await _live_workers(store, now_ms)
+    storm, muted = await store.storm()
+    firing = await store.firing_alerts()
+    print(f"workers ({len(workers)} reporting in the last {_WORKER_FRESH_MS // 1000} s)")
+    for doc in sorted(workers.values(), key=lambda d: d["partitions"]):
+        print(
+            f"  {doc['worker']:<28} partitions {doc['partitions']}  accounts {doc['accounts']}  "
+            f"suppressed {doc['suppressed']}  quarantined {doc['quarantined']}  held {doc['held']}"
+        )
+        if doc["suppressed_by"]:
+            print(f"    suppressed by: {_json(doc['suppressed_by'])}")
+    total = sum(d["suppressed"] for d in workers.values())
+    print(f"accounts suppressed: {total}")
+    if storm:
+        print(
+            f"BREACH STORM: orders held since {storm['since_ms']} ({storm['alert_id']}); "
+            "release with: streamproc storm release"
+        )
+    else:
+        print("orders flowing" + (" (storm detection muted after a release)" if muted else ""))
+    print(f"alerts firing: {len(firing)}")
+    for doc in sorted(firing.values(), key=lambda d: d["since_ms"]):
+        print(f"  {doc['type']:<16} {doc['subject'][0]} {doc['subject'][1]:<20} since {doc['since_ms']}")
+    return 0
+
+
+async def _storm_release(store: Store, mute_s: float, now_ms: int) -> int:
+    storm = await store.release_storm(mute_s)
+    if storm is None:
+        print("no breach storm is holding orders (nothing released)")
+        return 1
+    print(
+        f"released {storm['alert_id']}: workers publish the held orders within a second; "
+        f"storm detection muted for {mute_s:g} s"
+    )
+    return 0
+
+
+async def _reconcile(store: Store, ident: str, now_ms: int) -> int:
+    rec = await store.load_account(ident)
+    if rec is None or not rec.gap:
+        print(f"account {ident} is not quarantined (no position gap stored); nothing to do")
+        return 1
+    await store.request_reconcile(ident, now_ms)
+    print(
+        f"asked the owner of {ident} to lift its quarantine (missing seqs {rec.gap['ranges']}); "
+        f"check with: streamproc inspect account {ident}"
+    )
+    return 0
+
+
+def run(settings: Settings, action: Callable[[Store, int], Awaitable[int]]) -> int:
+    """Connect to Redis, run ``action`` with the namespace's store and the current time."""
+
+    async def main() -> int:
+        client = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
+        try:
+            return await action(Store(client, settings.redis_prefix), int(time.time() * 1000))
+        except (ConnectionError, OSError, aioredis.ConnectionError) as exc:
+            print(
+                f"streamproc: Redis is not reachable at REDIS_URL ({settings.redacted()['redis_url']}): {exc}"
+            )
+            return 2
+        finally:
+            await client.aclose()
+
+    return asyncio.run(main())
+
+
+def inspect(settings: Settings, what: str, ident: str) -> int:
+    """`streamproc inspect instrument|account ID` and `streamproc inspect status`."""
+    view = {"instrument": _instrument, "account": _account, "status": _status}[what]
+    return run(settings, lambda store, now: view(store, ident, now))
+
+
+def storm_release(settings: Settings, mute_s: float) -> int:
+    """`streamproc storm release`."""
+    return run(settings, lambda store, now: _storm_release(store, mute_s, now))
+
+
+def reconcile(settings: Settings, account: str) -> int:
+    """`streamproc reconcile ACCOUNT`."""
+    return run(settings, lambda store, now: _reconcile(store, account, now))

@@ -1,0 +1,158 @@
+"""Quote faults injected into a running worker: a silent instrument, a seq gap, a crossed quote and an
+outlier. Each alert fires once and resolves once, and no order is computed from the bad data."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from streamproc.settings import Settings
+from streamproc.sim.messages import produce
+from streamproc.wire.contract import Contract
+from tests.integration.alerts import Ticker, alerts_of, states, ticking
+from tests.integration.scenario import for_account, setup_records
+from tests.integration.workers import TopicReader, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+async def _drift(redis_client, settings: Settings, account: str) -> dict | None:
+    raw = await redis_client.hget(f"{settings.redis_prefix}acct:{{{account}}}", "drift")
+    return orjson.loads(raw) if raw else None
+
+
+async def _stored_seq(redis_client, settings: Settings, inst: str) -> int:
+    raw = await redis_client.hget(f"{settings.redis_prefix}quote:{{{inst}}}", "seen")
+    return int(raw) if raw else -1
+
+
+async def test_a_silent_instrument_goes_stale_suppresses_its_accounts_and_recovers(
+    settings: Settings, workers, stack, redis_client
+):
+    t = settings.topics
+    contract = Contract(settings.schemas_dir)
+    await produce(stack.bootstrap, setup_records(t, {"A": ("EQ1", 600, 800)}))
+    ticker = Ticker(stack.bootstrap, t.quotes, {"EQ1": 100.0, "BOND": 50.0}, {"EQ1": 1, "BOND": 1})
+    async with (
+        ticking(ticker),
+        TopicReader(stack, t.alerts) as alerts,
+        TopicReader(stack, t.orders) as orders,
+    ):
+        workers(STREAMPROC_QUOTE_MAX_AGE_S="2")
+        await wait_for("A evaluated in band", lambda: _drift(redis_client, settings, "A"), timeout=60)
+
+        del ticker.mids["BOND"]  # BOND's feed stops; EQ1 keeps quoting
+        last_bond_ts = ticker.last_ts["BOND"]
+        fired = await alerts.wait(
+            "quote_stale for BOND", lambda v: alerts_of(v, "quote_stale", "BOND"), timeout=30
+        )
+        (alert,) = alerts_of(fired, "quote_stale", "BOND")
+        contract.validate("alerts", alert)
+        assert alert["state"] == "firing" and alert["runbook"] == "runbooks/quote_stale.md"
+        assert alert["details"]["last_quote_ts"] == last_bond_ts
+        latency_ms = alert["ts"] - (last_bond_ts + 2000)
+        print(f"quote_stale detection latency: {latency_ms} ms after max age (eval interval 20 ms)")
+        assert latency_ms >= 0
+
+        # EQ1 rallies: A is out of band on EQ1, but BOND's price is stale -> suppressed, no order.
+        ticker.mids["EQ1"] = 132.34
+        moved_at = ticker.seq["EQ1"] + 1
+        await wait_for(
+            "the rally processed",
+            lambda: _seq_at_least(redis_client, settings, "EQ1", moved_at + 3),
+        )
+        drift = await _drift(redis_client, settings, "A")
+        assert drift["status"] == "suppressed" and drift["why"] == "suppressed: quote_stale BOND"
+        await orders.poll()
+        assert orders.values() == []
+
+        ticker.mids["BOND"] = 50.0  # the feed resumes: resolved, and A gets its order at once
+        order = for_account(await orders.wait("an order for A", lambda v: for_account(v, "A")), "A")[0]
+        assert order["reason"]["instrument"] == "EQ1"
+        assert order["as_of"] > last_bond_ts
+        values = await alerts.wait(
+            "quote_stale resolved", lambda v: len(alerts_of(v, "quote_stale", "BOND")) == 2
+        )
+        assert states(alerts_of(values, "quote_stale", "BOND")) == ["firing", "resolved"]
+        # EQ2 and EQ3 went stale too, but no account holds them: no alert about them.
+        await wait_for(
+            "more ticks", lambda: _seq_at_least(redis_client, settings, "BOND", ticker.seq["BOND"])
+        )
+        await alerts.poll()
+        assert {a["subject"]["instrument"] for a in alerts_of(alerts.values(), "quote_stale")} == {"BOND"}
+        assert len(alerts_of(alerts.values(), "quote_stale")) == 2
+        assert len(for_account(orders.values(), "A")) == 1
+
+
+async def _seq_at_least(redis_client, settings: Settings, inst: str, seq: int) -> bool:
+    return await _stored_seq(redis_client, settings, inst) >= seq
+
+
+async def test_gap_crossed_and_outlier_quotes_alert_once_and_never_trade(
+    settings: Settings, workers, stack, redis_client
+):
+    t = settings.topics
+    contract = Contract(settings.schemas_dir)
+    await produce(stack.bootstrap, setup_records(t, {"A": ("EQ1", 600, 800)}))
+    ticker = Ticker(stack.bootstrap, t.quotes, {"EQ1": 100.0, "BOND": 50.0}, {"EQ1": 1, "BOND": 1})
+    async with (
+        TopicReader(stack, t.alerts) as alerts,
+        TopicReader(stack, t.orders) as orders,
+        TopicReader(stack, t.deadletter) as dead,
+    ):
+        workers(STREAMPROC_OUTLIER_MOVE="0.2", STREAMPROC_QUOTE_MAX_AGE_S="600")  # BOND is quoted once
+        await wait_for("A evaluated in band", lambda: _drift(redis_client, settings, "A"), timeout=60)
+
+        async def send(*records) -> None:
+            await produce(stack.bootstrap, list(records))
+
+        # 1. a gap: EQ1 seq 2 -> 5 (3 and 4 lost), then 6 in sequence
+        ticker.seq["EQ1"] = 4
+        await send(ticker.next("EQ1"))
+        values = await alerts.wait("quote_gap firing", lambda v: alerts_of(v, "quote_gap"))
+        (gap,) = alerts_of(values, "quote_gap")
+        assert gap["subject"] == {"instrument": "EQ1"} and gap["state"] == "firing"
+        assert (gap["details"]["missing_from"], gap["details"]["missing_to"]) == (2, 4)
+        await send(ticker.next("EQ1"))
+        await alerts.wait("quote_gap resolved", lambda v: len(alerts_of(v, "quote_gap")) == 2)
+
+        # 2. a crossed quote (dead-lettered, flags EQ1), then a valid one
+        ticker.seq["EQ1"] += 1
+        crossed = {"instrument": "EQ1", "bid": 101.0, "ask": 100.0, "seq": ticker.seq["EQ1"], "ts": 1}
+        await send((t.quotes, (b"EQ1", orjson.dumps({**crossed, "ts": ticker.now()}))))
+        values = await alerts.wait("quote_crossed firing", lambda v: alerts_of(v, "quote_crossed"))
+        assert alerts_of(values, "quote_crossed")[0]["details"]["bid"] == 101.0
+        await dead.wait("the crossed quote dead-lettered", lambda v: len(v) == 1)
+        await send(ticker.next("EQ1"))
+        await alerts.wait("quote_crossed resolved", lambda v: len(alerts_of(v, "quote_crossed")) == 2)
+
+        # 3. an outlier (+40 %, would breach A's band) held, then a quote back at the old level
+        await send(ticker.next("EQ1", 140.0))
+        values = await alerts.wait("quote_outlier firing", lambda v: alerts_of(v, "quote_outlier"))
+        first_outlier = alerts_of(values, "quote_outlier")[0]
+        assert first_outlier["details"]["move"] == pytest.approx(0.4, abs=1e-3)
+        await send(ticker.next("EQ1", 100.5))
+        await alerts.wait("quote_outlier resolved", lambda v: len(alerts_of(v, "quote_outlier")) == 2)
+        await wait_for("EQ1 applied", lambda: _seq_at_least(redis_client, settings, "EQ1", ticker.seq["EQ1"]))
+        await orders.poll()
+        assert orders.values() == []  # nothing traded on the gap, the crossed quote or the blip
+
+        # 4. a real move: held (+32 %) until the next quote confirms it, then A trades once
+        await send(ticker.next("EQ1", 132.34))
+        await alerts.wait("second outlier", lambda v: len(alerts_of(v, "quote_outlier")) == 3)
+        await orders.poll()
+        assert orders.values() == []
+        await send(ticker.next("EQ1", 132.4))
+        (order,) = await orders.wait("A's order on the confirmed price", lambda v: for_account(v, "A"))
+        (eq_leg,) = [leg for leg in order["legs"] if leg["instrument"] == "EQ1"]
+        assert float(eq_leg["price"]) == pytest.approx(132.4, rel=1e-3)
+
+        values = await alerts.wait("outlier resolved", lambda v: len(alerts_of(v, "quote_outlier")) == 4)
+        for a in values:
+            contract.validate("alerts", a)
+        for type_ in ("quote_gap", "quote_crossed"):
+            assert states(alerts_of(values, type_)) == ["firing", "resolved"]
+        assert states(alerts_of(values, "quote_outlier")) == ["firing", "resolved"] * 2
+        assert alerts_of(values, "quote_outlier")[3]["details"]["confirmed_at_seq"] == ticker.seq["EQ1"]
+        ids = [a["alert_id"] for a in values]
+        assert len(set(ids)) * 2 == len(ids)  # firing and resolved share an id; episodes do not
