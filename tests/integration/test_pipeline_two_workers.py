@@ -3,13 +3,16 @@ lost or duplicated while the partitions move between them."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 
+import orjson
 import pytest
 
 from streamproc.settings import Settings
 from streamproc.sim.messages import produce, quote
 from streamproc.wire.contract import Contract
+from tests.integration.alerts import Ticker, alerts_of, states, ticking
 from tests.integration.scenario import setup_records
 from tests.integration.workers import TopicReader, wait_for
 
@@ -68,3 +71,77 @@ async def test_two_workers_serve_every_account_once_across_a_rebalance(
 async def _two_owners(client, settings: Settings) -> bool:
     owners = await _owners(client, settings)
     return None not in owners and len(set(owners)) == 2
+
+
+async def _n_owners(client, settings: Settings, n: int) -> bool:
+    owned = await _partitions_owned(client, settings)
+    return len(owned) == n and sorted(p for ps in owned for p in ps) == [0, 1, 2]
+
+
+async def _partitions_owned(client, settings: Settings) -> list[list[int]]:
+    """Partitions of each worker that reported in the last 3 s."""
+    raw = await client.hgetall(f"{settings.redis_prefix}workers")
+    docs = [orjson.loads(v) for v in raw.values()]
+    return sorted(d["partitions"] for d in docs if d["ts"] > time.time() * 1000 - 3000 and d["partitions"])
+
+
+async def test_an_alert_is_announced_and_resolved_once_across_a_rebalance(
+    settings: Settings, workers, stack, redis_client
+):
+    t = settings.topics
+    # accounts on every instrument, so whichever worker owns an instrument's alerts also holds it
+    books = {f"R{i:02d}": (f"EQ{1 + i % 3}", 600, 800) for i in range(12)}
+    await produce(stack.bootstrap, setup_records(t, books))
+    ticker = Ticker(
+        stack.bootstrap,
+        t.quotes,
+        {"EQ1": 100.0, "EQ2": 100.0, "EQ3": 100.0},
+        dict.fromkeys(("EQ1", "EQ2", "EQ3"), 1) | {"BOND": 1},
+    )
+    async with ticking(ticker), TopicReader(stack, t.alerts) as alerts:
+        one = workers("one", STREAMPROC_QUOTE_MAX_AGE_S="2")
+        await alerts.wait(
+            "BOND stale (never quoted again)", lambda v: alerts_of(v, "quote_stale", "BOND"), timeout=60
+        )
+        workers("two", STREAMPROC_QUOTE_MAX_AGE_S="2")
+        await wait_for(
+            "both workers own partitions", lambda: _n_owners(redis_client, settings, 2), timeout=60
+        )
+        later = time.time() * 1000 + 3000
+        await wait_for(
+            "3 s of watch ticks after the rebalance", lambda: _reported(redis_client, settings, later)
+        )
+        one.stop()  # now every subject, BOND's included, is owned by worker two
+        await wait_for("two owns everything", lambda: _n_owners(redis_client, settings, 1), timeout=60)
+        later = time.time() * 1000 + 3000
+        await wait_for(
+            "3 s of watch ticks after the handover", lambda: _reported(redis_client, settings, later)
+        )
+        await alerts.poll()
+        assert states(alerts_of(alerts.values(), "quote_stale", "BOND")) == ["firing"]  # not again
+
+        ticker.mids["BOND"] = 50.0
+        values = await alerts.wait("resolved", lambda v: len(alerts_of(v, "quote_stale", "BOND")) == 2)
+        assert states(alerts_of(values, "quote_stale", "BOND")) == ["firing", "resolved"]
+        later = time.time() * 1000 + 3000
+        await wait_for("3 s more", lambda: _reported(redis_client, settings, later))
+        await alerts.poll()
+        assert states(alerts_of(alerts.values(), "quote_stale")) == ["firing", "resolved"]
+
+
+async def _summaries(client, settings: Settings) -> list[dict]:
+    """Summaries of the workers that reported in the last 3 s."""
+    raw = await client.hgetall(f"{settings.redis_prefix}workers")
+    docs = [orjson.loads(v) for v in raw.values()]
+    return [d for d in docs if d["ts"] > time.time() * 1000 - 3000]
+
+
+async def _n_owners(client, settings: Settings, n: int) -> bool:
+    owned = [d["partitions"] for d in await _summaries(client, settings) if d["partitions"]]
+    return len(owned) == n and sorted(p for ps in owned for p in ps) == [0, 1, 2]
+
+
+async def _reported(client, settings: Settings, since_ms: float) -> bool:
+    """Every live worker has reported since ``since_ms``."""
+    docs = await _summaries(client, settings)
+    return bool(docs) and all(d["ts"] >= since_ms for d in docs)
