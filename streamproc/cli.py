@@ -55,6 +55,18 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return inspect(_settings(), args.what, getattr(args, "id", ""))
 
 
+def _cmd_inspect_topics(args: argparse.Namespace) -> int:
+    from streamproc.inspect import topics_view
+
+    return topics_view(_settings())
+
+
+def _cmd_inspect_deadletters(args: argparse.Namespace) -> int:
+    from streamproc.inspect import deadletters_view
+
+    return deadletters_view(_settings(), args.last)
+
+
 def _cmd_storm_release(args: argparse.Namespace) -> int:
     from streamproc.inspect import storm_release
 
@@ -91,6 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
     insp_sub.add_parser(
         "status", help="workers, suppressed accounts, storm hold, alerts firing"
     ).set_defaults(func=_cmd_inspect)
+
+    insp_sub.add_parser(
+        "topics", help="records per topic and when the newest arrived (is a feed silent?)"
+    ).set_defaults(func=_cmd_inspect_topics)
+    dls = insp_sub.add_parser("deadletters", help="the newest dead letters with their reasons")
+    dls.add_argument("--last", type=int, default=20, help="how many per partition to read (20)")
+    dls.set_defaults(func=_cmd_inspect_deadletters)
 
     storm = sub.add_parser("storm", help="the breach-storm order hold")
     storm_sub = storm.add_subparsers(dest="storm", required=True)

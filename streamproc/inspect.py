@@ -165,6 +165,72 @@ async def _reconcile(store: Store, ident: str, now_ms: int) -> int:
     return 0
 
 
+async def _tails(settings: Settings, topics: list[str], last: int) -> dict[str, list[Any]]:
+    """The last ``last`` records of each partition of ``topics`` (with end offsets), by topic."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=None)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+        if not tps:
+            await consumer.topics()
+            tps = [
+                TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())
+            ]
+        ends = await consumer.end_offsets(tps)
+        consumer.assign(tps)
+        out: dict[str, list[Any]] = {t: [] for t in topics}
+        pending = set()
+        for tp in tps:
+            if ends[tp]:
+                consumer.seek(tp, max(0, ends[tp] - last))
+                pending.add(tp)
+        while pending:
+            batch = await consumer.getmany(*pending, timeout_ms=2000)
+            if not batch:
+                break
+            for tp, records in batch.items():
+                out[tp.topic] += records
+                if records[-1].offset + 1 >= ends[tp]:
+                    pending.discard(tp)
+        for t in topics:
+            out[t].sort(key=lambda r: r.timestamp)
+        return {**out, "_ends": [(tp.topic, tp.partition, ends[tp]) for tp in tps]}
+    finally:
+        await consumer.stop()
+
+
+def topics_view(settings: Settings) -> int:
+    """`streamproc inspect topics`: per input topic, records so far and when the newest arrived."""
+    t = settings.topics
+    names = [t.quotes, t.positions, t.targets, t.instruments, t.orders, t.alerts, t.deadletter]
+    tails = asyncio.run(_tails(settings, names, 1))
+    now_ms = int(time.time() * 1000)
+    print(f"{'topic':<32} {'records':>10}  newest record")
+    for name in names:
+        ends = [end for topic, _p, end in tails["_ends"] if topic == name]
+        newest = max((r.timestamp for r in tails[name]), default=None)
+        shown = _age(now_ms, newest) if ends else "(no such topic: is STREAMPROC_NAMESPACE right?)"
+        print(f"{name:<32} {sum(ends):>10}  {shown}")
+    silent = ", ".join(f"{k}={v:g}s" for k, v in settings.feed_silent_s.items()) or "none"
+    print(f"feed_silent watches: {silent} (STREAMPROC_FEED_SILENT_S)")
+    return 0
+
+
+def deadletters_view(settings: Settings, last: int) -> int:
+    """`streamproc inspect deadletters`: the newest dead letters with their reasons."""
+    records = asyncio.run(_tails(settings, [settings.topics.deadletter], last))[settings.topics.deadletter]
+    reasons: dict[str, int] = {}
+    for r in records[-last:]:
+        doc = orjson.loads(r.value)
+        reasons[doc.get("reason", "?")] = reasons.get(doc.get("reason", "?"), 0) + 1
+        where = f"{doc['topic']}@{doc['partition']}:{doc['offset']}"
+        print(f"{doc['ts']} {where} [{doc.get('reason')}] {doc['error']}")
+    print(f"{len(records[-last:])} dead letters shown; by reason: {_json(reasons)}")
+    return 0
+
+
 def run(settings: Settings, action: Callable[[Store, int], Awaitable[int]]) -> int:
     """Connect to Redis, run ``action`` with the namespace's store and the current time."""
 
