@@ -4,12 +4,14 @@ suppression on stale prices, and the order documents it drafts."""
 from __future__ import annotations
 
 import numpy as np
+import orjson
 import pytest
 
-from streamproc.app.accounts import Accounts
+from streamproc.app.accounts import APPLIED, FILLED, FILLED_SUPERSEDED, REPLAY, Accounts
 from streamproc.app.decisions import Status, decide
 from streamproc.app.prices import Prices
 from streamproc.core import Book, LegLimits
+from streamproc.state.store import AccountRecord
 from streamproc.wire.contract import Contract
 from tests.conftest import ROOT
 
@@ -144,3 +146,69 @@ def test_prices_drop_replays_within_and_across_batches() -> None:
     )
     assert prices.duplicates == 3 and latest["EQ"].bid == 102.0
     assert np.isclose(prices.book.price("EQ")[0], 102.0)
+
+
+def pos(inst: str, qty: float, seq: int) -> dict:
+    return {"account": "A", "instrument": inst, "qty": qty, "seq": seq, "ts": seq}
+
+
+def test_a_position_gap_quarantines_until_the_late_record_fills_it() -> None:
+    accounts, prices = market()
+    tick(accounts, prices, T0 + 1.1)
+    assert accounts.apply_position(pos("BOND", 100.0, 6), 0, T0 + 2) == APPLIED  # 4 and 5 missing
+    (ep,) = accounts.open_gap_episodes().values()
+    assert ep.id == "position_gap:A:4" and ep.details["missing_to"] == 5
+    d = tick(accounts, prices, T0 + 3.5)
+    assert not d.orders and d.statuses[0]["why"] == "suppressed: position_gap seq 4-5"
+    assert orjson.loads(accounts.gap_field(0))["ranges"] == [[4, 5]]
+    # seq 4 is an older BOND quantity: it fills the gap but must not overwrite seq 6's 100
+    assert accounts.apply_position(pos("BOND", 700.0, 4), 0, T0 + 4) == FILLED_SUPERSEDED
+    assert accounts.book.holdings("A")["BOND"] == 100.0
+    assert accounts.apply_position(pos("BOND", 700.0, 4), 0, T0 + 4) == REPLAY  # not missing any more
+    assert accounts.apply_position(pos("CASH", 1.0, 5), 0, T0 + 4) == FILLED
+    (closed,) = accounts.drain_closed()
+    assert closed.id == ep.id and closed.details["filled_at_seq"] == 5 and accounts.gap_field(0) == b""
+    (order,) = tick(accounts, prices, T0 + 5.1).orders
+    assert order.doc["inputs"]["positions_seq"] == 6
+
+
+def test_a_quarantine_is_restored_on_load_and_can_be_lifted() -> None:
+    accounts, _ = market()
+    accounts.apply_position(pos("BOND", 100.0, 9), 0, T0 + 2)
+    stored = orjson.loads(accounts.gap_field(0))
+    fresh, _ = market()
+    rec = AccountRecord("A", 0, {"EQ": 600.0, "BOND": 100.0}, 0.0, 9, 9, None, None, gap=stored)
+    fresh.load([rec], T0)
+    assert fresh.quarantined(np.array([0])).tolist() == [True]
+    assert fresh.clear_gap(0, reconciled_at=1) and not fresh.clear_gap(0)
+    assert fresh.drain_closed()[0].details["reconciled_at"] == 1
+
+
+def test_a_storm_holds_this_passes_orders_as_held_statuses() -> None:
+    accounts, prices = market()
+    tick(accounts, prices, T0 + 1.1)
+    move_eq(prices, 132.34, 2, T0 + 2)
+    held = tick_hold(accounts, prices, T0 + 2)
+    assert not held.orders and held.new_breaches == 1 and accounts.status[0] == Status.HELD
+    assert held.statuses[0]["status"] == "held"
+    d = tick(accounts, prices, T0 + 2)  # no change, no storm: nothing new to evaluate
+    accounts.dirty.add(0)  # what a release does
+    (order,) = tick(accounts, prices, T0 + 2.1).orders
+    assert d.new_breaches == 0 and order.account == "A"
+
+
+def tick_hold(accounts: Accounts, prices: Prices, now: float):
+    prices.refresh_stale(int(now * 1000))
+    rows = accounts.candidates(accounts.book.accounts_affected_by(prices.drain_changed()), now)
+    return decide(accounts, prices, rows, now, LegLimits(), hold=True)
+
+
+def test_only_referenced_instruments_raise_quote_stale() -> None:
+    accounts, prices = market()
+    prices.accept([{"instrument": "OTHER", "bid": 9.0, "ask": 11.0, "seq": 1, "ts": int(T0 * 1000)}])
+    now_ms = int((T0 + 31) * 1000)
+    prices.refresh_stale(now_ms)
+    referenced = accounts.book.referenced(accounts.owned_rows())
+    episodes = prices.stale_episodes(referenced, now_ms, None)
+    assert sorted(k[1][1] for k in episodes) == ["BOND", "EQ"]
+    assert episodes[("quote_stale", ("instrument", "EQ"))].id == f"quote_stale:EQ:{int(T0 * 1000)}"

@@ -1,0 +1,63 @@
+"""The watch's topic detectors and storm guard, no I/O."""
+
+from __future__ import annotations
+
+from streamproc.app.watch import Watch
+from streamproc.settings import Settings
+
+SETTINGS = Settings.from_env(
+    {
+        "STREAMPROC_NAMESPACE": "n",
+        "STREAMPROC_FEED_SILENT_S": "quotes=3",
+        "STREAMPROC_STORM_MIN_ACCOUNTS": "10",
+        "STREAMPROC_STORM_SHARE": "0.2",
+        "STREAMPROC_DEADLETTER_RATE_PER_MIN": "60",
+        "STREAMPROC_DEADLETTER_WINDOW_S": "10",
+    }
+)
+T = SETTINGS.topics
+
+
+def offsets(quotes: int, dead: int = 0) -> dict[str, int]:
+    return {"quotes": quotes, "positions": 0, "targets": 0, "instruments": 0, "deadletter": dead}
+
+
+def test_a_topic_that_stops_after_moving_is_silent_with_a_stable_episode_id() -> None:
+    w = Watch(SETTINGS)
+    assert not w.topic_episodes(0.0, offsets(5), T)
+    assert not w.topic_episodes(1.0, offsets(9), T)
+    assert not w.topic_episodes(3.5, offsets(9), T)
+    (ep,) = w.topic_episodes(4.0, offsets(9), T).values()
+    assert ep.subject == ("topic", "n.quotes") and ep.id == "feed_silent:n.quotes:9"
+    assert [e.id for e in w.topic_episodes(9.0, offsets(9), T).values()] == [ep.id]
+    assert not w.topic_episodes(10.0, offsets(10), T)
+    resumed = Watch(SETTINGS)  # a restarted worker continues the announced episode
+    resumed.resume(ep)
+    assert [e.id for e in resumed.topic_episodes(20.0, offsets(9), T).values()] == [ep.id]
+
+
+def test_never_moving_topics_are_not_silent() -> None:
+    w = Watch(SETTINGS)
+    for t in range(10):
+        assert not w.topic_episodes(float(t), offsets(5), T)
+
+
+def test_the_dead_letter_rate_fires_above_the_threshold_and_ends_with_the_window() -> None:
+    w = Watch(SETTINGS)
+    w.topic_episodes(0.0, offsets(1, 0), T)
+    w.topic_episodes(1.0, offsets(2, 5), T)  # 5 in 10 s = 30/min: fine
+    (ep,) = w.topic_episodes(2.0, offsets(3, 20), T).values()  # 20 in 10 s = 120/min
+    assert ep.type == "deadletter_rate" and ep.details["per_min"] == 120.0
+    assert list(w.topic_episodes(5.0, offsets(4, 20), T).values()) == [ep]
+    assert not w.topic_episodes(13.0, offsets(5, 20), T)
+
+
+def test_a_storm_needs_the_share_and_the_minimum_within_the_window() -> None:
+    w = Watch(SETTINGS)
+    assert not w.breaches(0.0, 9, tracked=30)  # under the minimum of 10
+    assert w.breaches(1.0, 1, tracked=30)  # 10 >= max(10, 0.2 * 30)
+    w2 = Watch(SETTINGS)
+    assert not w2.breaches(0.0, 15, tracked=100)  # 15 < 0.2 * 100
+    assert not w2.breaches(11.0, 15, tracked=100)  # the first 15 left the window
+    w2.muted = True
+    assert not w2.breaches(12.0, 100, tracked=100)
