@@ -143,6 +143,19 @@ class Accounts:
         self.dirty.add(r)
         return True
 
+    def expire_gaps(self, now_ms: int, timeout_s: float) -> list[str]:
+        """Lift the quarantines of owned accounts older than ``timeout_s`` (0: never); returns them."""
+        if timeout_s <= 0:
+            return []
+        late = [
+            r
+            for r, ep in self.gap_episodes.items()
+            if self.owned[r] and now_ms - ep.since_ms > timeout_s * 1000
+        ]
+        for r in late:
+            self.clear_gap(r, timed_out_after_s=timeout_s)
+        return [self.book.accounts.id_of(r) for r in late]
+
     def gap_field(self, r: int) -> bytes:
         """The stored ``gap`` field of row r (empty when not quarantined)."""
         gaps = self.gaps.get(r)

@@ -536,7 +536,7 @@ class Pipeline:
                 log.warning(
                     "breach storm released: held accounts are evaluated again", accounts=int(rows.size)
                 )
-            watch.refresh_referenced(self.book, self.accounts)
+            watch.refresh_referenced(self.book)
             handled, gap_fields = self._lift_quarantines(requests, now_ms)
         await store.write_accounts(gap_fields, {})
         await store.reconciled(handled)
@@ -564,13 +564,9 @@ class Pipeline:
             if accounts.clear_gap(r, reconciled_at=at_ms):
                 fields[account] = {"gap": b""}
                 log.warning("position gap reconciled by operator", account=account)
-        timeout_ms = self.settings.position_gap_timeout_s * 1000
-        if timeout_ms > 0:
-            for r, ep in list(accounts.gap_episodes.items()):
-                if accounts.owned[r] and now_ms - ep.since_ms > timeout_ms:
-                    accounts.clear_gap(r, timed_out_after_s=self.settings.position_gap_timeout_s)
-                    fields[ep.subject[1]] = {"gap": b""}
-                    log.warning("position gap timed out: quarantine lifted", account=ep.subject[1])
+        for account in accounts.expire_gaps(now_ms, self.settings.position_gap_timeout_s):
+            fields[account] = {"gap": b""}
+            log.warning("position gap timed out: quarantine lifted", account=account)
         return handled, fields
 
     async def _publish(self, drafts: list[Draft]) -> list[Draft]:

@@ -117,10 +117,11 @@ class Watch:
 
     # ---- references and summary --------------------------------------------------------------
 
-    def refresh_referenced(self, book: Book, accounts: Accounts) -> None:
-        """Instruments held or targeted by this worker's accounts or, per Redis (``held``), by anyone's."""
+    def refresh_referenced(self, book: Book) -> None:
+        """Instruments held or targeted by accounts in this worker's book or, per Redis (``held``), by
+        anyone's."""
         idx = book.instrument_indices(self.held)
-        ref = book.referenced(accounts.owned_rows())
+        ref = book.referenced()
         ref[idx] = True
         self.referenced = ref
 

@@ -438,11 +438,16 @@ class Book:
         out: I64 = np.flatnonzero(hit)
         return out
 
-    def referenced(self, rows: I64) -> Bool:
-        """Per instrument: held or targeted by any of ``rows``."""
+    def referenced(self) -> Bool:
+        """Per instrument: held or targeted by some account in the book (from the inverted index, so
+        O(instruments); may include a few no longer held, like ``accounts_affected_by``)."""
+        if self._index_ptr is None:
+            self._rebuild_index()
+        ptr = self._index_ptr
+        assert ptr is not None
         out = np.zeros(self.n_instruments, dtype=bool)
-        inst = self._inst[rows].ravel()
-        out[inst[inst >= 0]] = True
+        out[: len(ptr) - 1] = np.diff(ptr) > 0
+        out[np.asarray(self._pending_inst, dtype=np.int64)] = True
         return out
 
     def flagged(self) -> I64:

@@ -184,6 +184,15 @@ def test_a_quarantine_is_restored_on_load_and_can_be_lifted() -> None:
     assert fresh.drain_closed()[0].details["reconciled_at"] == 1
 
 
+def test_a_quarantine_times_out_only_when_configured() -> None:
+    accounts, _ = market()
+    accounts.apply_position({**pos("BOND", 100.0, 9), "ts": 1_000}, 0, T0)
+    assert accounts.expire_gaps(1_000_000, 0) == []  # 0: only an operator lifts it
+    assert accounts.expire_gaps(60_000, 60) == []  # opened at 1 s: not 60 s old yet
+    assert accounts.expire_gaps(61_001, 60) == ["A"] and not accounts.gaps
+    assert accounts.drain_closed()[0].details["timed_out_after_s"] == 60
+
+
 def test_a_storm_holds_this_passes_orders_as_held_statuses() -> None:
     accounts, prices = market()
     tick(accounts, prices, T0 + 1.1)
@@ -208,7 +217,7 @@ def test_only_referenced_instruments_raise_quote_stale() -> None:
     prices.accept([{"instrument": "OTHER", "bid": 9.0, "ask": 11.0, "seq": 1, "ts": int(T0 * 1000)}])
     now_ms = int((T0 + 31) * 1000)
     prices.refresh_stale(now_ms)
-    referenced = accounts.book.referenced(accounts.owned_rows())
+    referenced = accounts.book.referenced()
     episodes = prices.stale_episodes(referenced, now_ms, None)
     assert sorted(k[1][1] for k in episodes) == ["BOND", "EQ"]
     assert episodes[("quote_stale", ("instrument", "EQ"))].id == f"quote_stale:EQ:{int(T0 * 1000)}"
