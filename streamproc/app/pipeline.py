@@ -523,9 +523,12 @@ class Pipeline:
         """One watch step given the summed end offsets of the input and dead-letter topics."""
         store, watch = self._store, self.watch
         now_ms = int(now * 1000)
+        before = watch.storm
         storm, muted = await store.storm()
-        released = watch.storm is not None and storm is None
-        watch.storm, watch.muted = storm, muted
+        released = before is not None and storm is None
+        if watch.storm is before:  # else this worker started a storm meanwhile: keep it
+            watch.storm = storm
+        watch.muted = muted
         if watch.tick % 5 == 0:
             watch.held = await store.held_instruments()
         requests = await store.reconcile_requests()

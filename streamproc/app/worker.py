@@ -106,25 +106,33 @@ def create_app(settings: Settings, partitions: dict[str, int]) -> tuple[faust.Ap
 
     @app.service
     class PipelineService(mode.Service):
-        """Starts the pipeline's clients, price feed and evaluator with the app and stops them with it."""
+        """Runs the pipeline's price feed, evaluator and watch with the app; on stop, ends them before
+        closing the clients (a publish in flight must not meet a closed producer)."""
+
+        jobs: list[asyncio.Task[None]]
+        crashing: asyncio.Future[None]
 
         async def on_start(self) -> None:
             await pipeline.start()
 
+        async def on_started(self) -> None:
+            self.jobs = [
+                asyncio.create_task(job)
+                for job in (pipeline.run_feed(), pipeline.run_evaluator(), pipeline.run_watch())
+            ]
+            for job in self.jobs:
+                job.add_done_callback(self._crash_on_error)
+
+        def _crash_on_error(self, job: asyncio.Task[None]) -> None:
+            if not job.cancelled() and job.exception() is not None:
+                log.error("pipeline task failed: stopping the worker", exc_info=job.exception())
+                self.crashing = asyncio.ensure_future(self.crash(job.exception()))  # type: ignore[arg-type]
+
         async def on_stop(self) -> None:
+            for job in getattr(self, "jobs", []):
+                job.cancel()
+            await asyncio.gather(*getattr(self, "jobs", []), return_exceptions=True)
             await pipeline.stop()
-
-        @mode.Service.task
-        async def _feed(self) -> None:
-            await pipeline.run_feed()
-
-        @mode.Service.task
-        async def _evaluator(self) -> None:
-            await pipeline.run_evaluator()
-
-        @mode.Service.task
-        async def _watch(self) -> None:
-            await pipeline.run_watch()
 
     return app, pipeline
 
