@@ -125,6 +125,9 @@ async def _status(store: Store, ident: str, now_ms: int) -> int:
         )
         if doc["suppressed_by"]:
             print(f"    suppressed by: {_json(doc['suppressed_by'])}")
+        counts = doc.get("counts", {})
+        shown = ("quotes.duplicates", "positions.replayed", "positions.gap_filled", "orders")
+        print("    counts: " + ", ".join(f"{k} {counts.get(k, 0)}" for k in shown))
     total = sum(d["suppressed"] for d in workers.values())
     print(f"accounts suppressed: {total}")
     if storm:

@@ -545,7 +545,7 @@ class Pipeline:
         await store.reconciled(handled)
         open_now = watch.topic_episodes(now, offsets, self.topics)
         await self.alerter.sync(TOPIC_ALERTS, open_now, (), now_ms)
-        summary = watch.summary(self.accounts, self.book, sorted(self.owned), now_ms)
+        summary = watch.summary(self.accounts, self.book, sorted(self.owned), now_ms, self.stats)
         await store.write_worker(self.token, summary)
         if summary["suppressed"] != watch.last_suppressed:
             watch.last_suppressed = summary["suppressed"]

@@ -125,7 +125,9 @@ class Watch:
         ref[idx] = True
         self.referenced = ref
 
-    def summary(self, accounts: Accounts, book: Book, partitions: list[int], now_ms: int) -> dict[str, Any]:
+    def summary(
+        self, accounts: Accounts, book: Book, partitions: list[int], now_ms: int, counts: Mapping[str, int]
+    ) -> dict[str, Any]:
         """This worker's state for `streamproc inspect status` (and a log line when suppression changes)."""
         rows = accounts.owned_rows()
         status = accounts.status[rows]
@@ -150,5 +152,6 @@ class Watch:
             "suppressed_by": top,
             "flagged_instruments": int(flagged.size),
             "storm": self.storm is not None,
+            "counts": {k: int(v) for k, v in sorted(counts.items())},
             "ts": now_ms,
         }
