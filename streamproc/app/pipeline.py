@@ -465,7 +465,7 @@ class Pipeline:
         decisions = decide(self.accounts, self.prices, rows, now, self.limits, hold=watch.storm is not None)
         self.stats["evaluations"] += decisions.evaluated
         if watch.storm is None and watch.breaches(now, decisions.new_breaches, self.accounts.tracked()):
-            doc = watch.storm_doc(now_ms, decisions.new_breaches, self.topics.orders)
+            doc = watch.storm_doc(now_ms, self.topics.orders)
             if not await self._store.start_storm(doc):
                 doc = (await self._store.storm())[0] or doc
             watch.storm = doc
@@ -534,6 +534,7 @@ class Pipeline:
         requests = await store.reconcile_requests()
         async with self.lock:
             if released:
+                watch.window.clear()  # the breaches that made the storm are not a new one
                 rows = self.accounts.rows_with_status(Status.HELD)
                 self.accounts.dirty.update(rows.tolist())
                 log.warning(

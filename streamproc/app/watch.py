@@ -48,7 +48,7 @@ class Watch:
         limit = max(self.settings.storm_min_accounts, self.settings.storm_share * tracked)
         return self.window.total >= limit
 
-    def storm_doc(self, now_ms: int, new: int, orders_topic: str) -> dict[str, Any]:
+    def storm_doc(self, now_ms: int, orders_topic: str) -> dict[str, Any]:
         """The Redis record of a storm this worker detected."""
         subject = ("topic", orders_topic)
         details = {
