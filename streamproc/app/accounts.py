@@ -115,7 +115,7 @@ class Accounts:
             return done
         if last >= 0 and seq > last + 1:
             if gaps is None:
-                gaps = self.gaps[r] = SeqGaps()
+                gaps = self.gaps[r] = SeqGaps(opened_ms=int(now * 1000))
                 subject = ("account", account)
                 self.gap_episodes[r] = Episode(
                     "position_gap",
@@ -147,11 +147,7 @@ class Accounts:
         """Lift the quarantines of owned accounts older than ``timeout_s`` (0: never); returns them."""
         if timeout_s <= 0:
             return []
-        late = [
-            r
-            for r, ep in self.gap_episodes.items()
-            if self.owned[r] and now_ms - ep.since_ms > timeout_s * 1000
-        ]
+        late = [r for r, g in self.gaps.items() if self.owned[r] and now_ms - g.opened_ms > timeout_s * 1000]
         for r in late:
             self.clear_gap(r, timed_out_after_s=timeout_s)
         return [self.book.accounts.id_of(r) for r in late]

@@ -60,7 +60,7 @@ class Decisions:
     orders: list[Draft] = field(default_factory=list)
     statuses: dict[int, dict[str, Any]] = field(default_factory=dict)  # row -> drift document
     suppressed: int = 0
-    new_breaches: int = 0  # accounts breaching now that were not in the previous pass
+    new_breaches: int = 0  # accounts breaching now that were in band at their previous evaluation
 
     def hold(self, accounts: Accounts, now_ms: int) -> int:
         """A breach storm: turn this pass's orders into HELD statuses; returns how many were held."""
@@ -134,7 +134,9 @@ def decide(
                 _draft(accounts, br, plan, j, r, int(worst[j]), int(as_of[j]), float(cash_after_w[j]), now_ms)
             )
     before = accounts.status[rows]
-    out.new_breaches = int(np.count_nonzero(np.isin(codes, _BREACHED) & ~np.isin(before, _BREACHED)))
+    # only in band -> breached counts: after a load (status unknown) or a suppression the account may
+    # have been out of band all along, and counting it would make every restart look like a storm
+    out.new_breaches = int(np.count_nonzero(np.isin(codes, _BREACHED) & (before == Status.OK)))
     changed = np.flatnonzero(codes != before)
     for j in changed.tolist():
         r = int(rows[j])

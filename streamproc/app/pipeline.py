@@ -23,11 +23,12 @@ from streamproc.app.accounts import APPLIED, FILLED_SUPERSEDED, REPLAY, Accounts
 from streamproc.app.alerting import Alerter
 from streamproc.app.decisions import Draft, Status, decide
 from streamproc.app.prices import Prices
+from streamproc.app.topics import newest_timestamps
 from streamproc.app.watch import Watch
 from streamproc.core import Book, LegLimits
 from streamproc.core.alerts import Subject
 from streamproc.core.book import CASH
-from streamproc.settings import Settings
+from streamproc.settings import Settings, Topics
 from streamproc.state.store import Store, StoredQuote
 from streamproc.wire.codec import Rejected, deadletter, decode
 from streamproc.wire.contract import Contract
@@ -438,6 +439,7 @@ class Pipeline:
     async def run_evaluator(self) -> None:
         """Evaluate changed and price-affected accounts every ``eval_interval_ms``."""
         await self.feed_ready.wait()
+        self.watch.storm, self.watch.muted = await self._store.storm()  # a storm may already hold orders
         interval = self.settings.eval_interval_ms / 1000.0
         while True:
             started = time.monotonic()
@@ -473,6 +475,13 @@ class Pipeline:
             log.error(
                 "breach storm: orders held until `streamproc storm release`", held=held, **doc["details"]
             )
+        elif decisions.orders and watch.storm is None:
+            # another worker may have started a storm since the last watch tick: one GET per pass that
+            # would publish, so no order leaves after a storm is set
+            storm, _muted = await self._store.storm()
+            if storm is not None:
+                watch.storm = storm
+                decisions.hold(self.accounts, now_ms)
         drafts = [d for d in decisions.orders if self.accounts.last_order.get(d.row) != d.event_id]
         published = await self._publish(drafts)
         now = time.time()
@@ -486,12 +495,23 @@ class Pipeline:
 
     async def _announce_data_alerts(self, now_ms: int) -> None:
         """Reconcile the quote and position detectors with the announced alerts."""
-        prices, accounts = self.prices, self.accounts
+        prices, accounts, alerter = self.prices, self.accounts, self.alerter
         open_now = prices.checks.open_episodes()
-        open_now.update(prices.stale_episodes(self.watch.referenced, now_ms, self.feed_ready_ms))
         open_now.update(accounts.open_gap_episodes())
         closed = prices.checks.drain_closed() + accounts.drain_closed()
-        await self.alerter.sync(DATA_ALERTS, open_now, closed, now_ms)
+        types: tuple[str, ...] = DATA_ALERTS
+        if self.watch.tick == 0:  # which instruments are referenced is not known yet: judge staleness later
+            types = tuple(t for t in types if t != "quote_stale")
+        else:
+            open_now.update(prices.stale_episodes(self.watch.referenced, now_ms, self.feed_ready_ms))
+            if alerter.stale:
+                await alerter.load()
+            # a "never quoted" alert outlives a restart (its clock restarts with the feed) while unquoted
+            for key, ep in alerter.firing.items():
+                never = ep.type == "quote_stale" and ep.id.endswith(":never")
+                if never and key not in open_now and prices.never_quoted(ep.subject[1]):
+                    open_now[key] = ep
+        await alerter.sync(types, open_now, closed, now_ms)
 
     # ---- the watch: topics, storm, operator requests, summary -------------------------------
 
@@ -506,15 +526,15 @@ class Pipeline:
             tps = [
                 TopicPartition(getattr(self.topics, t), p) for t in watched for p in range(self.partitions[t])
             ]
-            for ep in (await self.alerter.load()).values():
-                self.watch.resume(ep)
+            ends = await consumer.end_offsets(tps)
+            newest = await newest_timestamps(consumer, [tp for tp in tps if ends[tp] > 0], ends)
+            self.watch.seed(
+                _by_topic(self.topics, ends), {self.topics.logical(t): ms for t, ms in newest.items()}
+            )
             while True:
                 started = time.monotonic()
                 ends = await consumer.end_offsets(tps)
-                totals = Counter({self.topics.logical(tp.topic): 0 for tp in tps})
-                for tp, end in ends.items():
-                    totals[self.topics.logical(tp.topic)] += end
-                await self.watch_once(time.time(), totals)
+                await self.watch_once(time.time(), _by_topic(self.topics, ends))
                 await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
         finally:
             await consumer.stop()
@@ -544,7 +564,9 @@ class Pipeline:
             handled, gap_fields = self._lift_quarantines(requests, now_ms)
         await store.write_accounts(gap_fields, {})
         await store.reconciled(handled)
-        open_now = watch.topic_episodes(now, offsets, self.topics)
+        if self.alerter.stale:
+            await self.alerter.load()
+        open_now = watch.topic_episodes(now, offsets, self.topics, self.alerter.firing)
         await self.alerter.sync(TOPIC_ALERTS, open_now, (), now_ms)
         summary = watch.summary(self.accounts, self.book, sorted(self.owned), now_ms, self.stats)
         await store.write_worker(self.token, summary)
@@ -617,6 +639,14 @@ class Pipeline:
 
 DATA_ALERTS = ("quote_stale", "quote_gap", "quote_crossed", "quote_outlier", "position_gap")
 TOPIC_ALERTS = ("feed_silent", "deadletter_rate", "breach_storm")
+
+
+def _by_topic(topics: Topics, ends: Mapping[TopicPartition, int]) -> Counter[str]:
+    """Summed end offsets by logical topic name."""
+    out: Counter[str] = Counter()
+    for tp, end in ends.items():
+        out[topics.logical(tp.topic)] += end
+    return out
 
 
 @functools.lru_cache(maxsize=65536)

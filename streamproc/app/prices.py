@@ -96,9 +96,11 @@ class Prices:
 
     def accept(self, docs: Iterable[Mapping[str, Any]]) -> dict[str, StoredQuote]:
         """Run the checks on quotes in arrival order and apply the good ones (the newest per instrument);
-        returns the feed state of every instrument touched, to store."""
+        returns the feed state of every instrument in the batch, to store (duplicates included: after a
+        re-read from older offsets the stored state must be as new as the offsets stored with it)."""
         latest: dict[int, tuple[Mapping[str, Any], float, float]] = {}
         touched: dict[int, str] = {}
+        seen: dict[int, str] = {}
         instrument = self.book.instrument
         check = self.checks.check
         n = self._sync()
@@ -109,13 +111,14 @@ class Prices:
                 n = self._sync()
             bid, ask = float(doc["bid"]), float(doc["ask"])
             verdict = check(idx, name, doc["seq"], bid, ask, doc["ts"])
+            seen[idx] = name
             if verdict == Verdict.DUPLICATE:
                 continue
             touched[idx] = name
             if verdict == Verdict.APPLY:
                 latest[idx] = (doc, bid, ask)
         if not touched:
-            return {}
+            return {name: self.stored(i) for i, name in seen.items()}
         if latest:
             rows = np.fromiter(latest, dtype=np.int64, count=len(latest))
             values = list(latest.values())
@@ -124,7 +127,7 @@ class Prices:
             self.ts[rows] = [v[0]["ts"] for v in values]
         self._sync_flags(np.fromiter(touched, dtype=np.int64, count=len(touched)))
         self.changed.update(touched)
-        return {name: self.stored(i) for i, name in touched.items()}
+        return {name: self.stored(i) for i, name in seen.items()}
 
     def _sync_flags(self, idx: I64) -> None:
         flags = self.checks.flags[idx]
@@ -176,6 +179,11 @@ class Prices:
         if flip.size:
             on = flip[stale[flip]]
             off = flip[~stale[flip]]
+            # a gap, crossed or held quote followed by silence would otherwise stay open until the next
+            # quote (tomorrow, after a halt): staleness takes over the suppression and the alerting
+            ended = [i for i in on.tolist() if self.checks.close_all(i, superseded_by="quote_stale")]
+            if ended:
+                self._sync_flags(np.array(ended, dtype=np.int64))
             self.book.set_flag(on, PriceFlag.STALE, True)
             self.book.set_flag(off, PriceFlag.STALE, False)
             self.stale[:n] = stale
@@ -212,6 +220,11 @@ class Prices:
             )
             out[ep.key] = ep
         return out
+
+    def never_quoted(self, name: str) -> bool:
+        """Whether no quote of the instrument was ever applied (here or in the stored state)."""
+        idx = self.book.instruments.get(name)
+        return idx is None or idx >= len(self.ts) or int(self.ts[idx]) == 0
 
     def drain_changed(self) -> I64:
         """Instruments whose price or flags changed since the last call."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streamproc.settings import Settings
@@ -61,3 +62,27 @@ async def ensure_topics(settings: Settings, admin: AIOKafkaAdminClient) -> dict[
             "(they are co-partitioned by account); add partitions with kafka-topics --alter to match"
         )
     return counts
+
+
+async def newest_timestamps(
+    consumer: AIOKafkaConsumer, tps: list[TopicPartition], ends: dict[TopicPartition, int]
+) -> dict[str, int]:
+    """Per topic, the timestamp (ms) of its newest record among ``tps`` (non-empty partitions), read
+    with ``consumer`` (assigned to them for the call, then unassigned)."""
+    newest: dict[str, int] = {}
+    if not tps:
+        return newest
+    consumer.assign(tps)
+    try:
+        for tp in tps:
+            consumer.seek(tp, ends[tp] - 1)
+        pending = set(tps)
+        deadline = time.monotonic() + 10.0
+        while pending and time.monotonic() < deadline:
+            for tp, records in (await consumer.getmany(*pending, timeout_ms=500)).items():
+                for r in records:
+                    newest[tp.topic] = max(newest.get(tp.topic, 0), r.timestamp)
+                pending.discard(tp)
+    finally:
+        consumer.unsubscribe()
+    return newest

@@ -64,20 +64,22 @@ class Watch:
             "details": details,
         }
 
-    # ---- restart ---------------------------------------------------------------------------
+    # ---- start-up ----------------------------------------------------------------------------
 
-    def resume(self, ep: Episode) -> None:
-        """Continue an announced topic alert after a restart or a change of owner."""
-        if ep.type == "feed_silent" and ep.details.get("logical") in self.silence:
-            quiet = ep.details.get("quiet_since_ms", ep.since_ms) / 1000.0
-            self.silence[ep.details["logical"]].seed(int(ep.details["offsets"]), quiet)
-        elif ep.type == "deadletter_rate":
-            self.deadletter_episode = ep
+    def seed(self, offsets: Mapping[str, int], newest_ms: Mapping[str, int]) -> None:
+        """Start the silence clocks from each topic's newest record, so a worker that starts (or takes
+        over) while a feed is already silent still sees how long it has been."""
+        for logical, watch in self.silence.items():
+            if newest_ms.get(logical):
+                watch.seed(offsets[logical], newest_ms[logical] / 1000.0)
 
     # ---- topic detectors ---------------------------------------------------------------------
 
-    def topic_episodes(self, now: float, offsets: Mapping[str, int], topics: Topics) -> dict[Key, Episode]:
-        """Ongoing feed_silent, deadletter_rate and breach_storm episodes."""
+    def topic_episodes(
+        self, now: float, offsets: Mapping[str, int], topics: Topics, announced: Mapping[Key, Episode]
+    ) -> dict[Key, Episode]:
+        """Ongoing feed_silent, deadletter_rate and breach_storm episodes (``announced``: the firing set,
+        so a new owner keeps the episode its predecessor announced)."""
         out: dict[Key, Episode] = {}
         for logical, limit in self.settings.feed_silent_s.items():
             watch = self.silence[logical]
@@ -99,15 +101,17 @@ class Watch:
         window = self.settings.deadletter_window_s
         per_min = count * 60.0 / window
         threshold = self.settings.deadletter_rate_per_min
-        if per_min > threshold:
-            if self.deadletter_episode is None:
-                subject = ("topic", topics.deadletter)
-                details = {"per_min": round(per_min, 1), "threshold_per_min": threshold, "window_s": window}
-                ep_id = episode_id("deadletter_rate", subject, offsets["deadletter"])
-                self.deadletter_episode = Episode("deadletter_rate", subject, ep_id, int(now * 1000), details)
+        subject = ("topic", topics.deadletter)
+        prior = self.deadletter_episode or announced.get(("deadletter_rate", subject))
+        warm = self.deadletters.samples[0][0] <= now - window  # a full window of samples
+        if per_min > threshold and prior is None:
+            details = {"per_min": round(per_min, 1), "threshold_per_min": threshold, "window_s": window}
+            ep_id = episode_id("deadletter_rate", subject, offsets["deadletter"])
+            prior = Episode("deadletter_rate", subject, ep_id, int(now * 1000), details)
+        # an announced episode is kept until this worker has seen a whole window (after a restart)
+        self.deadletter_episode = prior if per_min > threshold or not warm else None
+        if self.deadletter_episode is not None:
             out[self.deadletter_episode.key] = self.deadletter_episode
-        else:
-            self.deadletter_episode = None
         if self.storm is not None:
             subject = ("topic", topics.orders)
             storm = self.storm

@@ -59,10 +59,12 @@ class Episode:
 
 @dataclass(frozen=True, slots=True)
 class Transition:
-    """A state change to publish."""
+    """A state change to publish; ``brief`` ones began and ended between two calls (announced as a
+    pair, never part of the firing set)."""
 
     state: str  # firing | resolved
     episode: Episode
+    brief: bool = False
 
 
 def episode_id(type_: str, subject: Subject, mark: object) -> str:
@@ -87,11 +89,16 @@ def reconcile(
     for ep in closed:
         if ep.type not in scope or not mine(ep.subject):
             continue
-        cur = state.pop(ep.key, None)
-        if cur is not None:
-            out.append(Transition("resolved", ep if cur.id == ep.id else cur))  # ep says how it ended
-        if cur is None or cur.id != ep.id:  # began and ended between two calls
-            out += [Transition("firing", ep), Transition("resolved", ep)]
+        cur = state.get(ep.key)
+        if cur is not None and cur.id == ep.id:
+            out.append(Transition("resolved", ep))  # ep says how it ended
+            del state[ep.key]
+            continue
+        still_open = ep.key in open_now and cur is not None and open_now[ep.key].id == cur.id
+        if cur is not None and not still_open:
+            out.append(Transition("resolved", cur))
+            del state[ep.key]
+        out += [Transition("firing", ep, brief=True), Transition("resolved", ep, brief=True)]
     for key, ep in open_now.items():
         if key[0] not in scope or not mine(key[1]):
             continue
@@ -108,6 +115,8 @@ def reconcile(
 def apply(firing: dict[Key, Episode], transitions: Iterable[Transition]) -> None:
     """Update the announced set with published transitions."""
     for t in transitions:
+        if t.brief:
+            continue
         if t.state == "firing":
             firing[t.episode.key] = t.episode
         elif firing.get(t.episode.key, t.episode).id == t.episode.id:

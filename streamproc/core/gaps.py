@@ -134,6 +134,14 @@ class QuoteChecks:
         self.mid[idx] = mid
         return Verdict.APPLY
 
+    def close_all(self, idx: int, **resolution: Any) -> bool:
+        """End every open episode of ``idx`` (it went stale: that alert takes over); True if any."""
+        types = list(self.open.get(idx, {}))
+        for type_ in types:
+            self._close(idx, type_, **resolution)
+        self.held[idx] = math.nan
+        return bool(types)
+
     def drain_closed(self) -> list[Episode]:
         """Episodes that ended since the last call."""
         out, self.closed = self.closed, []
@@ -159,6 +167,7 @@ class SeqGaps:
 
     ranges: list[list[int]] = field(default_factory=list)
     newest: dict[str, int] = field(default_factory=dict)  # item -> seq applied since the gap opened
+    opened_ms: int = 0  # wall clock when the first gap was detected (timeouts count from it)
 
     def add(self, lo: int, hi: int) -> None:
         """Record ``lo..hi`` as missing."""
@@ -180,12 +189,16 @@ class SeqGaps:
 
     def to_json(self) -> dict[str, Any]:
         """Stored form."""
-        return {"ranges": self.ranges, "newest": self.newest}
+        return {"ranges": self.ranges, "newest": self.newest, "opened_ms": self.opened_ms}
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> SeqGaps:
         """From the stored form."""
-        return cls([list(r) for r in doc.get("ranges", [])], dict(doc.get("newest", {})))
+        return cls(
+            [list(r) for r in doc.get("ranges", [])],
+            dict(doc.get("newest", {})),
+            int(doc.get("opened_ms", 0)),
+        )
 
 
 @dataclass(slots=True)

@@ -49,7 +49,7 @@ class Keys:
 
     @property
     def held(self) -> str:
-        """SET: instruments some account has held or targeted (quote alerts are raised only for these)."""
+        """SET: instruments some account has held or targeted (``quote_stale`` fires only for these)."""
         return f"{self.prefix}held"
 
     @property

@@ -28,7 +28,7 @@ class Rejected:
 
     reason: str  # undecodable | invalid_json | schema | semantic
     error: str
-    doc: dict[str, Any] | None = None  # the decoded document when only a semantic rule failed
+    doc: dict[str, Any] | None = None  # a crossed or non-positive quote, still needed by the quote checks
 
 
 def _semantic_error(topic: str, doc: dict[str, Any], key: bytes | None) -> str | None:
@@ -76,7 +76,9 @@ def decode(
         return Rejected("schema", str(exc))
     error = _semantic_error(topic, doc, key)
     if error:
-        return Rejected("semantic", error, doc)
+        # a crossed quote is bad data about its instrument (flag it); a wrongly keyed one is not trusted
+        crossed = topic == "quotes" and error.startswith(("crossed", "non-positive"))
+        return Rejected("semantic", error, doc if crossed else None)
     return doc
 
 

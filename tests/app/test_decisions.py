@@ -10,7 +10,7 @@ import pytest
 from streamproc.app.accounts import APPLIED, FILLED, FILLED_SUPERSEDED, REPLAY, Accounts
 from streamproc.app.decisions import Status, decide
 from streamproc.app.prices import Prices
-from streamproc.core import Book, LegLimits
+from streamproc.core import Book, LegLimits, PriceFlag
 from streamproc.state.store import AccountRecord
 from streamproc.wire.contract import Contract
 from tests.conftest import ROOT
@@ -186,9 +186,9 @@ def test_a_quarantine_is_restored_on_load_and_can_be_lifted() -> None:
 
 def test_a_quarantine_times_out_only_when_configured() -> None:
     accounts, _ = market()
-    accounts.apply_position({**pos("BOND", 100.0, 9), "ts": 1_000}, 0, T0)
+    accounts.apply_position({**pos("BOND", 100.0, 9), "ts": 1_000}, 0, 1.0)  # detected at 1 s
     assert accounts.expire_gaps(1_000_000, 0) == []  # 0: only an operator lifts it
-    assert accounts.expire_gaps(60_000, 60) == []  # opened at 1 s: not 60 s old yet
+    assert accounts.expire_gaps(60_000, 60) == []  # not 60 s since it was detected
     assert accounts.expire_gaps(61_001, 60) == ["A"] and not accounts.gaps
     assert accounts.drain_closed()[0].details["timed_out_after_s"] == 60
 
@@ -221,3 +221,14 @@ def test_only_referenced_instruments_raise_quote_stale() -> None:
     episodes = prices.stale_episodes(referenced, now_ms, None)
     assert sorted(k[1][1] for k in episodes) == ["BOND", "EQ"]
     assert episodes[("quote_stale", ("instrument", "EQ"))].id == f"quote_stale:EQ:{int(T0 * 1000)}"
+
+
+def test_a_crossed_quote_followed_by_silence_hands_over_to_quote_stale() -> None:
+    _, prices = market()
+    prices.accept([{"instrument": "EQ", "bid": 101.0, "ask": 100.0, "seq": 2, "ts": int(T0 * 1000)}])
+    assert prices.book.price("EQ")[2] & PriceFlag.CROSSED
+    prices.refresh_stale(int((T0 + 31) * 1000))
+    (closed,) = prices.checks.drain_closed()
+    assert closed.type == "quote_crossed" and closed.details["superseded_by"] == "quote_stale"
+    flags = prices.book.price("EQ")[2]
+    assert flags & PriceFlag.STALE and not flags & PriceFlag.CROSSED

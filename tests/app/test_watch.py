@@ -24,32 +24,37 @@ def offsets(quotes: int, dead: int = 0) -> dict[str, int]:
 
 def test_a_topic_that_stops_after_moving_is_silent_with_a_stable_episode_id() -> None:
     w = Watch(SETTINGS)
-    assert not w.topic_episodes(0.0, offsets(5), T)
-    assert not w.topic_episodes(1.0, offsets(9), T)
-    assert not w.topic_episodes(3.5, offsets(9), T)
-    (ep,) = w.topic_episodes(4.0, offsets(9), T).values()
+    assert not w.topic_episodes(0.0, offsets(5), T, {})
+    assert not w.topic_episodes(1.0, offsets(9), T, {})
+    assert not w.topic_episodes(3.5, offsets(9), T, {})
+    (ep,) = w.topic_episodes(4.0, offsets(9), T, {}).values()
     assert ep.subject == ("topic", "n.quotes") and ep.id == "feed_silent:n.quotes:9"
-    assert [e.id for e in w.topic_episodes(9.0, offsets(9), T).values()] == [ep.id]
-    assert not w.topic_episodes(10.0, offsets(10), T)
-    resumed = Watch(SETTINGS)  # a restarted worker continues the announced episode
-    resumed.resume(ep)
-    assert [e.id for e in resumed.topic_episodes(20.0, offsets(9), T).values()] == [ep.id]
+    assert [e.id for e in w.topic_episodes(9.0, offsets(9), T, {}).values()] == [ep.id]
+    assert not w.topic_episodes(10.0, offsets(10), T, {})
+    resumed = Watch(SETTINGS)  # a worker starting during the silence, seeded from the newest record
+    resumed.seed(offsets(9), {"quotes": 1_000})
+    assert [e.id for e in resumed.topic_episodes(20.0, offsets(9), T, {}).values()] == [ep.id]
 
 
 def test_never_moving_topics_are_not_silent() -> None:
     w = Watch(SETTINGS)
     for t in range(10):
-        assert not w.topic_episodes(float(t), offsets(5), T)
+        assert not w.topic_episodes(float(t), offsets(5), T, {})
 
 
 def test_the_dead_letter_rate_fires_above_the_threshold_and_ends_with_the_window() -> None:
     w = Watch(SETTINGS)
-    w.topic_episodes(0.0, offsets(1, 0), T)
-    w.topic_episodes(1.0, offsets(2, 5), T)  # 5 in 10 s = 30/min: fine
-    (ep,) = w.topic_episodes(2.0, offsets(3, 20), T).values()  # 20 in 10 s = 120/min
+    w.topic_episodes(0.0, offsets(1, 0), T, {})
+    w.topic_episodes(1.0, offsets(2, 5), T, {})  # 5 in 10 s = 30/min: fine
+    (ep,) = w.topic_episodes(2.0, offsets(3, 20), T, {}).values()  # 20 in 10 s = 120/min
     assert ep.type == "deadletter_rate" and ep.details["per_min"] == 120.0
-    assert list(w.topic_episodes(5.0, offsets(4, 20), T).values()) == [ep]
-    assert not w.topic_episodes(13.0, offsets(5, 20), T)
+    assert list(w.topic_episodes(5.0, offsets(4, 20), T, {}).values()) == [ep]
+    assert not w.topic_episodes(13.0, offsets(5, 20), T, {})
+    restarted = Watch(SETTINGS)  # keeps the announced episode until it has seen a whole window
+    announced = {ep.key: ep}
+    assert list(restarted.topic_episodes(20.0, offsets(5, 20), T, announced).values()) == [ep]
+    assert list(restarted.topic_episodes(29.0, offsets(5, 20), T, announced).values()) == [ep]
+    assert not restarted.topic_episodes(30.0, offsets(5, 20), T, announced)
 
 
 def test_a_storm_needs_the_share_and_the_minimum_within_the_window() -> None:

@@ -60,3 +60,12 @@ def test_every_type_has_a_severity_and_a_runbook_path() -> None:
     for name, kind in ALERT_TYPES.items():
         assert kind.severity in {"info", "warning", "critical"}
         assert kind.runbook == f"runbooks/{name}.md"
+
+
+def test_a_short_episode_does_not_disturb_an_announced_one_still_open() -> None:
+    a, b = ep("EQ", 1), ep("EQ", 2)
+    firing = {b.key: b}
+    out = reconcile(TYPES, {b.key: b}, [a], firing, everyone)
+    assert states(out) == [("firing", a.id), ("resolved", a.id)]
+    apply(firing, out)
+    assert firing == {b.key: b}

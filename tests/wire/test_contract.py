@@ -78,7 +78,8 @@ def test_decode_classifies_what_is_wrong() -> None:
     assert crossed.doc == quote  # the quote checks still see it (seq, quote_crossed)
     zero = _decode("quotes", b"X", {**quote, "bid": 0})
     assert zero.reason == "semantic" and "non-positive" in zero.error and zero.doc is not None
-    assert _decode("quotes", b"Y", {**quote, "bid": 1}).reason == "semantic"  # key mismatch
+    wrong_key = _decode("quotes", b"Y", {**quote, "bid": 1})
+    assert wrong_key.reason == "semantic" and wrong_key.doc is None  # never applied, not even checked
     heavy = _decode("targets", b"A", {"account": "A", "version": 1, "weights": {"X": 0.6, "Y": 0.5}, "ts": 1})
     assert heavy.reason == "semantic" and "sum" in heavy.error
     ok = _decode("positions", b"A", {"account": "A", "instrument": "X", "qty": "1.5", "seq": 1, "ts": 1})
