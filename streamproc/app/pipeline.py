@@ -425,11 +425,11 @@ class Pipeline:
                     self.prices.set_reference(doc)
             if logical == "quotes":
                 before = self.prices.duplicates
-                latest = self.prices.accept(accepted)
+                batch_instruments = self.prices.accept(accepted)
                 self.stats["quotes.seen"] += len(accepted) - (self.prices.duplicates - before)
                 self.stats["quotes.duplicates"] += self.prices.duplicates - before
                 if owner:
-                    to_store.update(latest)
+                    to_store.update(self.prices.snapshot(batch_instruments))
                     offsets[tp.partition] = records[-1].offset + 1
         await self._dead_letters(dead)
         await self._store.write_quotes(to_store, offsets)

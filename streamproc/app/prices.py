@@ -94,10 +94,10 @@ class Prices:
             self._sync_flags(np.array([i]))
             self.changed.add(i)
 
-    def accept(self, docs: Iterable[Mapping[str, Any]]) -> dict[str, StoredQuote]:
+    def accept(self, docs: Iterable[Mapping[str, Any]]) -> dict[int, str]:
         """Run the checks on quotes in arrival order and apply the good ones (the newest per instrument);
-        returns the feed state of every instrument in the batch, to store (duplicates included: after a
-        re-read from older offsets the stored state must be as new as the offsets stored with it)."""
+        returns every instrument in the batch (index -> id), duplicates included: after a re-read from
+        older offsets the stored state must be as new as the offsets stored with it (``snapshot``)."""
         latest: dict[int, tuple[Mapping[str, Any], float, float]] = {}
         touched: dict[int, str] = {}
         seen: dict[int, str] = {}
@@ -118,7 +118,7 @@ class Prices:
             if verdict == Verdict.APPLY:
                 latest[idx] = (doc, bid, ask)
         if not touched:
-            return {name: self.stored(i) for i, name in seen.items()}
+            return seen
         if latest:
             rows = np.fromiter(latest, dtype=np.int64, count=len(latest))
             values = list(latest.values())
@@ -127,7 +127,11 @@ class Prices:
             self.ts[rows] = [v[0]["ts"] for v in values]
         self._sync_flags(np.fromiter(touched, dtype=np.int64, count=len(touched)))
         self.changed.update(touched)
-        return {name: self.stored(i) for i, name in seen.items()}
+        return seen
+
+    def snapshot(self, instruments: Mapping[int, str]) -> dict[str, StoredQuote]:
+        """The feed state of instruments as stored in Redis (only the owner of their partition stores)."""
+        return {name: self.stored(i) for i, name in instruments.items()}
 
     def _sync_flags(self, idx: I64) -> None:
         flags = self.checks.flags[idx]

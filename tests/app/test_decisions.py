@@ -137,14 +137,14 @@ def test_prices_drop_replays_within_and_across_batches() -> None:
     _, prices = market()
     move_eq(prices, 101.0, 5, T0)
     move_eq(prices, 90.0, 5, T0)
-    latest = prices.accept(
+    batch = prices.accept(
         [
             {"instrument": "EQ", "bid": 1.0, "ask": 1.0, "seq": 4, "ts": 1},
             {"instrument": "EQ", "bid": 102.0, "ask": 102.0, "seq": 6, "ts": 1},
             {"instrument": "EQ", "bid": 103.0, "ask": 103.0, "seq": 6, "ts": 1},
         ]
     )
-    assert prices.duplicates == 3 and latest["EQ"].bid == 102.0
+    assert prices.duplicates == 3 and prices.snapshot(batch)["EQ"].bid == 102.0
     assert np.isclose(prices.book.price("EQ")[0], 102.0)
 
 

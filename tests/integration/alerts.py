@@ -1,4 +1,4 @@
-"""Helpers for the data-gap tests: a quote ticker and alert filters."""
+"""Helpers for the data-gap tests: a quote ticker, alert filters, and reads of the worker's Redis state."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import orjson
+
+from streamproc.settings import Settings
 from streamproc.sim.messages import now_ms, produce, quote
 
 
@@ -52,3 +55,21 @@ async def ticking(ticker: Ticker) -> AsyncIterator[Ticker]:
         yield ticker
     finally:
         task.cancel()
+
+
+async def account_field(redis_client: Any, settings: Settings, account: str, field: str) -> Any:
+    """A JSON field of an account's hash (``drift``, ``gap``), or None."""
+    raw = await redis_client.hget(f"{settings.redis_prefix}acct:{{{account}}}", field)
+    return orjson.loads(raw) if raw else None
+
+
+async def status_is(redis_client: Any, settings: Settings, account: str, status: str) -> Any:
+    """The account's drift document when its status is ``status``, else None."""
+    drift = await account_field(redis_client, settings, account, "drift")
+    return drift if drift and drift["status"] == status else None
+
+
+async def quote_seen(redis_client: Any, settings: Settings, inst: str, seq: int) -> bool:
+    """Whether the worker has stored a quote of ``inst`` with seq >= ``seq``."""
+    raw = await redis_client.hget(f"{settings.redis_prefix}quote:{{{inst}}}", "seen")
+    return raw is not None and int(raw) >= seq

@@ -7,22 +7,24 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import orjson
 import pytest
 
 from streamproc.settings import Settings
 from streamproc.sim.messages import now_ms, position, produce, quote
 from streamproc.wire.contract import Contract
-from tests.integration.alerts import Ticker, alerts_of, states, ticking
+from tests.integration.alerts import (
+    Ticker,
+    account_field,
+    alerts_of,
+    quote_seen,
+    states,
+    status_is,
+    ticking,
+)
 from tests.integration.scenario import for_account, setup_records
 from tests.integration.workers import TopicReader, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-async def _field(redis_client, settings: Settings, account: str, field: str) -> dict | None:
-    raw = await redis_client.hget(f"{settings.redis_prefix}acct:{{{account}}}", field)
-    return orjson.loads(raw) if raw else None
 
 
 def _cli(stack, settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
@@ -40,8 +42,8 @@ async def test_a_position_gap_quarantines_the_account_until_filled_or_reconciled
     await produce(stack.bootstrap, setup_records(t, {"A": ("EQ1", 600, 800), "B": ("EQ2", 600, 800)}))
     async with TopicReader(stack, t.alerts) as alerts, TopicReader(stack, t.orders) as orders:
         workers(STREAMPROC_QUOTE_MAX_AGE_S="600")
-        await wait_for("A evaluated", lambda: _field(redis_client, settings, "A", "drift"), timeout=60)
-        await wait_for("B evaluated", lambda: _field(redis_client, settings, "B", "drift"), timeout=60)
+        await wait_for("A evaluated", lambda: account_field(redis_client, settings, "A", "drift"), timeout=60)
+        await wait_for("B evaluated", lambda: account_field(redis_client, settings, "B", "drift"), timeout=60)
 
         # A: seq 5 arrives before seq 4 (selling most of BOND: far out of band) -> quarantined, no order
         await produce(stack.bootstrap, [(t.positions, position("A", "BOND", 100, 5))])
@@ -52,10 +54,10 @@ async def test_a_position_gap_quarantines_the_account_until_filled_or_reconciled
         assert (fired["details"]["missing_from"], fired["details"]["missing_to"]) == (4, 4)
         drift = await wait_for(
             "A suppressed",
-            lambda: _status_is(redis_client, settings, "A", "suppressed"),
+            lambda: status_is(redis_client, settings, "A", "suppressed"),
         )
         assert drift["why"] == "suppressed: position_gap seq 4"
-        assert (await _field(redis_client, settings, "A", "gap"))["ranges"] == [[4, 4]]
+        assert (await account_field(redis_client, settings, "A", "gap"))["ranges"] == [[4, 4]]
 
         # the late seq 4 (cash) fills the gap: resolved, and A is evaluated at once -> one order
         await produce(stack.bootstrap, [(t.positions, position("A", "CASH", 0.0, 4))])
@@ -70,7 +72,7 @@ async def test_a_position_gap_quarantines_the_account_until_filled_or_reconciled
         # B: a gap that never fills; the operator checks the holdings and reconciles
         await produce(stack.bootstrap, [(t.positions, position("B", "EQ2", 10, 9))])
         await alerts.wait("position_gap for B", lambda v: alerts_of(v, "position_gap", "B"))
-        await wait_for("B suppressed", lambda: _status_is(redis_client, settings, "B", "suppressed"))
+        await wait_for("B suppressed", lambda: status_is(redis_client, settings, "B", "suppressed"))
         shown = _cli(stack, settings, "inspect", "account", "B")
         assert shown.returncode == 0 and "QUARANTINED" in shown.stdout and "[[4, 8]]" in shown.stdout
         done = _cli(stack, settings, "reconcile", "B")
@@ -78,15 +80,10 @@ async def test_a_position_gap_quarantines_the_account_until_filled_or_reconciled
         values = await alerts.wait("B reconciled", lambda v: len(alerts_of(v, "position_gap", "B")) == 2)
         assert "reconciled_at" in alerts_of(values, "position_gap", "B")[1]["details"]
         await orders.wait("B's order after reconciliation", lambda v: for_account(v, "B"))
-        assert await _field(redis_client, settings, "B", "gap") is None
+        assert await account_field(redis_client, settings, "B", "gap") is None
         assert _cli(stack, settings, "reconcile", "B").returncode == 1  # nothing left to reconcile
         await alerts.poll()
         assert states(alerts_of(alerts.values(), "position_gap")) == ["firing", "resolved"] * 2
-
-
-async def _status_is(redis_client, settings: Settings, account: str, status: str) -> dict | None:
-    drift = await _field(redis_client, settings, account, "drift")
-    return drift if drift and drift["status"] == status else None
 
 
 async def test_a_silent_quotes_topic_and_a_dead_letter_burst_alert_once_each(
@@ -102,9 +99,9 @@ async def test_a_silent_quotes_topic_and_a_dead_letter_burst_alert_once_each(
             STREAMPROC_DEADLETTER_RATE_PER_MIN="60",
             STREAMPROC_DEADLETTER_WINDOW_S="5",
         )
-        await wait_for("A evaluated", lambda: _field(redis_client, settings, "A", "drift"), timeout=60)
+        await wait_for("A evaluated", lambda: account_field(redis_client, settings, "A", "drift"), timeout=60)
         async with ticking(ticker):
-            await wait_for("quotes flowing", lambda: _seen_at_least(redis_client, settings, "EQ1", 5))
+            await wait_for("quotes flowing", lambda: quote_seen(redis_client, settings, "EQ1", 5))
         stopped = ticker.last_ts["EQ1"]
         values = await alerts.wait("feed_silent", lambda v: alerts_of(v, "feed_silent"), timeout=30)
         (silent,) = alerts_of(values, "feed_silent")
@@ -133,11 +130,6 @@ async def test_a_silent_quotes_topic_and_a_dead_letter_burst_alert_once_each(
             assert len(alerts_of(alerts.values(), "feed_silent")) == 2
 
 
-async def _seen_at_least(redis_client, settings: Settings, inst: str, seq: int) -> bool:
-    raw = await redis_client.hget(f"{settings.redis_prefix}quote:{{{inst}}}", "seen")
-    return raw is not None and int(raw) >= seq
-
-
 async def test_a_breach_storm_holds_every_order_until_an_operator_releases_them(
     settings: Settings, workers, stack, redis_client
 ):
@@ -150,7 +142,7 @@ async def test_a_breach_storm_holds_every_order_until_an_operator_releases_them(
         )
         for a in accounts:
             await wait_for(
-                f"{a} evaluated", lambda a=a: _field(redis_client, settings, a, "drift"), timeout=60
+                f"{a} evaluated", lambda a=a: account_field(redis_client, settings, a, "drift"), timeout=60
             )
 
         # one market-wide move takes every account out of band: a storm, not 30 orders
@@ -158,7 +150,7 @@ async def test_a_breach_storm_holds_every_order_until_an_operator_releases_them(
         values = await alerts.wait("breach_storm", lambda v: alerts_of(v, "breach_storm"), timeout=30)
         (storm,) = alerts_of(values, "breach_storm")
         assert storm["subject"] == {"topic": t.orders} and storm["runbook"] == "runbooks/breach_storm.md"
-        drift = await wait_for("S00 held", lambda: _status_is(redis_client, settings, "S00", "held"))
+        drift = await wait_for("S00 held", lambda: status_is(redis_client, settings, "S00", "held"))
         assert "streamproc storm release" in drift["why"]
         status = _cli(stack, settings, "inspect", "status")
         assert "BREACH STORM" in status.stdout, status.stdout

@@ -9,21 +9,18 @@ import pytest
 from streamproc.settings import Settings
 from streamproc.sim.messages import produce
 from streamproc.wire.contract import Contract
-from tests.integration.alerts import Ticker, alerts_of, states, ticking
+from tests.integration.alerts import Ticker, account_field, alerts_of, quote_seen, states, ticking
 from tests.integration.scenario import for_account, setup_records
 from tests.integration.workers import TopicReader, wait_for
 
 pytestmark = pytest.mark.integration
 
 
-async def _drift(redis_client, settings: Settings, account: str) -> dict | None:
-    raw = await redis_client.hget(f"{settings.redis_prefix}acct:{{{account}}}", "drift")
-    return orjson.loads(raw) if raw else None
-
-
-async def _stored_seq(redis_client, settings: Settings, inst: str) -> int:
-    raw = await redis_client.hget(f"{settings.redis_prefix}quote:{{{inst}}}", "seen")
-    return int(raw) if raw else -1
+async def account_a(stack, settings: Settings) -> Ticker:
+    """Account A, 60/40 in EQ1 and BOND (quoted once at 100 and 50), and a ticker for both."""
+    t = settings.topics
+    await produce(stack.bootstrap, setup_records(t, {"A": ("EQ1", 600, 800)}))
+    return Ticker(stack.bootstrap, t.quotes, {"EQ1": 100.0, "BOND": 50.0}, {"EQ1": 1, "BOND": 1})
 
 
 async def test_a_silent_instrument_goes_stale_suppresses_its_accounts_and_recovers(
@@ -31,15 +28,16 @@ async def test_a_silent_instrument_goes_stale_suppresses_its_accounts_and_recove
 ):
     t = settings.topics
     contract = Contract(settings.schemas_dir)
-    await produce(stack.bootstrap, setup_records(t, {"A": ("EQ1", 600, 800)}))
-    ticker = Ticker(stack.bootstrap, t.quotes, {"EQ1": 100.0, "BOND": 50.0}, {"EQ1": 1, "BOND": 1})
+    ticker = await account_a(stack, settings)
     async with (
         ticking(ticker),
         TopicReader(stack, t.alerts) as alerts,
         TopicReader(stack, t.orders) as orders,
     ):
         workers(STREAMPROC_QUOTE_MAX_AGE_S="2")
-        await wait_for("A evaluated in band", lambda: _drift(redis_client, settings, "A"), timeout=60)
+        await wait_for(
+            "A evaluated in band", lambda: account_field(redis_client, settings, "A", "drift"), timeout=60
+        )
 
         del ticker.mids["BOND"]  # BOND's feed stops; EQ1 keeps quoting
         last_bond_ts = ticker.last_ts["BOND"]
@@ -59,9 +57,9 @@ async def test_a_silent_instrument_goes_stale_suppresses_its_accounts_and_recove
         moved_at = ticker.seq["EQ1"] + 1
         await wait_for(
             "the rally processed",
-            lambda: _seq_at_least(redis_client, settings, "EQ1", moved_at + 3),
+            lambda: quote_seen(redis_client, settings, "EQ1", moved_at + 3),
         )
-        drift = await _drift(redis_client, settings, "A")
+        drift = await account_field(redis_client, settings, "A", "drift")
         assert drift["status"] == "suppressed" and drift["why"] == "suppressed: quote_stale BOND"
         await orders.poll()
         assert orders.values() == []
@@ -75,17 +73,11 @@ async def test_a_silent_instrument_goes_stale_suppresses_its_accounts_and_recove
         )
         assert states(alerts_of(values, "quote_stale", "BOND")) == ["firing", "resolved"]
         # EQ2 and EQ3 went stale too, but no account holds them: no alert about them.
-        await wait_for(
-            "more ticks", lambda: _seq_at_least(redis_client, settings, "BOND", ticker.seq["BOND"])
-        )
+        await wait_for("more ticks", lambda: quote_seen(redis_client, settings, "BOND", ticker.seq["BOND"]))
         await alerts.poll()
         assert {a["subject"]["instrument"] for a in alerts_of(alerts.values(), "quote_stale")} == {"BOND"}
         assert len(alerts_of(alerts.values(), "quote_stale")) == 2
         assert len(for_account(orders.values(), "A")) == 1
-
-
-async def _seq_at_least(redis_client, settings: Settings, inst: str, seq: int) -> bool:
-    return await _stored_seq(redis_client, settings, inst) >= seq
 
 
 async def test_gap_crossed_and_outlier_quotes_alert_once_and_never_trade(
@@ -93,15 +85,16 @@ async def test_gap_crossed_and_outlier_quotes_alert_once_and_never_trade(
 ):
     t = settings.topics
     contract = Contract(settings.schemas_dir)
-    await produce(stack.bootstrap, setup_records(t, {"A": ("EQ1", 600, 800)}))
-    ticker = Ticker(stack.bootstrap, t.quotes, {"EQ1": 100.0, "BOND": 50.0}, {"EQ1": 1, "BOND": 1})
+    ticker = await account_a(stack, settings)
     async with (
         TopicReader(stack, t.alerts) as alerts,
         TopicReader(stack, t.orders) as orders,
         TopicReader(stack, t.deadletter) as dead,
     ):
         workers(STREAMPROC_OUTLIER_MOVE="0.2", STREAMPROC_QUOTE_MAX_AGE_S="600")  # BOND is quoted once
-        await wait_for("A evaluated in band", lambda: _drift(redis_client, settings, "A"), timeout=60)
+        await wait_for(
+            "A evaluated in band", lambda: account_field(redis_client, settings, "A", "drift"), timeout=60
+        )
 
         async def send(*records) -> None:
             await produce(stack.bootstrap, list(records))
@@ -133,7 +126,7 @@ async def test_gap_crossed_and_outlier_quotes_alert_once_and_never_trade(
         assert first_outlier["details"]["move"] == pytest.approx(0.4, abs=1e-3)
         await send(ticker.next("EQ1", 100.5))
         await alerts.wait("quote_outlier resolved", lambda v: len(alerts_of(v, "quote_outlier")) == 2)
-        await wait_for("EQ1 applied", lambda: _seq_at_least(redis_client, settings, "EQ1", ticker.seq["EQ1"]))
+        await wait_for("EQ1 applied", lambda: quote_seen(redis_client, settings, "EQ1", ticker.seq["EQ1"]))
         await orders.poll()
         assert orders.values() == []  # nothing traded on the gap, the crossed quote or the blip
 
