@@ -8,11 +8,12 @@ import functools
 import os
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import orjson
 import redis.asyncio as aioredis
 import structlog
@@ -22,6 +23,7 @@ from aiokafka.partitioner import murmur2
 from streamproc.app.accounts import APPLIED, FILLED_SUPERSEDED, REPLAY, Accounts
 from streamproc.app.alerting import Alerter
 from streamproc.app.decisions import Draft, Status, decide
+from streamproc.app.metrics import Metrics
 from streamproc.app.prices import Prices
 from streamproc.app.topics import newest_timestamps
 from streamproc.app.watch import Watch
@@ -47,6 +49,7 @@ class Record:
     offset: int
     key: bytes | None
     value: bytes | None
+    ts_ms: int = 0  # record timestamp
 
 
 class Pipeline:
@@ -76,6 +79,13 @@ class Pipeline:
         )
         self.watch = Watch(settings)
         self.feed_ready_ms: int | None = None
+        self.metrics = Metrics(self.metrics_snapshot)
+        self.last_event_ms: dict[str, int] = {}  # logical topic -> newest record ts processed
+        self.next_offsets: dict[TopicPartition, int] = {}  # consumed up to, per input partition
+        self.lag: dict[str, int] = {}
+        self.assigned = False  # a first assignment arrived (possibly empty)
+        self.loop_lag_s = 0.0
+        self.jobs: list[asyncio.Task[None]] = []  # feed, evaluator, watch, heartbeat (set by the worker)
         self.lock = asyncio.Lock()  # one evaluation / rebalance step at a time
         self.owned: set[int] = set()  # account partitions assigned to this worker
         self.suspended: set[int] = set()  # revoked but still in memory (reused if assigned back)
@@ -95,7 +105,12 @@ class Pipeline:
         if self.producer is not None:
             return
         self.redis = aioredis.Redis.from_url(self.settings.redis_url, health_check_interval=10)
-        self.store = Store(self.redis, self.settings.redis_prefix)
+        self.store = Store(
+            self.redis,
+            self.settings.redis_prefix,
+            observe=self.metrics.observe_redis,
+            failed=lambda op: self.stats.update((f"redis_errors.{op}",)),
+        )
         producer = AIOKafkaProducer(
             bootstrap_servers=self.settings.kafka_bootstrap_servers,
             enable_idempotence=True,
@@ -183,6 +198,7 @@ class Pipeline:
         Runs before the batch's offsets are acknowledged (at-least-once; replays are dropped by seq)."""
         await self.wait_loaded({r.partition for r in records})
         now = time.time()
+        self._consumed(records)
         dead: list[tuple[Record, Rejected]] = []
         fields: dict[str, dict[str, Any]] = {}
         parts: dict[str, int] = {}
@@ -235,6 +251,7 @@ class Pipeline:
     async def on_assigned(self, partitions: set[int]) -> None:
         """New assignment of account partitions: reuse what is still ours, load the rest in the background."""
         await self.start()
+        self.assigned = True
         async with self.lock:
             new = partitions - self.owned
             owners = await self._store.owners(new) if new else {}
@@ -410,6 +427,9 @@ class Pipeline:
         for tp, records in batch.items():
             logical = self.topics.logical(tp.topic)
             owner = self.owns_input(tp.partition)
+            self.stats[f"consumed.{logical}"] += len(records)
+            self.next_offsets[tp] = records[-1].offset + 1
+            self.last_event_ms[logical] = max(self.last_event_ms.get(logical, 0), records[-1].timestamp)
             accepted = []
             for r in records:
                 doc = decode(self.contract, logical, r.key, r.value)
@@ -456,6 +476,7 @@ class Pipeline:
             return published
 
     async def _evaluate(self, now: float) -> int:
+        started = time.perf_counter()
         now_ms = int(now * 1000)
         self.prices.refresh_stale(now_ms)
         changed = self.prices.drain_changed()
@@ -491,6 +512,7 @@ class Pipeline:
             self.book.accounts.id_of(r): {"drift": orjson.dumps(doc)} for r, doc in decisions.statuses.items()
         }
         await self._store.write_accounts(statuses, {})
+        self.metrics.evaluation.observe(time.perf_counter() - started)
         return len(published)
 
     async def _announce_data_alerts(self, now_ms: int) -> None:
@@ -534,6 +556,7 @@ class Pipeline:
             while True:
                 started = time.monotonic()
                 ends = await consumer.end_offsets(tps)
+                self.lag = self._lag(ends)
                 await self.watch_once(time.time(), _by_topic(self.topics, ends))
                 await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
         finally:
@@ -574,6 +597,83 @@ class Pipeline:
             watch.last_suppressed = summary["suppressed"]
             log.info("accounts suppressed", count=summary["suppressed"], by=summary["suppressed_by"])
         watch.tick += 1
+
+    def _consumed(self, records: Sequence[Record]) -> None:
+        """Account-topic bookkeeping for metrics: records, newest ts, consumed offsets."""
+        for rec in records:
+            logical = self.topics.logical(rec.topic)
+            self.stats[f"consumed.{logical}"] += 1
+            self.next_offsets[TopicPartition(rec.topic, rec.partition)] = rec.offset + 1
+            if rec.ts_ms > self.last_event_ms.get(logical, 0):
+                self.last_event_ms[logical] = rec.ts_ms
+
+    def _lag(self, ends: Mapping[TopicPartition, int]) -> dict[str, int]:
+        """Records behind the end, per input topic, over the partitions this worker reads."""
+        lag: Counter[str] = Counter()
+        n = self.partitions["positions"]
+        for tp, end in ends.items():
+            logical = self.topics.logical(tp.topic)
+            if logical == "deadletter":
+                continue
+            if logical in ("positions", "targets") and not self.owns_partition(tp.partition % n):
+                continue
+            lag[logical] += max(0, end - self.next_offsets.get(tp, end))
+        return dict(lag)
+
+    def metrics_snapshot(self) -> dict[str, Any]:
+        """What /metrics reports beyond the histograms (read at scrape time)."""
+        accounts = self.accounts
+        rows = accounts.owned_rows()
+        status = accounts.status[rows]
+        firing = Counter(k[0] for k in self.alerter.firing if self.owns_subject(k[1]))
+        return {
+            "stats": dict(self.stats),
+            "accounts": {
+                "tracked": accounts.tracked(),
+                "suppressed": int(np.count_nonzero(status == Status.SUPPRESSED)),
+                "held": int(np.count_nonzero(status == Status.HELD)),
+                "quarantined": int(accounts.quarantined(rows).sum()),
+            },
+            "firing": dict(firing),
+            "last_event_ms": dict(self.last_event_ms),
+            "lag": dict(self.lag),
+            "partitions": sum(1 for p in self.owned if self.owns_partition(p)),
+        }
+
+    def health(self) -> list[str]:
+        """Why this worker is not healthy (empty: healthy): a pipeline task ended, or the event loop
+        was blocked for more than ``_MAX_LOOP_LAG_S`` in the last 30 s."""
+        problems = [f"{job.get_name()} task ended" for job in self.jobs if job.done()]
+        if self.loop_lag_s > _MAX_LOOP_LAG_S:
+            problems.append(f"event loop blocked for {self.loop_lag_s:.1f} s (limit {_MAX_LOOP_LAG_S} s)")
+        return problems
+
+    async def readiness(self) -> list[str]:
+        """Why this worker is not ready to serve (empty: ready)."""
+        reasons = []
+        if not self.assigned:
+            reasons.append("no partition assignment received yet")
+        loading = sorted(p for p in self.owned if not self.owns_partition(p))
+        if loading:
+            reasons.append(f"loading partitions {loading} from Redis")
+        if not self.feed_ready.is_set():
+            reasons.append("price feed catching up")
+        try:
+            assert self.redis is not None, "not started"
+            await asyncio.wait_for(self.redis.ping(), 1.0)
+        except Exception as exc:
+            reasons.append(f"redis unreachable: {exc or type(exc).__name__}")
+        return reasons
+
+    async def run_heartbeat(self, every: float = 0.25, window: int = 120) -> None:
+        """Measure how late the event loop wakes up; ``loop_lag_s`` is the worst of the last ``window``
+        beats (30 s), so a loop that was blocked shows in /health after it recovers."""
+        recent: deque[float] = deque(maxlen=window)
+        while True:
+            started = time.monotonic()
+            await asyncio.sleep(every)
+            recent.append(max(0.0, time.monotonic() - started - every))
+            self.loop_lag_s = max(recent)
 
     def _lift_quarantines(
         self, requests: Mapping[str, int], now_ms: int
@@ -631,12 +731,16 @@ class Pipeline:
                 partition=meta.partition,
             )
         self.stats["orders"] += len(ok)
+        sent_at = time.time()
+        for d in ok:
+            self.metrics.quote_to_order.observe(max(0.0, sent_at - d.doc["as_of"] / 1000.0))
         if _CRASH_AFTER_PUBLISH and ok:
             os._exit(137)
         await self._store.record_orders(records, offsets)
         return ok
 
 
+_MAX_LOOP_LAG_S = 5.0
 DATA_ALERTS = ("quote_stale", "quote_gap", "quote_crossed", "quote_outlier", "position_gap")
 TOPIC_ALERTS = ("feed_silent", "deadletter_rate", "breach_storm")
 

@@ -9,6 +9,7 @@ import faust
 import mode
 import structlog
 from aiokafka.admin import AIOKafkaAdminClient
+from faust.sensors.prometheus import setup_prometheus_sensors
 
 from streamproc.app.pipeline import Pipeline, Record
 from streamproc.app.topics import ensure_topics
@@ -88,8 +89,8 @@ def create_app(settings: Settings, partitions: dict[str, int]) -> tuple[faust.Ap
     async def accounts(stream: Any) -> None:
         async for events in stream.take_events(settings.batch_max, within=_TAKE_WITHIN_S):
             records = [
-                Record(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
-                for e in events
+                Record(m.topic, m.partition, m.offset, m.key, m.value, int((m.timestamp or 0) * 1000))
+                for m in (e.message for e in events)
             ]
             await pipeline.on_account_records(records)
 
@@ -117,9 +118,15 @@ def create_app(settings: Settings, partitions: dict[str, int]) -> tuple[faust.Ap
 
         async def on_started(self) -> None:
             self.jobs = [
-                asyncio.create_task(job)
-                for job in (pipeline.run_feed(), pipeline.run_evaluator(), pipeline.run_watch())
+                asyncio.create_task(job, name=name)
+                for name, job in (
+                    ("feed", pipeline.run_feed()),
+                    ("evaluator", pipeline.run_evaluator()),
+                    ("watch", pipeline.run_watch()),
+                    ("heartbeat", pipeline.run_heartbeat()),
+                )
             ]
+            pipeline.jobs = self.jobs
             for job in self.jobs:
                 job.add_done_callback(self._crash_on_error)
 
@@ -133,6 +140,25 @@ def create_app(settings: Settings, partitions: dict[str, int]) -> tuple[faust.Ap
                 job.cancel()
             await asyncio.gather(*getattr(self, "jobs", []), return_exceptions=True)
             await pipeline.stop()
+
+    # framework metrics (faust's sensor) and ours share one registry, served at /metrics
+    setup_prometheus_sensors(app, "/metrics", pipeline.metrics.registry, name_prefix="streamproc_faust")
+
+    @app.page("/health")
+    async def health(self: Any, request: Any) -> Any:
+        problems = pipeline.health()
+        doc = {
+            "status": "failing" if problems else "ok",
+            "problems": problems,
+            "loop_lag_s": pipeline.loop_lag_s,
+        }
+        return self.json(doc, status=503 if problems else 200)
+
+    @app.page("/ready")
+    async def ready(self: Any, request: Any) -> Any:
+        reasons = await pipeline.readiness()
+        doc = {"ready": not reasons, "reasons": reasons, "partitions": sorted(pipeline.owned)}
+        return self.json(doc, status=503 if reasons else 200)
 
     return app, pipeline
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -102,17 +103,31 @@ def _quote_mapping(q: StoredQuote) -> dict[str, Any]:
 class Store:
     """The worker's view of Redis; every method is one or a few pipelined round trips."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        prefix: str,
+        observe: Callable[[str, float], None] | None = None,
+        failed: Callable[[str], None] | None = None,
+    ) -> None:
         self.redis = client
         self.keys = Keys(prefix)
+        self.observe = observe  # (op, seconds) of each operation, retries included (metrics)
+        self.failed = failed  # op of each failed attempt (metrics)
 
     async def retry(self, what: str, op: Callable[[], Awaitable[T]]) -> T:
         """Run ``op`` until it succeeds: a lost Redis pauses the caller (and so consumption), never skips."""
         delay = 0.05
+        started = time.perf_counter()
         while True:
             try:
-                return await op()
+                result = await op()
+                if self.observe is not None:
+                    self.observe(what, time.perf_counter() - started)
+                return result
             except _TRANSIENT as exc:
+                if self.failed is not None:
+                    self.failed(what)
                 log.warning("redis unavailable, retrying", op=what, error=str(exc), retry_in_s=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
