@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STACK := ops/local/stack
-DEBIAN_TOOLS := docker-compose:docker-compose
+DEBIAN_TOOLS := docker-compose:docker-compose prometheus:promtool
 
 .PHONY: setup tools test lint typecheck demo stack-up stack-down stack-status bench-kernel clean
 
@@ -13,7 +13,8 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed tools
 
-# Tools some tests use (docker-compose validates docker-compose.yml); those tests skip, saying why, without them.
+# Tools some tests use (docker-compose validates docker-compose.yml, promtool tests the alerting rules);
+# those tests skip, saying why, only where the tools cannot be installed.
 tools:
 	-@ops/local/install-tools $(DEBIAN_TOOLS)
 
