@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from streamproc.clients import kafka_args, redis_client
 from streamproc.settings import Settings
 from streamproc.sim.messages import instrument, position, produce, quote, targets
 
@@ -51,7 +52,6 @@ def scenario(s: Settings) -> list[tuple[str, tuple[bytes, bytes]]]:
 
 
 async def _run(s: Settings, log_path: Path) -> int:
-    import redis.asyncio as aioredis
     from aiokafka import AIOKafkaConsumer, TopicPartition
     from aiokafka.admin import AIOKafkaAdminClient
 
@@ -66,10 +66,8 @@ async def _run(s: Settings, log_path: Path) -> int:
         worker = subprocess.Popen(
             [sys.executable, "-m", "streamproc", "worker"], env=env, stdout=out, stderr=out
         )
-    client = aioredis.Redis.from_url(s.redis_url)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=s.kafka_bootstrap_servers, group_id=None, auto_offset_reset="earliest"
-    )
+    client = redis_client(s)
+    consumer = AIOKafkaConsumer(**kafka_args(s), group_id=None, auto_offset_reset="earliest")
     await consumer.start()
     try:
         print(f"worker started (pid {worker.pid}, namespace {s.namespace}, logs {log_path})")
@@ -119,7 +117,7 @@ async def _run(s: Settings, log_path: Path) -> int:
         if keys_:
             await client.delete(*keys_)
         await client.aclose()
-        admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka_bootstrap_servers)
+        admin = AIOKafkaAdminClient(**kafka_args(s))
         await admin.start()
         try:
             mine = [x for x in await admin.list_topics() if x.startswith(f"{s.namespace}.")]

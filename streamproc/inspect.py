@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
+from streamproc.clients import kafka_args, redis_client
 from streamproc.settings import Settings
 from streamproc.state.store import Store
 
@@ -172,7 +173,7 @@ async def _tails(settings: Settings, topics: list[str], last: int) -> dict[str, 
     """The last ``last`` records of each partition of ``topics`` (with end offsets), by topic."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=None)
+    consumer = AIOKafkaConsumer(**kafka_args(settings), group_id=None)
     await consumer.start()
     try:
         tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
@@ -238,7 +239,7 @@ def run(settings: Settings, action: Callable[[Store, int], Awaitable[int]]) -> i
     """Connect to Redis, run ``action`` with the namespace's store and the current time."""
 
     async def main() -> int:
-        client = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
+        client = redis_client(settings, socket_connect_timeout=5)
         try:
             return await action(Store(client, settings.redis_prefix), int(time.time() * 1000))
         except (ConnectionError, OSError, aioredis.ConnectionError) as exc:

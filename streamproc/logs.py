@@ -1,5 +1,5 @@
 """Logging: structlog for our events, and the stdlib records of faust, aiokafka and mode through the
-same renderer (JSON lines in production, readable console output on a terminal)."""
+same renderer (JSON lines on stdout in production, readable console output on a terminal)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ _NOISY = {"aiokafka": logging.WARNING, "aiokafka.consumer.subscription_state": l
 
 
 def configure(level: str = "info", fmt: str = "auto") -> None:
-    """Route structlog and stdlib logging to stderr through one renderer."""
-    use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+    """Route structlog and stdlib logging to stdout through one renderer."""
+    use_json = fmt == "json" or (fmt == "auto" and not sys.stdout.isatty())
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -24,7 +24,7 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer(serializer=lambda o, **_: orjson.dumps(o, default=str).decode())
         if use_json
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        else structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())
     )
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
@@ -32,7 +32,7 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],

@@ -99,6 +99,26 @@ def _topic_seconds(raw: str) -> dict[str, float]:
     return {k: v for k, v in values.items() if v > 0}
 
 
+def _security_protocol(raw: str) -> str:
+    value = raw.upper()
+    if value not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
+        raise ValueError("must be PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")
+    return value
+
+
+def _sasl_mechanism(raw: str) -> str:
+    value = raw.upper()
+    if value not in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
+        raise ValueError("must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+    return value
+
+
+def _file(raw: str) -> str:
+    if raw and not Path(raw).is_file():
+        raise ValueError(f"{raw} is not a readable file")
+    return raw
+
+
 def _port(raw: str) -> int:
     value = int(raw)
     if not 0 < value < 65536:
@@ -152,7 +172,29 @@ def _schemas_dir(raw: str) -> Path:
 # field -> (environment variable, default, parser, help); a test checks the README documents each one.
 SPEC: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
     "kafka_bootstrap_servers": ("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092", _bootstrap, "Kafka brokers"),
-    "redis_url": ("REDIS_URL", "redis://127.0.0.1:6379/0", _redis_url, "Redis server"),
+    "kafka_security_protocol": (
+        "KAFKA_SECURITY_PROTOCOL",
+        "PLAINTEXT",
+        _security_protocol,
+        "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL",
+    ),
+    "kafka_sasl_mechanism": (
+        "KAFKA_SASL_MECHANISM",
+        "PLAIN",
+        _sasl_mechanism,
+        "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (with a SASL protocol)",
+    ),
+    "kafka_sasl_username": ("KAFKA_SASL_USERNAME", "", str, "SASL user (from a Secret)"),
+    "kafka_sasl_password": ("KAFKA_SASL_PASSWORD", "", str, "SASL password (from a Secret; never logged)"),
+    "kafka_ssl_cafile": ("KAFKA_SSL_CAFILE", "", _file, "CA bundle for SSL/SASL_SSL (default: the system's)"),
+    "redis_url": ("REDIS_URL", "redis://127.0.0.1:6379/0", _redis_url, "Redis server (`rediss://` for TLS)"),
+    "redis_password": (
+        "REDIS_PASSWORD",
+        "",
+        str,
+        "Redis password, if not in REDIS_URL (from a Secret; never logged)",
+    ),
+    "redis_ssl_cafile": ("REDIS_SSL_CAFILE", "", _file, "CA bundle for `rediss://` (default: the system's)"),
     "namespace": ("STREAMPROC_NAMESPACE", "", _namespace, "prefix of topics, group and Redis keys"),
     "group_id": (
         "STREAMPROC_GROUP_ID",
@@ -251,7 +293,14 @@ class Settings:
     """Everything a worker is configured with; build it with ``Settings.from_env()``."""
 
     kafka_bootstrap_servers: str
+    kafka_security_protocol: str
+    kafka_sasl_mechanism: str
+    kafka_sasl_username: str
+    kafka_sasl_password: str
+    kafka_ssl_cafile: str
     redis_url: str
+    redis_password: str
+    redis_ssl_cafile: str
     namespace: str
     group_id: str
     eval_interval_ms: int
@@ -297,6 +346,13 @@ class Settings:
             problems.append(
                 f"STREAMPROC_LOG_LEVEL={values['log_level']!r}: use debug, info, warning or error"
             )
+        protocol = values.get("kafka_security_protocol", "")
+        if protocol.startswith("SASL") and not (
+            values.get("kafka_sasl_username") and values.get("kafka_sasl_password")
+        ):
+            problems.append(
+                f"KAFKA_SECURITY_PROTOCOL={protocol} needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
+            )
         if problems:
             raise SettingsError("invalid configuration:\n  " + "\n  ".join(problems))
         return cls(**values)
@@ -325,4 +381,7 @@ class Settings:
         parts = urlsplit(self.redis_url)
         if parts.password:
             out["redis_url"] = self.redis_url.replace(f":{parts.password}@", ":***@")
+        for secret in ("kafka_sasl_password", "redis_password"):
+            if out[secret]:
+                out[secret] = "***"
         return out

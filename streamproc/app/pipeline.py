@@ -27,6 +27,7 @@ from streamproc.app.metrics import Metrics
 from streamproc.app.prices import Prices
 from streamproc.app.topics import newest_timestamps
 from streamproc.app.watch import Watch
+from streamproc.clients import kafka_args, redis_client
 from streamproc.core import Book, LegLimits
 from streamproc.core.alerts import Subject
 from streamproc.core.book import CASH
@@ -104,7 +105,7 @@ class Pipeline:
         """Connect to Redis and start the output producer (idempotent: rebalance hooks may run first)."""
         if self.producer is not None:
             return
-        self.redis = aioredis.Redis.from_url(self.settings.redis_url, health_check_interval=10)
+        self.redis = redis_client(self.settings, health_check_interval=10)
         self.store = Store(
             self.redis,
             self.settings.redis_prefix,
@@ -112,7 +113,7 @@ class Pipeline:
             failed=lambda op: self.stats.update((f"redis_errors.{op}",)),
         )
         producer = AIOKafkaProducer(
-            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            **kafka_args(self.settings),
             enable_idempotence=True,
             acks="all",
             linger_ms=2,
@@ -318,7 +319,7 @@ class Pipeline:
         store = self._store
         offsets = await store.order_offsets()
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            **kafka_args(self.settings),
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -362,7 +363,7 @@ class Pipeline:
         resuming after the quotes stored in Redis."""
         store = self._store
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            **kafka_args(self.settings),
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -541,7 +542,7 @@ class Pipeline:
         """Once a second: input-topic silence and dead-letter rate from end offsets, the breach storm
         state, operator requests, quarantine timeouts, and this worker's summary in Redis."""
         await self.feed_ready.wait()
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap_servers, group_id=None)
+        consumer = AIOKafkaConsumer(**kafka_args(self.settings), group_id=None)
         await consumer.start()
         try:
             watched = ("quotes", "positions", "targets", "instruments", "deadletter")

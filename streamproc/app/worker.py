@@ -13,6 +13,7 @@ from faust.sensors.prometheus import setup_prometheus_sensors
 
 from streamproc.app.pipeline import Pipeline, Record
 from streamproc.app.topics import ensure_topics
+from streamproc.clients import faust_credentials, kafka_args, redis_client
 from streamproc.logs import configure as configure_logging
 from streamproc.settings import Settings
 from streamproc.wire.contract import Contract
@@ -24,9 +25,8 @@ _TAKE_WITHIN_S = 0.02
 
 async def prepare(settings: Settings) -> dict[str, int]:
     """Check the broker and Redis answer and the topics are usable (creating missing ones)."""
-    import redis.asyncio as aioredis
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, request_timeout_ms=10_000)
+    admin = AIOKafkaAdminClient(**kafka_args(settings), request_timeout_ms=10_000)
     try:
         await admin.start()
     except Exception as exc:
@@ -38,7 +38,7 @@ async def prepare(settings: Settings) -> dict[str, int]:
         partitions = await ensure_topics(settings, admin)
     finally:
         await admin.close()
-    client = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
+    client = redis_client(settings, socket_connect_timeout=5)
     try:
         await client.ping()
     except Exception as exc:
@@ -59,6 +59,7 @@ def create_app(settings: Settings, partitions: dict[str, int]) -> tuple[faust.Ap
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{h}" for h in settings.kafka_bootstrap_servers.split(",")],
+        broker_credentials=faust_credentials(settings),
         store="memory://",
         autodiscover=False,
         consumer_auto_offset_reset="earliest",

@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from streamproc.app.topics import ensure_topics
+from streamproc.clients import kafka_args, redis_client
 from streamproc.settings import Settings
 
 
@@ -65,9 +66,9 @@ async def _wait_quotes(client: aioredis.Redis, key: str, end: dict[int, int]) ->
 async def _run(args: Any) -> dict[str, Any]:
     s = Settings.from_env(None, namespace=f"bench-{int(time.time())}", partitions=args.partitions)
     t = s.topics
-    admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka_bootstrap_servers)
+    admin = AIOKafkaAdminClient(**kafka_args(s))
     await admin.start()
-    client = aioredis.Redis.from_url(s.redis_url)
+    client = redis_client(s)
     worker: subprocess.Popen[bytes] | None = None
     try:
         await ensure_topics(s, admin)
@@ -147,7 +148,7 @@ async def _run(args: Any) -> dict[str, Any]:
             }
             quotes.append((t.quotes, instruments[i].encode(), orjson.dumps(doc)))
         await _produce(s.kafka_bootstrap_servers, quotes)
-        consumer = AIOKafkaConsumer(bootstrap_servers=s.kafka_bootstrap_servers, group_id=None)
+        consumer = AIOKafkaConsumer(**kafka_args(s), group_id=None)
         await consumer.start()
         end = await consumer.end_offsets([TopicPartition(t.quotes, p) for p in range(args.partitions)])
         await consumer.stop()
