@@ -25,7 +25,6 @@ _TAKE_WITHIN_S = 0.02
 
 async def prepare(settings: Settings) -> dict[str, int]:
     """Check the broker and Redis answer and the topics are usable (creating missing ones)."""
-
     admin = AIOKafkaAdminClient(**kafka_args(settings), request_timeout_ms=10_000)
     try:
         await admin.start()
