@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STACK := ops/local/stack
 DEBIAN_TOOLS := docker-compose:docker-compose prometheus:promtool
 
-.PHONY: setup tools test lint typecheck demo stack-up stack-down stack-status bench-kernel clean
+.PHONY: setup tools test lint typecheck demo backtest stack-up stack-down stack-status bench-kernel clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -30,6 +30,10 @@ test: setup lint typecheck stack-up
 
 demo: setup stack-up
 	$(VENV)/bin/streamproc demo
+
+# Band vs calendar vs buy-and-hold on the bundled scenarios (20 seeds each): bench-results/backtest/
+backtest: setup
+	$(VENV)/bin/streamproc backtest
 
 stack-up:
 	$(STACK) up

@@ -67,6 +67,12 @@ def _cmd_inspect_deadletters(args: argparse.Namespace) -> int:
     return deadletters_view(_settings(), args.last)
 
 
+def _cmd_backtest(args: argparse.Namespace) -> int:
+    from streamproc.backtest.command import main
+
+    return main(args)
+
+
 def _cmd_storm_release(args: argparse.Namespace) -> int:
     from streamproc.inspect import storm_release
 
@@ -122,6 +128,20 @@ def build_parser() -> argparse.ArgumentParser:
     rec = sub.add_parser("reconcile", help="lift an account's position-gap quarantine (holdings verified)")
     rec.add_argument("account")
     rec.set_defaults(func=_cmd_reconcile)
+
+    bt = sub.add_parser("backtest", help="band vs calendar vs buy-and-hold through the live engine")
+    bt.add_argument(
+        "--scenario", default="all", help="calm, volatile, trending, crash-and-recover, sideways, all"
+    )
+    bt.add_argument("--csv", type=Path, help="a price history instead: date,instrument,price (or bid,ask)")
+    bt.add_argument("--portfolio", default="60-40", choices=("60-40", "micro-sleeve"))
+    bt.add_argument("--years", type=int, default=10)
+    bt.add_argument("--seeds", type=int, default=20, help="histories per scenario (seeds 1..N)")
+    bt.add_argument("--fee", type=float, default=1.0, help="per leg")
+    bt.add_argument("--min-notional", type=float, default=50.0, help="smaller legs are not traded")
+    bt.add_argument("--capital", type=float, default=100_000.0)
+    bt.add_argument("--out", type=Path, default=Path("bench-results/backtest"))
+    bt.set_defaults(func=_cmd_backtest)
 
     bench = sub.add_parser("bench", help="benchmarks (figures and ratios measured side by side)")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
