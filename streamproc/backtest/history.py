@@ -69,13 +69,13 @@ def load_csv(path: Path, half_spread_bps: float = 5.0) -> History:
     missing = [i for i in names if i not in rows[dates[0]]]
     if missing:
         raise HistoryError(f"{path}: {', '.join(missing)} not priced on the first date {dates[0]}")
-    bid = np.empty((len(dates), len(names)))
-    ask = np.empty_like(bid)
+    bids = np.empty((len(dates), len(names)))
+    asks = np.empty_like(bids)
     for t, day in enumerate(dates):
         for j, name in enumerate(names):
-            b, a = rows[day].get(name, (bid[t - 1, j], ask[t - 1, j]))
-            bid[t, j], ask[t, j] = b, a
-    return History(dates, names, bid, ask)
+            b, a = rows[day].get(name, (bids[t - 1, j], asks[t - 1, j]))
+            bids[t, j], asks[t, j] = b, a
+    return History(dates, names, bids, asks)
 
 
 @dataclass(frozen=True)
@@ -136,7 +136,8 @@ def synthetic(
     log_paths = np.vstack([np.zeros((1, len(names))), np.cumsum(np.vstack(steps), axis=0)])
     mid = np.array([SYNTHETIC[n][0] for n in names]) * np.exp(log_paths)
     half = np.array([SYNTHETIC[n][1] for n in names]) / 1e4
-    dates, day = [], start
+    dates: list[dt.date] = []
+    day = start
     while len(dates) < len(mid):
         if day.weekday() < 5:
             dates.append(day)
