@@ -90,7 +90,9 @@ async def test_ready_flips_after_load_and_metrics_move_with_the_scenario(setting
     assert quotes == _value(before, "streamproc_messages_consumed_total", topic="quotes") + 1
     assert _value(after, "streamproc_deadletters_total", topic="positions", reason="invalid_json") == 1
     assert _value(after, "streamproc_quote_to_order_seconds_count") == 1
-    assert 0 < _value(after, "streamproc_quote_to_order_seconds_sum") < 10
+    assert (
+        _value(after, "streamproc_quote_to_order_seconds_sum") > 0
+    )  # observed, not judged: no timing asserts
     assert _value(after, "streamproc_evaluation_duration_seconds_count") > _value(
         before, "streamproc_evaluation_duration_seconds_count"
     )
