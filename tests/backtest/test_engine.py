@@ -134,3 +134,40 @@ def test_the_backtest_drafts_the_same_legs_as_the_live_pipeline() -> None:
         (leg["instrument"], leg["side"], float(leg["qty"]), float(leg["price"])) for leg in draft.doc["legs"]
     ]
     assert live == [(i, side, qty, price) for _, i, side, qty, price in backtest]
+
+
+def test_relative_bands_the_5_25_rule_and_halfway_trades() -> None:
+    # the deviations: day 1 EQ +2.26 / BOND -2.26 pts, day 2 +4.29 / -4.29 pts
+    policies = [
+        Policy("rel 10%", band=Band(abs=None, rel=0.10)),  # EQ ±6, BOND ±4 pts: BOND breaches on day 2
+        Policy("5/25 rule", band=Band(abs=0.05, rel=0.25)),  # min(5, 15) and min(5, 10): never breached
+        Policy("min(5 pts, 10 %)", band=Band(abs=0.05, rel=0.10)),  # BOND's limit is min(5, 4) = 4 pts
+        Policy("half, ±3", band=Band(abs=0.03), mode=Mode.HALF),
+    ]
+    result = run(path([100.0, 110.0, 120.0, 120.0]), policies, SIXTY_FORTY, FREE)
+    to_target = [(2, "EQ", "sell", 40.0, 120.0), (2, "BOND", "buy", 96.0, 50.0)]
+    assert trades_of(result, "rel 10%") == to_target
+    assert trades_of(result, "5/25 rule") == []
+    assert trades_of(result, "min(5 pts, 10 %)") == to_target
+    # halfway back: EQ to 61.5 % (68,880: sell 26), BOND to 38.5 % (43,120: buy 62.4 with the 3,120)
+    half = [(2, "EQ", "sell", 26.0, 120.0), (2, "BOND", "buy", 62.4, 50.0)]
+    assert trades_of(result, "half, ±3") == half
+
+
+def test_calendar_policies_trade_on_the_first_day_of_each_new_period() -> None:
+    days = [
+        dt.date(2023, 12, 29),
+        dt.date(2024, 1, 2),
+        dt.date(2024, 2, 1),
+        dt.date(2024, 2, 2),
+        dt.date(2024, 4, 1),
+    ]
+    prices = np.column_stack([[100.0, 120.0, 100.0, 120.0, 80.0], [50.0] * 5])
+    history = History(days, ["EQ", "BOND"], prices.copy(), prices.copy())
+    policies = [Policy(c, calendar=c) for c in ("month", "quarter", "year")]
+    result = run(history, policies, SIXTY_FORTY, FREE)
+    traded = {
+        p.name: sorted({t.day for t in result.trades if t.policy == k and t.day > 0})
+        for k, p in enumerate(policies)
+    }
+    assert traded == {"month": [1, 2, 4], "quarter": [1, 4], "year": [1]}
