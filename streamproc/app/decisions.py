@@ -75,6 +75,18 @@ def _held_doc(now_ms: int) -> dict[str, Any]:
     return {"status": "held", "why": "held: breach_storm (streamproc storm release)", "evaluated_at": now_ms}
 
 
+def state_counts(accounts: Accounts) -> dict[str, int]:
+    """Owned accounts by state: tracked (managed), suppressed, held (storm), quarantined (gap)."""
+    rows = accounts.owned_rows()
+    status = accounts.status[rows]
+    return {
+        "tracked": accounts.tracked(),
+        "suppressed": int(np.count_nonzero(status == Status.SUPPRESSED)),
+        "held": int(np.count_nonzero(status == Status.HELD)),
+        "quarantined": int(accounts.quarantined(rows).sum()),
+    }
+
+
 def _weights(book_ids: Any, instruments: Any, weights: Any, cash_weight: float) -> dict[str, float]:
     out = {
         book_ids.id_of(int(i)): round(float(w), 6)

@@ -13,7 +13,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import orjson
 import redis.asyncio as aioredis
 import structlog
@@ -22,7 +21,7 @@ from aiokafka.partitioner import murmur2
 
 from streamproc.app.accounts import APPLIED, FILLED_SUPERSEDED, REPLAY, Accounts
 from streamproc.app.alerting import Alerter
-from streamproc.app.decisions import Draft, Status, decide
+from streamproc.app.decisions import Draft, Status, decide, state_counts
 from streamproc.app.metrics import Metrics
 from streamproc.app.prices import Prices
 from streamproc.app.topics import newest_timestamps
@@ -623,18 +622,10 @@ class Pipeline:
 
     def metrics_snapshot(self) -> dict[str, Any]:
         """What /metrics reports beyond the histograms (read at scrape time)."""
-        accounts = self.accounts
-        rows = accounts.owned_rows()
-        status = accounts.status[rows]
         firing = Counter(k[0] for k in self.alerter.firing if self.owns_subject(k[1]))
         return {
             "stats": dict(self.stats),
-            "accounts": {
-                "tracked": accounts.tracked(),
-                "suppressed": int(np.count_nonzero(status == Status.SUPPRESSED)),
-                "held": int(np.count_nonzero(status == Status.HELD)),
-                "quarantined": int(accounts.quarantined(rows).sum()),
-            },
+            "accounts": state_counts(self.accounts),
             "firing": dict(firing),
             "last_event_ms": dict(self.last_event_ms),
             "lag": dict(self.lag),

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from streamproc.app.accounts import Accounts
-from streamproc.app.decisions import Status
+from streamproc.app.decisions import Status, state_counts
 from streamproc.core import Book
 from streamproc.core.alerts import Episode, Key, episode_id
 from streamproc.core.gaps import Increase, Silence, Window
@@ -133,26 +133,25 @@ class Watch:
         self, accounts: Accounts, book: Book, partitions: list[int], now_ms: int, counts: Mapping[str, int]
     ) -> dict[str, Any]:
         """This worker's state for `streamproc inspect status` (and a log line when suppression changes)."""
+        counts_now = state_counts(accounts)
         rows = accounts.owned_rows()
-        status = accounts.status[rows]
-        suppressed = rows[status == Status.SUPPRESSED]
+        suppressed = rows[accounts.status[rows] == Status.SUPPRESSED]
         by_reason: dict[str, int] = {}
         flagged = book.flagged()
         for i in flagged[:200].tolist():
             hit = np.intersect1d(book.accounts_affected_by(np.array([i])), suppressed, assume_unique=True)
             if hit.size:
                 by_reason[book.instruments.id_of(i)] = int(hit.size)
-        quarantined = int(accounts.quarantined(rows).sum())
-        if quarantined:
-            by_reason["position_gap"] = quarantined
+        if counts_now["quarantined"]:
+            by_reason["position_gap"] = counts_now["quarantined"]
         top = dict(sorted(by_reason.items(), key=lambda kv: -kv[1])[:_SUMMARY_REASONS])
         return {
             "worker": f"{socket.gethostname()}:{os.getpid()}",
             "partitions": partitions,
-            "accounts": int(accounts.tracked()),
-            "suppressed": int(suppressed.size),
-            "held": int(np.count_nonzero(status == Status.HELD)),
-            "quarantined": quarantined,
+            "accounts": counts_now["tracked"],
+            "suppressed": counts_now["suppressed"],
+            "held": counts_now["held"],
+            "quarantined": counts_now["quarantined"],
             "suppressed_by": top,
             "flagged_instruments": int(flagged.size),
             "storm": self.storm is not None,
