@@ -222,6 +222,20 @@ class Market:
         growth = (self._drift - 0.5 * self._vol**2) * dt + self._vol * math.sqrt(dt) * z
         self.mid = np.clip(self.mid * np.exp(growth), self._floor, self._cap)
 
+    def resume(self, last: Mapping[str, tuple[int, float | None]]) -> int:
+        """Continue instruments from their last published (seq, mid) (mid None: keep the seeded one), so a
+        restarted simulator's quotes are not taken for duplicates; returns how many it knew."""
+        known = 0
+        for name, (seq, mid) in last.items():
+            i = self.index.get(name)
+            if i is None:
+                continue
+            known += 1
+            self.seq[i] = max(self.seq[i], seq)
+            if mid is not None:
+                self.mid[i] = min(max(mid, self._floor[i]), self._cap[i])
+        return known
+
     def reference_records(self) -> list[Record]:
         """The instruments topic's records: tier, lot and max quote age of every instrument."""
         return [

@@ -271,3 +271,15 @@ def test_microcaps_carry_explicit_two_point_bands() -> None:
 def test_a_model_needing_a_missing_tier_is_refused() -> None:
     with pytest.raises(ValueError, match="micro"):
         Market(2, seed=1).book(3, now_ms=NOW)
+
+
+def test_resume_continues_seqs_and_mids_of_known_instruments() -> None:
+    m = Market(4, seed=1)
+    opening_bond = float(m.mid[m.index["BD-0001"]])
+    assert m.resume({"LC-0001": (41, 123.0), "BD-0001": (3, None), "XX-1": (9, 1.0)}) == 2
+    docs = {d["instrument"]: d for d in _docs("quotes", m.opening_quotes(NOW))}
+    assert docs["LC-0001"]["seq"] == 42
+    assert (docs["LC-0001"]["bid"] + docs["LC-0001"]["ask"]) / 2 == pytest.approx(123.0, abs=1e-3)
+    assert docs["BD-0001"]["seq"] == 4
+    assert (docs["BD-0001"]["bid"] + docs["BD-0001"]["ask"]) / 2 == pytest.approx(opening_bond, abs=1e-2)
+    assert docs["DV-0001"]["seq"] == 1

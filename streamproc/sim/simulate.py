@@ -1,0 +1,303 @@
+"""`streamproc simulate`: publishes a simulated market and its accounts to the namespace's topics, then
+quotes at an offered rate (with optional faults) until the duration ends or it is cancelled."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from streamproc.clients import kafka_args
+from streamproc.settings import Settings, SettingsError
+from streamproc.sim.market import TRADING_DAY_S, Faults, Market, Record
+from streamproc.wire.codec import Rejected, decode
+from streamproc.wire.contract import Contract
+
+TICK_S = 0.02
+_MAX_BURST_S = 1.0  # after a stall, catch up at most this much of the rate at once
+_RESUME_LOOKBACK = 20_000
+
+
+@dataclass
+class SimStats:
+    """What the simulator has sent so far; a live view may read it while ``run`` goes on."""
+
+    instruments: int = 0
+    accounts: int = 0
+    positions: int = 0
+    targets: int = 0
+    quotes: int = 0  # every quote record, opening ones included
+    opening_quotes: int = 0
+    resumed: int = 0  # instruments continued from the topic (without the book)
+    quoting_since: float = 0.0  # time.monotonic() when quoting at the rate began
+    market: Market | None = field(default=None, repr=False)
+
+    @property
+    def faults(self) -> dict[str, int]:
+        """Faults injected so far, by kind."""
+        return dict(self.market.injected) if self.market else {}
+
+    def quote_rate(self) -> float:
+        """Quotes per second since quoting at the rate began."""
+        elapsed = time.monotonic() - self.quoting_since if self.quoting_since else 0.0
+        return (self.quotes - self.opening_quotes) / elapsed if elapsed > 0 else 0.0
+
+    def summary(self) -> str:
+        """One line for the console."""
+        faults = ", ".join(f"{k} {v}" for k, v in sorted(self.faults.items())) or "none"
+        return (
+            f"sent {self.instruments} instruments, {self.accounts} accounts ({self.targets} targets, "
+            f"{self.positions} positions), {self.quotes} quotes ({self.quote_rate():.0f}/s); faults: {faults}"
+        )
+
+
+def now_ms() -> int:
+    """Epoch milliseconds now."""
+    return int(time.time() * 1000)
+
+
+async def run(
+    settings: Settings,
+    *,
+    instruments: int = 50,
+    accounts: int = 1000,
+    rate: float = 500.0,
+    duration_s: float = 0.0,
+    seed: int = 1,
+    faults: Faults | None = None,
+    time_scale: float = 1.0,
+    max_quote_age_s: float | None = None,
+    book: bool = True,
+    market: Market | None = None,
+    stats: SimStats | None = None,
+    tick_s: float = TICK_S,
+) -> SimStats:
+    """Publish reference data, opening quotes and (with ``book``) the accounts' positions and targets, then
+    quote at ``rate`` per second for ``duration_s`` (0: until cancelled); everything sent is flushed before
+    it returns or the cancellation goes on. Without ``book`` the quotes continue each instrument's seq and
+    mid from the topic, so a restarted simulator is not taken for duplicates. Pass ``market`` to control
+    it (e.g. switch ``market.faults``) while it runs; ``stats.market`` is set either way."""
+    from streamproc.app.worker import prepare
+
+    if rate <= 0:
+        raise ValueError("rate must be > 0 quotes per second")
+    stats = stats if stats is not None else SimStats()
+    market = market or Market(
+        instruments, seed, time_scale=time_scale, max_quote_age_s=max_quote_age_s, faults=faults
+    )
+    stats.market = market
+    partitions = await prepare(settings)
+    t = settings.topics
+    if not book:
+        last = await latest_quotes(settings, partitions["quotes"])
+        stats.resumed = market.resume(last)
+    producer = AIOKafkaProducer(**kafka_args(settings), linger_ms=5, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        stats.instruments += await _publish(producer, t.instruments, market.reference_records())
+        stats.opening_quotes = await _publish(producer, t.quotes, market.opening_quotes(now_ms()))
+        stats.quotes += stats.opening_quotes
+        if book:
+            opening = market.book(accounts, now_ms=now_ms())
+            stats.positions += await _publish(producer, t.positions, opening.positions)
+            stats.targets += await _publish(producer, t.targets, opening.targets)
+            stats.accounts = len(opening.models)
+        await _quote(producer, t.quotes, market, stats, rate, duration_s, tick_s)
+    finally:
+        await producer.stop()  # flushes what was sent, also when cancelled
+    return stats
+
+
+async def _publish(producer: AIOKafkaProducer, topic: str, records: Iterable[Record]) -> int:
+    """Send records in order and wait until the broker has them all; returns how many."""
+    futures = [await producer.send(topic, key=key, value=value) for key, value in records]
+    await asyncio.gather(*futures)
+    return len(futures)
+
+
+async def _quote(
+    producer: AIOKafkaProducer,
+    topic: str,
+    market: Market,
+    stats: SimStats,
+    rate: float,
+    duration_s: float,
+    tick_s: float,
+) -> None:
+    """Token-bucket pacing: each tick steps the market by the real time elapsed and sends the quotes the
+    rate allows; the previous tick's sends are awaited first (backpressure and delivery errors)."""
+    start = last = stats.quoting_since = time.monotonic()
+    tokens = 0.0
+    pending: list[asyncio.Future[Any]] = []
+    while not duration_s or last - start < duration_s:
+        now = time.monotonic()
+        market.step(now - last)
+        tokens = min(tokens + rate * (now - last), rate * _MAX_BURST_S)
+        last = now
+        if pending:
+            await asyncio.gather(*pending)
+        count = int(tokens)
+        tokens -= count
+        stamp = now_ms()
+        pending = [await producer.send(topic, key=k, value=v) for k, v in market.quotes(count, stamp)]
+        stats.quotes += len(pending)
+        await asyncio.sleep(max(0.0, now + tick_s - time.monotonic()))
+    await asyncio.gather(*pending)
+
+
+async def assign_tail(
+    consumer: AIOKafkaConsumer, topic: str, partitions: int, lookback: int
+) -> dict[TopicPartition, int]:
+    """Assign every partition of ``topic`` from ``lookback`` records before its end (-1: the beginning);
+    returns the end offsets at assignment."""
+    tps = [TopicPartition(topic, p) for p in range(partitions)]
+    consumer.assign(tps)
+    begin = await consumer.beginning_offsets(tps)
+    end: dict[TopicPartition, int] = await consumer.end_offsets(tps)
+    for tp in tps:
+        consumer.seek(tp, begin[tp] if lookback < 0 else max(begin[tp], end[tp] - lookback))
+    return end
+
+
+async def behind(consumer: AIOKafkaConsumer, end: dict[TopicPartition, int]) -> bool:
+    """Whether ``consumer`` has yet to reach ``end`` on some partition."""
+    for tp, offset in end.items():
+        if await consumer.position(tp) < offset:
+            return True
+    return False
+
+
+async def latest_quotes(
+    settings: Settings, partitions: int, lookback: int = _RESUME_LOOKBACK
+) -> dict[str, tuple[int, float | None]]:
+    """Per instrument, the last seq published (a crossed quote's too) and the mid of the last good quote,
+    from the tail of the quotes topic."""
+    contract = Contract(settings.schemas_dir)
+    consumer = AIOKafkaConsumer(**kafka_args(settings), group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    last: dict[str, tuple[int, float | None]] = {}
+    try:
+        end = await assign_tail(consumer, settings.topics.quotes, partitions, lookback)
+        while await behind(consumer, end):
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for r in records:
+                    doc = decode(contract, "quotes", r.key, r.value)
+                    if isinstance(doc, Rejected):
+                        if doc.doc is not None:  # crossed: its seq counts, its prices do not
+                            name = doc.doc["instrument"]
+                            last[name] = (doc.doc["seq"], last.get(name, (0, None))[1])
+                        continue
+                    last[doc["instrument"]] = (doc["seq"], (float(doc["bid"]) + float(doc["ask"])) / 2)
+    finally:
+        await consumer.stop()
+    return last
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `streamproc simulate`."""
+    parser.add_argument("--instruments", type=int, default=50, help="instruments in the market (50)")
+    parser.add_argument(
+        "--accounts", type=int, default=1000, help="accounts opened on model portfolios (1000)"
+    )
+    parser.add_argument("--rate", type=float, default=500.0, help="quotes per second offered (500)")
+    parser.add_argument("--duration-s", type=float, default=0.0, help="seconds of quoting; 0: until Ctrl-C")
+    parser.add_argument("--seed", type=int, default=1, help="same seed, same market and accounts (1)")
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        help=f"trading seconds per real second (1; {TRADING_DAY_S:.0f}: a trading day per second)",
+    )
+    parser.add_argument(
+        "--stop",
+        action="append",
+        default=[],
+        metavar="INSTRUMENT",
+        help="an instrument whose quotes stop (repeatable)",
+    )
+    parser.add_argument("--stop-after-s", type=float, default=0.0, help="when the --stop ones go quiet (0)")
+    parser.add_argument("--skip-seq", type=float, default=0.0, help="probability a quote's seq jumps ahead")
+    parser.add_argument("--crossed", type=float, default=0.0, help="probability a quote is crossed")
+    parser.add_argument("--outlier", type=float, default=0.0, help="probability of a one-off ±40%% mid")
+    parser.add_argument("--malformed", type=float, default=0.0, help="probability a record is garbage")
+    parser.add_argument(
+        "--no-book",
+        dest="book",
+        action="store_false",
+        help="quotes only (the accounts were published); seqs and mids continue from the topic",
+    )
+    parser.add_argument(
+        "--max-quote-age-s",
+        type=float,
+        default=None,
+        help="every instrument's max_quote_age_s (default: 30, microcaps 60)",
+    )
+
+
+def faults_of(args: argparse.Namespace, now: int) -> Faults:
+    """The faults the options ask for (``--stop`` ones go quiet ``--stop-after-s`` after ``now``)."""
+    return Faults(
+        stop=frozenset(args.stop),
+        stop_from_ms=now + int(args.stop_after_s * 1000) if args.stop_after_s else 0,
+        skip_seq=args.skip_seq,
+        crossed=args.crossed,
+        outlier=args.outlier,
+        malformed=args.malformed,
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    """Entry point of `streamproc simulate`: runs until the duration ends or Ctrl-C, then prints counts."""
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)  # retries right after topic creation are expected
+    try:
+        settings = Settings.from_env()
+        faults = faults_of(args, now_ms())
+    except (SettingsError, ValueError) as exc:
+        raise SystemExit(f"streamproc simulate: {exc}") from None
+    stats = SimStats()
+    print(
+        f"simulating {args.instruments} instruments, {args.accounts if args.book else 'no new'} accounts, "
+        f"{args.rate:g} quotes/s into namespace {settings.namespace or '(none)'}"
+    )
+    try:
+        asyncio.run(_main(settings, args, faults, stats))
+    except KeyboardInterrupt:
+        pass
+    except ValueError as exc:
+        raise SystemExit(f"streamproc simulate: {exc}") from None
+    print(stats.summary())
+    return 0
+
+
+async def _main(settings: Settings, args: argparse.Namespace, faults: Faults, stats: SimStats) -> None:
+    """``run`` with a progress line every 10 s."""
+    task = asyncio.create_task(
+        run(
+            settings,
+            instruments=args.instruments,
+            accounts=args.accounts,
+            rate=args.rate,
+            duration_s=args.duration_s,
+            seed=args.seed,
+            faults=faults,
+            time_scale=args.time_scale,
+            max_quote_age_s=args.max_quote_age_s,
+            book=args.book,
+            stats=stats,
+        )
+    )
+    try:
+        while not task.done():
+            await asyncio.wait([task], timeout=10.0)
+            if not task.done():
+                print(stats.summary(), flush=True)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    task.result()
