@@ -278,6 +278,12 @@ SPEC: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
         "a worker silent this long loses its partitions to the others (failover time after a crash)",
     ),
     "batch_max": ("STREAMPROC_BATCH_MAX", "2000", _positive_int, "max records per consumed batch"),
+    "quote_checkpoint_ms": (
+        "STREAMPROC_QUOTE_CHECKPOINT_MS",
+        "1000",
+        _positive_int,
+        "how often, under load, the feed state and offsets are written to Redis (at once when idle)",
+    ),
     "partitions": ("STREAMPROC_PARTITIONS", "8", _positive_int, "partitions of topics the worker creates"),
     "replication": ("STREAMPROC_REPLICATION", "1", _positive_int, "replication of topics it creates"),
     "web_host": ("STREAMPROC_WEB_HOST", "127.0.0.1", str, "bind address of the worker's web port"),
@@ -319,6 +325,7 @@ class Settings:
     order_settle_s: float
     session_timeout_s: float
     batch_max: int
+    quote_checkpoint_ms: int
     partitions: int
     replication: int
     web_host: str

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import orjson
 import redis.asyncio as aioredis
 import structlog
@@ -31,9 +32,10 @@ from streamproc.core import Book, LegLimits
 from streamproc.core.alerts import Subject
 from streamproc.core.book import CASH
 from streamproc.settings import Settings, Topics
-from streamproc.state.store import Store, StoredQuote
+from streamproc.state.store import Store
 from streamproc.wire.codec import Rejected, deadletter, decode
 from streamproc.wire.contract import Contract
+from streamproc.wire.quotes import QuoteColumns, QuoteDecoder
 
 log = structlog.get_logger(__name__)
 # Fault injection for the crash-recovery test: die like SIGKILL between publishing orders and recording them.
@@ -93,6 +95,9 @@ class Pipeline:
         self._loading: dict[int, asyncio.Task[None]] = {}
         self._reseek: set[int] = set()
         self.feed_ready = asyncio.Event()
+        self.quote_decoder = QuoteDecoder(contract)
+        self._checkpoint: set[int] = set()  # instruments of owned quotes partitions changed since the last
+        self._checkpoint_offsets: dict[int, int] = {}  # checkpoint, and the offsets it will store
         self._referenced_sent: set[str] = set()  # instruments already added to the Redis ``held`` set
         self.redis: aioredis.Redis | None = None
         self.store: Store | None = None
@@ -386,12 +391,17 @@ class Pipeline:
             end = await consumer.end_offsets(quotes + instruments)
             waiting = {tp for tp in end if end[tp] > 0}
             log.info("price feed started", stored_quotes=len(stored), catching_up=len(waiting))
+            checkpoint_s, checkpointed = self.settings.quote_checkpoint_ms / 1000.0, time.monotonic()
             while True:
                 if self._reseek:
                     await self._seek_back(consumer)
                 batch = await consumer.getmany(timeout_ms=50, max_records=self.settings.batch_max)
                 if batch:
                     await self._on_feed_batch(batch)
+                now = time.monotonic()
+                if not batch or now - checkpointed >= checkpoint_s:
+                    await self._write_checkpoint()
+                    checkpointed = now
                 if not self.feed_ready.is_set():
                     waiting = {tp for tp in waiting if await consumer.position(tp) < end[tp]}
                     if not waiting:
@@ -421,38 +431,72 @@ class Pipeline:
             await consumer.seek_to_beginning(*owned_refs)
 
     async def _on_feed_batch(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        """Apply a fetched batch: quotes as columns (one numpy pass per partition), reference data record
+        by record; dead letters for the partitions this worker answers for."""
         dead: list[tuple[Record, Rejected]] = []
-        to_store: dict[str, StoredQuote] = {}
-        offsets: dict[int, int] = {}
         for tp, records in batch.items():
             logical = self.topics.logical(tp.topic)
             owner = self.owns_input(tp.partition)
             self.stats[f"consumed.{logical}"] += len(records)
             self.next_offsets[tp] = records[-1].offset + 1
             self.last_event_ms[logical] = max(self.last_event_ms.get(logical, 0), records[-1].timestamp)
-            accepted = []
-            for r in records:
-                doc = decode(self.contract, logical, r.key, r.value)
-                if isinstance(doc, Rejected):
-                    if owner:
-                        dead.append((Record(tp.topic, tp.partition, r.offset, r.key, r.value), doc))
-                    if doc.doc is None or logical != "quotes":
-                        continue
-                    doc = doc.doc  # crossed or non-positive: the quote checks flag the instrument
-                if logical == "quotes":
-                    accepted.append(doc)
-                else:
-                    self.prices.set_reference(doc)
-            if logical == "quotes":
-                before = self.prices.duplicates
-                batch_instruments = self.prices.accept(accepted)
-                self.stats["quotes.seen"] += len(accepted) - (self.prices.duplicates - before)
-                self.stats["quotes.duplicates"] += self.prices.duplicates - before
-                if owner:
-                    to_store.update(self.prices.snapshot(batch_instruments))
-                    offsets[tp.partition] = records[-1].offset + 1
+            if logical != "quotes":
+                for r in records:
+                    doc = decode(self.contract, logical, r.key, r.value)
+                    if isinstance(doc, Rejected):
+                        if owner:
+                            dead.append((Record(tp.topic, tp.partition, r.offset, r.key, r.value), doc))
+                    else:
+                        self.prices.set_reference(doc)
+                continue
+            cols = self.quote_decoder.decode([r.key for r in records], [r.value for r in records])
+            if cols is None:
+                self.stats["quotes.batches_per_record"] += 1
+                cols = self._quotes_one_by_one(tp, records, dead if owner else None)
+            before = self.prices.duplicates
+            idx = self.book.instrument_indices(cols.instrument)
+            instruments = self.prices.accept_columns(idx, cols.seq, cols.bid, cols.ask, cols.ts)
+            duplicates = self.prices.duplicates - before
+            self.stats["quotes.seen"] += idx.size - duplicates
+            self.stats["quotes.duplicates"] += duplicates
+            if owner:
+                self._checkpoint.update(instruments.tolist())
+                self._checkpoint_offsets[tp.partition] = records[-1].offset + 1
         await self._dead_letters(dead)
-        await self._store.write_quotes(to_store, offsets)
+
+    def _quotes_one_by_one(
+        self, tp: TopicPartition, records: Sequence[Any], dead: list[tuple[Record, Rejected]] | None
+    ) -> QuoteColumns:
+        """Decode quotes record by record (a batch with anything unusual): the rejected ones become dead
+        letters (when ``dead`` is given); crossed and non-positive ones still reach the quote checks."""
+        docs = []
+        for r in records:
+            doc = decode(self.contract, "quotes", r.key, r.value)
+            if isinstance(doc, Rejected):
+                if dead is not None:
+                    dead.append((Record(tp.topic, tp.partition, r.offset, r.key, r.value), doc))
+                if doc.doc is None:
+                    continue
+                doc = doc.doc  # crossed or non-positive: the quote checks flag the instrument
+            docs.append(doc)
+        return QuoteColumns(
+            [d["instrument"] for d in docs],
+            np.array([float(d["bid"]) for d in docs]),
+            np.array([float(d["ask"]) for d in docs]),
+            np.array([int(d["seq"]) for d in docs], dtype=np.int64),
+            np.array([int(d["ts"]) for d in docs], dtype=np.int64),
+        )
+
+    async def _write_checkpoint(self) -> None:
+        """Store the feed state of the instruments changed since the last checkpoint with the offsets it
+        reflects (a restart resumes after them; anything later is read again and deduplicated by seq)."""
+        if not self._checkpoint and not self._checkpoint_offsets:
+            return
+        quotes = self.prices.snapshot(self._checkpoint)
+        offsets = dict(self._checkpoint_offsets)
+        self._checkpoint.clear()
+        self._checkpoint_offsets.clear()
+        await self._store.write_quotes(quotes, offsets)
 
     # ---- evaluation and orders ---------------------------------------------------------------
 

@@ -95,43 +95,77 @@ class Prices:
             self.changed.add(i)
 
     def accept(self, docs: Iterable[Mapping[str, Any]]) -> dict[int, str]:
-        """Run the checks on quotes in arrival order and apply the good ones (the newest per instrument);
-        returns every instrument in the batch (index -> id), duplicates included: after a re-read from
-        older offsets the stored state must be as new as the offsets stored with it (``snapshot``)."""
-        latest: dict[int, tuple[Mapping[str, Any], float, float]] = {}
-        touched: dict[int, str] = {}
-        seen: dict[int, str] = {}
-        instrument = self.book.instrument
+        """Run the checks on decoded quote documents in arrival order (see ``accept_columns``); returns
+        every instrument in the batch (index -> id)."""
+        docs = list(docs)
+        idx = self.book.instrument_indices(d["instrument"] for d in docs)
+        self.accept_columns(
+            idx,
+            np.array([int(d["seq"]) for d in docs], dtype=np.int64),
+            np.array([float(d["bid"]) for d in docs]),
+            np.array([float(d["ask"]) for d in docs]),
+            np.array([int(d["ts"]) for d in docs], dtype=np.int64),
+        )
+        names = self.book.instruments
+        return {i: names.id_of(i) for i in idx.tolist()}
+
+    def accept_columns(self, idx: I64, seq: I64, bid: F64, ask: F64, ts: I64) -> I64:
+        """Run the checks on a batch of quotes in arrival order (``idx`` from ``book.instrument``) and
+        apply the good ones, the newest per instrument. Instruments whose quotes are all routine are
+        checked and applied in a few numpy operations; the others quote by quote. Returns the unique
+        instruments of the batch, duplicates included: after a re-read from older offsets the stored
+        state must be as new as the offsets stored with it (``snapshot``)."""
+        self._sync()
+        if idx.size == 0:
+            return idx
+        checks = self.checks
+        routine = checks.routine(idx, seq, bid, ask)
+        touched: list[int] = []
+        r_idx, r_seq, r_bid, r_ask, r_ts = idx, seq, bid, ask, ts
+        if not routine.all():
+            r_idx, r_seq, r_bid, r_ask, r_ts = (a[routine] for a in (idx, seq, bid, ask, ts))
+            touched = self._check_one_by_one(np.flatnonzero(~routine), idx, seq, bid, ask, ts)
+        if r_idx.size:
+            # the newest routine quote of each instrument: first occurrence in the reversed batch
+            uniq, first_rev = np.unique(r_idx[::-1], return_index=True)
+            last = r_idx.size - 1 - first_rev
+            checks.apply_routine(uniq, r_seq[last], (r_bid[last] + r_ask[last]) * 0.5)
+            self._apply(uniq, r_seq[last], r_bid[last], r_ask[last], r_ts[last])
+            self.changed.update(uniq.tolist())
+        if touched:
+            self.changed.update(touched)
+            self._sync_flags(np.array(touched, dtype=np.int64))
+        return np.unique(idx)
+
+    def _check_one_by_one(self, rows: I64, idx: I64, seq: I64, bid: F64, ask: F64, ts: I64) -> list[int]:
+        """The per-quote checks for the quotes at ``rows`` (arrival order); applies the newest good quote
+        per instrument and returns the instruments touched (not only duplicates)."""
+        latest: dict[int, int] = {}
+        touched: set[int] = set()
+        names = self.book.instruments
         check = self.checks.check
-        n = self._sync()
-        for doc in docs:
-            name = doc["instrument"]
-            idx = instrument(name)
-            if idx >= n:
-                n = self._sync()
-            bid, ask = float(doc["bid"]), float(doc["ask"])
-            verdict = check(idx, name, doc["seq"], bid, ask, doc["ts"])
-            seen[idx] = name
+        for k in rows.tolist():
+            i = int(idx[k])
+            verdict = check(i, names.id_of(i), int(seq[k]), float(bid[k]), float(ask[k]), int(ts[k]))
             if verdict == Verdict.DUPLICATE:
                 continue
-            touched[idx] = name
+            touched.add(i)
             if verdict == Verdict.APPLY:
-                latest[idx] = (doc, bid, ask)
-        if not touched:
-            return seen
+                latest[i] = k
         if latest:
-            rows = np.fromiter(latest, dtype=np.int64, count=len(latest))
-            values = list(latest.values())
-            self.book.apply_prices(rows, np.array([v[1] for v in values]), np.array([v[2] for v in values]))
-            self.seq[rows] = [v[0]["seq"] for v in values]
-            self.ts[rows] = [v[0]["ts"] for v in values]
-        self._sync_flags(np.fromiter(touched, dtype=np.int64, count=len(touched)))
-        self.changed.update(touched)
-        return seen
+            at = np.fromiter(latest.values(), dtype=np.int64, count=len(latest))
+            self._apply(idx[at], seq[at], bid[at], ask[at], ts[at])
+        return sorted(touched)
 
-    def snapshot(self, instruments: Mapping[int, str]) -> dict[str, StoredQuote]:
+    def _apply(self, idx: I64, seq: I64, bid: F64, ask: F64, ts: I64) -> None:
+        self.book.apply_prices(idx, bid, ask)
+        self.seq[idx] = seq
+        self.ts[idx] = ts
+
+    def snapshot(self, instruments: Iterable[int]) -> dict[str, StoredQuote]:
         """The feed state of instruments as stored in Redis (only the owner of their partition stores)."""
-        return {name: self.stored(i) for i, name in instruments.items()}
+        names = self.book.instruments
+        return {names.id_of(i): self.stored(i) for i in instruments}
 
     def _sync_flags(self, idx: I64) -> None:
         flags = self.checks.flags[idx]

@@ -183,7 +183,11 @@ class Book:
 
     def instrument_indices(self, instruments: Iterable[str]) -> I64:
         """Dense indices of many instruments, registering new ones."""
-        return np.asarray([self.instrument(i) for i in instruments], dtype=np.int64)
+        names = list(instruments)
+        found = self.instruments.get_many(names)
+        if None in found:
+            found = [self.instrument(n) if i is None else i for n, i in zip(names, found, strict=True)]
+        return np.asarray(found, dtype=np.int64)
 
     def account(self, account: str) -> int:
         """Dense row of an account, adding an empty one when new."""

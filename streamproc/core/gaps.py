@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from streamproc.core.alerts import Episode, Key, episode_id
-from streamproc.core.types import F64, I64, U8, PriceFlag
+from streamproc.core.types import F64, I64, U8, Bool, PriceFlag
 
 _FLAG_OF = {
     "quote_gap": PriceFlag.GAP,
@@ -133,6 +133,45 @@ class QuoteChecks:
             return Verdict.HELD
         self.mid[idx] = mid
         return Verdict.APPLY
+
+    def routine(self, idx: I64, seq: I64, bid: F64, ask: F64) -> Bool:
+        """Per quote of a batch (arrival order): whether every quote of its instrument in the batch is
+        routine, i.e. ``check`` would APPLY each without opening or closing anything (in sequence, valid,
+        within the outlier threshold, nothing open), so the batch can skip the per-quote checks
+        (``apply_routine``). The rest go through ``check``; instruments are independent of each other."""
+        n = len(idx)
+        if n == 0:
+            return np.zeros(0, dtype=bool)
+        order = np.argsort(idx, kind="stable")
+        s_idx, s_seq = idx[order], seq[order]
+        s_bid, s_ask = bid[order], ask[order]
+        s_mid = (s_bid + s_ask) * 0.5
+        first = np.ones(n, dtype=bool)
+        first[1:] = s_idx[1:] != s_idx[:-1]
+        seen = self.seen[s_idx]
+        prev_seq = np.where(first, seen, np.concatenate(([0], s_seq[:-1])))
+        prev_mid = np.where(first, self.mid[s_idx], np.concatenate(([math.nan], s_mid[:-1])))
+        move = self.move[s_idx]
+        limit = np.where(np.isnan(move), self.default_move, move)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            within = np.isnan(prev_mid) | (np.abs(s_mid / prev_mid - 1.0) <= limit)
+        ok = (
+            ((s_seq == prev_seq + 1) | (first & (seen < 0) & (s_seq >= 0)))
+            & (s_bid > 0.0)
+            & (s_ask > 0.0)
+            & (s_bid <= s_ask)
+            & within
+            & (self.flags[s_idx] == 0)
+            & np.isnan(self.held[s_idx])
+        )
+        if ok.all():
+            return np.ones(n, dtype=bool)
+        return ~np.isin(idx, s_idx[~ok])
+
+    def apply_routine(self, idx: I64, seq: I64, mid: F64) -> None:
+        """Record the last routine quote of each instrument (unique ``idx``) as ``check`` would have."""
+        self.seen[idx] = seq
+        self.mid[idx] = mid
 
     def close_all(self, idx: int, **resolution: Any) -> bool:
         """End every open episode of ``idx`` (it went stale: that alert takes over); True if any."""

@@ -33,6 +33,10 @@ class IdMap:
             self._ids.append(key)
         return idx
 
+    def get_many(self, keys: Iterable[str]) -> list[int | None]:
+        """Indices of ``keys`` in order, None for unknown ones (one C-level pass)."""
+        return list(map(self._index.get, keys))
+
     def add_many(self, keys: Iterable[str]) -> list[int]:
         """Indices of ``keys`` in order, assigning new ones as needed."""
         return [self.add(k) for k in keys]
