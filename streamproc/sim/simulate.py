@@ -6,10 +6,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import time
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -152,15 +153,16 @@ async def _quote(
 
 
 async def assign_tail(
-    consumer: AIOKafkaConsumer, topic: str, partitions: int, lookback: int
+    consumer: AIOKafkaConsumer, topics: Mapping[str, tuple[int, int]]
 ) -> dict[TopicPartition, int]:
-    """Assign every partition of ``topic`` from ``lookback`` records before its end (-1: the beginning);
-    returns the end offsets at assignment."""
-    tps = [TopicPartition(topic, p) for p in range(partitions)]
+    """Assign every partition of each topic (name -> partitions, lookback) from ``lookback`` records
+    before its end (-1: the beginning); returns the end offsets at assignment."""
+    tps = [TopicPartition(topic, p) for topic, (n, _) in topics.items() for p in range(n)]
     consumer.assign(tps)
     begin = await consumer.beginning_offsets(tps)
     end: dict[TopicPartition, int] = await consumer.end_offsets(tps)
     for tp in tps:
+        lookback = topics[tp.topic][1]
         consumer.seek(tp, begin[tp] if lookback < 0 else max(begin[tp], end[tp] - lookback))
     return end
 
@@ -183,7 +185,7 @@ async def latest_quotes(
     await consumer.start()
     last: dict[str, tuple[int, float | None]] = {}
     try:
-        end = await assign_tail(consumer, settings.topics.quotes, partitions, lookback)
+        end = await assign_tail(consumer, {settings.topics.quotes: (partitions, lookback)})
         while await behind(consumer, end):
             for records in (await consumer.getmany(timeout_ms=500)).values():
                 for r in records:
@@ -254,50 +256,68 @@ def faults_of(args: argparse.Namespace, now: int) -> Faults:
 
 def main(args: argparse.Namespace) -> int:
     """Entry point of `streamproc simulate`: runs until the duration ends or Ctrl-C, then prints counts."""
-    logging.getLogger("aiokafka").setLevel(logging.ERROR)  # retries right after topic creation are expected
+    settings = command_settings("simulate")
     try:
-        settings = Settings.from_env()
         faults = faults_of(args, now_ms())
-    except (SettingsError, ValueError) as exc:
+    except ValueError as exc:
         raise SystemExit(f"streamproc simulate: {exc}") from None
     stats = SimStats()
     print(
         f"simulating {args.instruments} instruments, {args.accounts if args.book else 'no new'} accounts, "
         f"{args.rate:g} quotes/s into namespace {settings.namespace or '(none)'}"
     )
+    work = run(
+        settings,
+        instruments=args.instruments,
+        accounts=args.accounts,
+        rate=args.rate,
+        duration_s=args.duration_s,
+        seed=args.seed,
+        faults=faults,
+        time_scale=args.time_scale,
+        max_quote_age_s=args.max_quote_age_s,
+        book=args.book,
+        stats=stats,
+    )
+    return run_command("simulate", work, stats)
+
+
+class _Summary(Protocol):
+    def summary(self) -> str: ...
+
+
+def command_settings(name: str) -> Settings:
+    """The settings from the environment for command ``name`` (a bad one exits with the message)."""
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)  # retries right after topic creation are expected
     try:
-        asyncio.run(_main(settings, args, faults, stats))
+        return Settings.from_env()
+    except SettingsError as exc:
+        raise SystemExit(f"streamproc {name}: {exc}") from None
+
+
+def run_command(name: str, work: Coroutine[Any, Any, Any], stats: _Summary, every_s: float = 10.0) -> int:
+    """Run ``work`` with ``stats.summary()`` printed every ``every_s`` and at the end; Ctrl-C or SIGTERM
+    stops it cleanly (its task is cancelled and flushes)."""
+
+    async def with_progress() -> None:
+        task = asyncio.ensure_future(work)
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        try:
+            while not task.done():
+                await asyncio.wait([task], timeout=every_s)
+                if not task.done():
+                    print(stats.summary(), flush=True)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        if not task.cancelled():
+            task.result()
+
+    try:
+        asyncio.run(with_progress())
     except KeyboardInterrupt:
         pass
     except ValueError as exc:
-        raise SystemExit(f"streamproc simulate: {exc}") from None
+        raise SystemExit(f"streamproc {name}: {exc}") from None
     print(stats.summary())
     return 0
-
-
-async def _main(settings: Settings, args: argparse.Namespace, faults: Faults, stats: SimStats) -> None:
-    """``run`` with a progress line every 10 s."""
-    task = asyncio.create_task(
-        run(
-            settings,
-            instruments=args.instruments,
-            accounts=args.accounts,
-            rate=args.rate,
-            duration_s=args.duration_s,
-            seed=args.seed,
-            faults=faults,
-            time_scale=args.time_scale,
-            max_quote_age_s=args.max_quote_age_s,
-            book=args.book,
-            stats=stats,
-        )
-    )
-    try:
-        while not task.done():
-            await asyncio.wait([task], timeout=10.0)
-            if not task.done():
-                print(stats.summary(), flush=True)
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-    task.result()
