@@ -12,6 +12,8 @@ import orjson
 
 from streamproc.core import Band, Book, Mode
 from streamproc.core.alerts import Episode, Key, episode_id
+from streamproc.core.bands import band_pair
+from streamproc.core.book import RowSpec
 from streamproc.core.gaps import SeqGaps
 from streamproc.core.types import F64, I64, Bool
 from streamproc.state.store import AccountRecord
@@ -225,16 +227,26 @@ class Accounts:
         qty = np.zeros((len(recs), width))
         tgt = np.zeros((len(recs), width))
         cash = np.zeros(len(recs))
+        specs: dict[int, RowSpec] = {}
         instrument = self.book.instrument
         for j, rec in enumerate(recs):
-            weights = (rec.targets or {}).get("weights", {})
+            doc = rec.targets or {}
+            weights = doc.get("weights", {})
+            if any(k in doc for k in ("band", "bands", "mode", "min_trade")):
+                args = targets_args(doc)
+                specs[j] = RowSpec(
+                    band_pair(args["band"]),
+                    {instrument(i): band_pair(b) for i, b in args["bands"].items()},
+                    args["mode"],
+                    args["min_trade"],
+                )
             names = sorted(set(rec.holdings) | {i for i, w in weights.items() if float(w) > 0})
             for s, name in enumerate(names):
                 inst[j, s] = instrument(name)
                 qty[j, s] = rec.holdings.get(name, 0.0)
                 tgt[j, s] = float(weights.get(name, 0.0))
             cash[j] = rec.cash
-        rows = self.book.load_rows([r.account for r in recs], inst, qty, tgt, cash)
+        rows = self.book.load_rows([r.account for r in recs], inst, qty, tgt, cash, specs)
         self._grow(int(rows.max()) + 1)
         for r, rec in zip(rows.tolist(), recs, strict=True):
             self.seq[r], self.pts[r], self.part[r] = rec.seq, rec.pts, rec.partition
@@ -243,8 +255,6 @@ class Accounts:
                 self.tver[r], self.tts[r] = int(doc["version"]), int(doc["ts"])
                 self.cooldown[r] = float(doc["cooldown_s"]) if "cooldown_s" in doc else math.nan
                 self.targets_doc[r] = doc
-                if any(k in doc for k in ("band", "bands", "mode", "min_trade")):
-                    self.book.set_targets(rec.account, **targets_args(doc))
             else:
                 self.tver[r] = -1
                 self.targets_doc.pop(r, None)

@@ -136,12 +136,10 @@ class Watch:
         counts_now = state_counts(accounts)
         rows = accounts.owned_rows()
         suppressed = rows[accounts.status[rows] == Status.SUPPRESSED]
-        by_reason: dict[str, int] = {}
+        counts_by = book.flagged_counts(suppressed)
+        top_idx = np.argsort(-counts_by, kind="stable")[:_SUMMARY_REASONS]
+        by_reason = {book.instruments.id_of(int(i)): int(counts_by[i]) for i in top_idx if counts_by[i] > 0}
         flagged = book.flagged()
-        for i in flagged[:200].tolist():
-            hit = np.intersect1d(book.accounts_affected_by(np.array([i])), suppressed, assume_unique=True)
-            if hit.size:
-                by_reason[book.instruments.id_of(i)] = int(hit.size)
         if counts_now["quarantined"]:
             by_reason["position_gap"] = counts_now["quarantined"]
         top = dict(sorted(by_reason.items(), key=lambda kv: -kv[1])[:_SUMMARY_REASONS])

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import TypeVar, cast
 
 import numpy as np
 
-from streamproc.core.bands import Band, BandPolicy, band_pair, effective_limits
+from streamproc.core.bands import UNSET, Band, BandPolicy, band_pair, effective_limits
 from streamproc.core.evaluate import Evaluation, evaluate_arrays
 from streamproc.core.ids import IdMap
 from streamproc.core.legs import LegLimits, LegPlan, plan_legs
@@ -29,6 +30,16 @@ from streamproc.core.types import F64, I32, I64, Bool, Mode, PriceFlag
 DEFAULT_LOT = 0.0001
 CASH = "CASH"
 _WEIGHT_SUM_TOLERANCE = 1e-9
+
+
+@dataclass(frozen=True, slots=True)
+class RowSpec:
+    """An account's band settings for ``Book.load_rows`` (what ``set_targets`` takes besides weights)."""
+
+    band: tuple[float, float] = UNSET  # (abs, rel) from ``band_pair``
+    slot_bands: Mapping[int, tuple[float, float]] = field(default_factory=dict)  # instrument index -> pair
+    mode: Mode = Mode.TARGET
+    min_trade: float = 0.0
 
 
 def _grow(arr: np.ndarray, n: int, fill: object, axis: int = 0) -> np.ndarray:
@@ -92,6 +103,7 @@ class Book:
         self._target: F64 = np.zeros((0, self._k))
         self._limit: F64 = np.full((0, self._k), np.inf)
         self._disarmed: Bool = np.zeros((0, self._k), dtype=bool)
+        self._limits_due: set[int] = set()  # rows with slots whose limit is not computed yet
         # inverted index
         self._index_ptr: I64 | None = None
         self._index_rows: I64 = np.zeros(0, dtype=np.int64)
@@ -289,7 +301,7 @@ class Book:
             return
         self._qty[row, slot] = qty
         if self._target[row, slot] == 0.0:
-            self._recompute_limits(np.array([row]))
+            self._limits_due.add(row)  # a held, untargeted slot: its limit is computed before it is read
         self._release_if_empty(row, slot)
 
     def set_cash(self, account: str, amount: float) -> None:
@@ -344,6 +356,13 @@ class Book:
         self._recompute_limits(np.array([row]))
         self._disarmed[row] = False
 
+    def _settle_limits(self) -> None:
+        """Compute the limits of slots added since the last read, in one pass (not ~60 us per slot)."""
+        if self._limits_due:
+            rows = np.fromiter(self._limits_due, dtype=np.int64, count=len(self._limits_due))
+            self._limits_due.clear()
+            self._recompute_limits(rows)
+
     def _recompute_limits(self, rows: I64) -> None:
         if rows.size == 0:
             return
@@ -371,8 +390,10 @@ class Book:
         qty: F64,
         targets: F64,
         cash: F64,
+        specs: Mapping[int, RowSpec] | None = None,
     ) -> I64:
-        """Bulk-load whole accounts (replacing them): slot arrays of instrument indices (-1 = none).
+        """Bulk-load whole accounts (replacing them): slot arrays of instrument indices (-1 = none), and
+        band settings for the accounts (by position in ``accounts``) that have their own.
 
         The fast path for start-up loads and benchmarks; returns the rows written.
         """
@@ -403,6 +424,13 @@ class Book:
         self._min_trade[rows] = self.default_min_trade
         for row in rows.tolist():
             self._slot_bands.pop(row, None)
+        for j, spec in (specs or {}).items():
+            row = int(rows[j])
+            self._row_abs[row], self._row_rel[row] = spec.band
+            if spec.slot_bands:
+                self._slot_bands[row] = dict(spec.slot_bands)
+            self._mode[row] = spec.mode
+            self._min_trade[row] = spec.min_trade
         self._recompute_limits(rows)
         self._index_ptr = None  # structural change of many rows: rebuild the index on next use
         return rows
@@ -459,10 +487,19 @@ class Book:
         out: I64 = np.flatnonzero(self._flags[: self.n_instruments])
         return out
 
+    def flagged_counts(self, rows: I64) -> I64:
+        """Per instrument: how many of ``rows`` hold or target it while it has a price flag."""
+        inst = self._inst[rows].ravel()
+        inst = inst[inst >= 0]
+        inst = inst[self._flags[inst] != 0]
+        out: I64 = np.bincount(inst, minlength=self.n_instruments).astype(np.int64)
+        return out
+
     # ---- evaluation and legs -----------------------------------------------------------------
 
     def evaluate(self, rows: I64 | None = None) -> Evaluation:
         """Evaluate ``rows`` (all accounts when None) in one vectorized pass, re-arming recovered bands."""
+        self._settle_limits()
         n = self.n_accounts
         if rows is None:
             rows, full = np.arange(n, dtype=np.int64), True
@@ -545,4 +582,5 @@ class Book:
         if row is None or inst is None:
             return math.inf
         slot = self._slot(row, inst, create=False)
+        self._settle_limits()
         return math.inf if slot is None else float(self._limit[row, slot])
