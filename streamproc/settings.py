@@ -50,6 +50,13 @@ def _positive_int(raw: str) -> int:
     return value
 
 
+def _non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("must be an integer >= 0")
+    return value
+
+
 def _non_negative_float(raw: str) -> float:
     value = float(raw)
     if not value >= 0:
@@ -203,6 +210,12 @@ SPEC: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
         "consumer group (Faust app id); default <namespace>.streamproc, or streamproc",
     ),
     "eval_interval_ms": ("STREAMPROC_EVAL_INTERVAL_MS", "50", _positive_int, "evaluation cadence"),
+    "eval_max_defer_ms": (
+        "STREAMPROC_EVAL_MAX_DEFER_MS",
+        "1000",
+        _non_negative_int,
+        "while the price feed is more than a batch behind, evaluate at most this often (0: never defer)",
+    ),
     "quote_max_age_s": ("STREAMPROC_QUOTE_MAX_AGE_S", "30", _positive_float, "older quotes are stale"),
     "quote_max_age_by_tier": (
         "STREAMPROC_QUOTE_MAX_AGE_BY_TIER",
@@ -310,6 +323,7 @@ class Settings:
     namespace: str
     group_id: str
     eval_interval_ms: int
+    eval_max_defer_ms: int
     quote_max_age_s: float
     quote_max_age_by_tier: dict[str, float]
     outlier_move: float

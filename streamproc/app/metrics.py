@@ -114,6 +114,11 @@ class _PipelineCollector(Collector):
             "Account evaluations (rows of vectorized passes).",
             value=stats.get("evaluations", 0),
         )
+        yield CounterMetricFamily(
+            "streamproc_breaches",
+            "Accounts that left their bands (in band at their previous evaluation, out now).",
+            value=stats.get("breaches", 0),
+        )
         accounts = GaugeMetricFamily(
             "streamproc_accounts", "Accounts this worker evaluates, by state.", labels=["state"]
         )

@@ -18,6 +18,7 @@ import orjson
 import redis.asyncio as aioredis
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 
 from streamproc.app.accounts import APPLIED, FILLED_SUPERSEDED, REPLAY, Accounts
@@ -81,6 +82,7 @@ class Pipeline:
         )
         self.watch = Watch(settings)
         self.feed_ready_ms: int | None = None
+        self.feed_lag = 0  # quote records behind the partitions' high watermarks at the last fetch
         self.metrics = Metrics(self.metrics_snapshot)
         self.last_event_ms: dict[str, int] = {}  # logical topic -> newest record ts processed
         self.next_offsets: dict[TopicPartition, int] = {}  # consumed up to, per input partition
@@ -159,7 +161,7 @@ class Pipeline:
         owner, an account's owner, and for topics the owner of account partition 0."""
         kind, ident = subject
         if kind == "instrument":
-            return self.owns_input(_partition_of(ident, self.partitions["quotes"]))
+            return self.owns_input(partition_of(ident, self.partitions["quotes"]))
         if kind == "account":
             r = self.book.accounts.get(ident)
             return (
@@ -398,6 +400,11 @@ class Pipeline:
                 batch = await consumer.getmany(timeout_ms=50, max_records=self.settings.batch_max)
                 if batch:
                     await self._on_feed_batch(batch)
+                    self.feed_lag = sum(
+                        max(0, (consumer.highwater(tp) or 0) - self.next_offsets.get(tp, 0)) for tp in quotes
+                    )
+                else:
+                    self.feed_lag = 0
                 now = time.monotonic()
                 if not batch or now - checkpointed >= checkpoint_s:
                     await self._write_checkpoint()
@@ -505,9 +512,17 @@ class Pipeline:
         await self.feed_ready.wait()
         self.watch.storm, self.watch.muted = await self._store.storm()  # a storm may already hold orders
         interval = self.settings.eval_interval_ms / 1000.0
+        max_defer = self.settings.eval_max_defer_ms / 1000.0
+        last = 0.0
         while True:
             started = time.monotonic()
-            await self.evaluate_once()
+            # while the feed works through a backlog the prices in the book are already superseded in
+            # Kafka: evaluate once it has caught up (conflation), yet at least every max_defer
+            if self.feed_lag <= self.settings.batch_max or started - last >= max_defer:
+                last = started
+                await self.evaluate_once()
+            else:
+                self.stats["evaluations.deferred"] += 1
             await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
 
     async def evaluate_once(self) -> int:
@@ -531,6 +546,7 @@ class Pipeline:
         watch = self.watch
         decisions = decide(self.accounts, self.prices, rows, now, self.limits, hold=watch.storm is not None)
         self.stats["evaluations"] += decisions.evaluated
+        self.stats["breaches"] += decisions.new_breaches
         if watch.storm is None and watch.breaches(now, decisions.new_breaches, self.accounts.tracked()):
             doc = watch.storm_doc(now_ms, self.topics.orders)
             if not await self._store.start_storm(doc):
@@ -599,9 +615,14 @@ class Pipeline:
             )
             while True:
                 started = time.monotonic()
-                ends = await consumer.end_offsets(tps)
-                self.lag = self._lag(ends)
-                await self.watch_once(time.time(), _by_topic(self.topics, ends))
+                try:
+                    ends = await consumer.end_offsets(tps)
+                except KafkaError as exc:  # a slow or restarting broker: the next tick asks again
+                    self.stats["watch.offset_errors"] += 1
+                    log.warning("end offsets unavailable, retrying next tick", error=repr(exc))
+                else:
+                    self.lag = self._lag(ends)
+                    await self.watch_once(time.time(), _by_topic(self.topics, ends))
                 await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
         finally:
             await consumer.stop()
@@ -790,7 +811,7 @@ def _by_topic(topics: Topics, ends: Mapping[TopicPartition, int]) -> Counter[str
 
 
 @functools.lru_cache(maxsize=65536)
-def _partition_of(key: str, partitions: int) -> int:
+def partition_of(key: str, partitions: int) -> int:
     """Kafka's default partition of a key (murmur2), so alerts about an instrument have one owner."""
     return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 

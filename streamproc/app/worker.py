@@ -72,6 +72,8 @@ def create_app(settings: Settings, partitions: dict[str, int]) -> tuple[faust.Ap
         topic_replication_factor=settings.replication,
         broker_commit_every=1000,
         broker_session_timeout=settings.session_timeout_s,
+        # faust refuses a session timeout above the request timeout (90 s by default)
+        broker_request_timeout=max(90.0, settings.session_timeout_s + 30.0),
         broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
         stream_buffer_maxsize=max(4096, settings.batch_max * 2),
     )
