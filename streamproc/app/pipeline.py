@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import os
 import time
 import uuid
@@ -312,6 +313,7 @@ class Pipeline:
                 self._loading.pop(p, None)
             self._reseek |= partitions
             self.alerter.stale = True
+        gc.freeze()  # the loaded accounts live long: keep them out of the cyclic collector's scans
         log.info(
             "partitions loaded",
             partitions=sorted(partitions),
@@ -608,15 +610,16 @@ class Pipeline:
             tps = [
                 TopicPartition(getattr(self.topics, t), p) for t in watched for p in range(self.partitions[t])
             ]
-            ends = await consumer.end_offsets(tps)
-            newest = await newest_timestamps(consumer, [tp for tp in tps if ends[tp] > 0], ends)
-            self.watch.seed(
-                _by_topic(self.topics, ends), {self.topics.logical(t): ms for t, ms in newest.items()}
-            )
+            seeded = False
             while True:
                 started = time.monotonic()
                 try:
                     ends = await consumer.end_offsets(tps)
+                    if not seeded:
+                        newest = await newest_timestamps(consumer, [tp for tp in tps if ends[tp] > 0], ends)
+                        newest_ms = {self.topics.logical(t): ms for t, ms in newest.items()}
+                        self.watch.seed(_by_topic(self.topics, ends), newest_ms)
+                        seeded = True
                 except KafkaError as exc:  # a slow or restarting broker: the next tick asks again
                     self.stats["watch.offset_errors"] += 1
                     log.warning("end offsets unavailable, retrying next tick", error=repr(exc))

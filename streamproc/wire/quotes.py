@@ -25,7 +25,7 @@ _REFS = {
     "ts": "common.json#/$defs/ts",
 }
 _NUMBERS = frozenset((int, float))  # JSON numbers; bool is neither
-_get = operator.itemgetter(*_FIELDS)
+_GETTERS = tuple(operator.itemgetter(f) for f in _FIELDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +47,7 @@ class QuoteDecoder:
         self.enabled = _implements(contract.schemas["quotes"], contract.schemas["common"]["$defs"])
         self._ids: set[str] = set()  # instrument ids that passed the schema's id rule
 
-    def decode(self, keys: Sequence[bytes | None], values: Sequence[bytes | None]) -> QuoteColumns | None:
+    def decode(self, keys: list[bytes | None], values: list[bytes | None]) -> QuoteColumns | None:
         """The batch as columns when every record is a JSON object with exactly the five required fields,
         of the right JSON types, keyed by its instrument, with 0 < bid <= ask; else None."""
         if not self.enabled or not values:
@@ -59,7 +59,7 @@ class QuoteDecoder:
         if set(map(type, docs)) != {dict} or set(map(len, docs)) != {len(_FIELDS)}:
             return None
         try:
-            inst, bid, ask, seq, ts = zip(*map(_get, docs), strict=True)
+            inst, bid, ask, seq, ts = (list(map(get, docs)) for get in _GETTERS)
         except KeyError:
             return None
         if (
@@ -68,7 +68,7 @@ class QuoteDecoder:
             or not set(map(type, ask)) <= _NUMBERS
             or set(map(type, seq)) != {int}
             or set(map(type, ts)) != {int}
-            or list(map(_encode, inst)) != list(keys)
+            or list(map(_encode, inst)) != keys
         ):
             return None
         try:
