@@ -139,18 +139,31 @@ def decide(
             prices.newest_ts(br.instruments), np.maximum(accounts.pts[br.rows], accounts.tts[br.rows])
         )
         cash_after_w = 1.0 - np.nansum(plan.weights_after, axis=1)
+        br_weights = br.weights
         for j in np.flatnonzero(plan.has_legs).tolist():
             r = int(br.rows[j])
             codes[breaching[j]] = Status.ORDERED
             out.orders.append(
-                _draft(accounts, br, plan, j, r, int(worst[j]), int(as_of[j]), float(cash_after_w[j]), now_ms)
+                _draft(
+                    accounts,
+                    br,
+                    br_weights[j],
+                    plan,
+                    j,
+                    r,
+                    int(worst[j]),
+                    int(as_of[j]),
+                    float(cash_after_w[j]),
+                    now_ms,
+                )
             )
     before = accounts.status[rows]
     # only in band -> breached counts: after a load (status unknown) or a suppression the account may
     # have been out of band all along, and counting it would make every restart look like a storm
     out.new_breaches = int(np.count_nonzero(np.isin(codes, _BREACHED) & (before == Status.OK)))
     changed = np.flatnonzero(codes != before)
-    for j in changed.tolist():
+    weights = ev.weights[changed]  # a computed matrix: once, not per account
+    for k, j in enumerate(changed.tolist()):
         r = int(rows[j])
         code = Status(int(codes[j]))
         doc: dict[str, Any] = {"status": code.name.lower(), "evaluated_at": now_ms}
@@ -161,7 +174,7 @@ def decide(
         else:
             value = float(ev.value[j])
             doc["weights"] = _weights(
-                book.instruments, ev.instruments[j], ev.weights[j], float(ev.cash[j]) / value
+                book.instruments, ev.instruments[j], weights[k], float(ev.cash[j]) / value
             )
         out.statuses[r] = doc
     accounts.status[rows] = codes
@@ -171,6 +184,7 @@ def decide(
 def _draft(
     accounts: Accounts,
     br: Evaluation,
+    weights: Any,
     plan: Any,
     j: int,
     r: int,
@@ -206,12 +220,12 @@ def _draft(
         "as_of": as_of,
         "reason": {
             "instrument": names.id_of(int(br.instruments[j, worst])),
-            "weight": round(float(br.weights[j, worst]), 6),
+            "weight": round(float(weights[worst]), 6),
             "target": round(float(br.targets[j, worst]), 6),
             "band": round(float(br.limits[j, worst]), 6),
         },
         "legs": legs,
-        "weights_before": _weights(names, br.instruments[j], br.weights[j], float(br.cash[j]) / value),
+        "weights_before": _weights(names, br.instruments[j], weights, float(br.cash[j]) / value),
         "weights_after": _weights(names, plan.instruments[j], plan.weights_after[j], cash_after_w),
         "inputs": {"positions_seq": max(seq, 0), "targets_version": tver, "attempt": attempt},
     }
