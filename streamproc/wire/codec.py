@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import base64
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import orjson
 
 from streamproc.core.book import CASH
@@ -108,12 +108,16 @@ def deadletter(
 
 
 def decimal_str(x: float, step: float | None = None) -> str:
-    """A plain decimal string (no exponent): to the lot's decimals when ``step`` is given, else shortest."""
+    """A plain decimal string (no exponent): to the lot's decimals when ``step`` is given, else to at most
+    10 decimals with trailing zeros dropped (f-string formatting: ~10x faster than numpy's)."""
     if step is not None:
-        _, _, frac = _shortest(step).partition(".")
-        return f"{x:.{len(frac)}f}"
-    return _shortest(x)
+        return f"{x:.{_decimals(step)}f}"
+    text = f"{x:.10f}".rstrip("0")
+    return text[:-1] if text.endswith(".") else text
 
 
-def _shortest(x: float) -> str:
-    return str(np.format_float_positional(x, precision=10, unique=True, fractional=True, trim="-"))
+@functools.lru_cache(maxsize=256)
+def _decimals(step: float) -> int:
+    """Decimals of a lot size (0.0001 -> 4, 1 -> 0)."""
+    _, _, frac = decimal_str(step).partition(".")
+    return len(frac)
