@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STACK := ops/local/stack
 DEBIAN_TOOLS := docker-compose:docker-compose prometheus:promtool
 
-.PHONY: setup tools test lint typecheck demo backtest stack-up stack-down stack-status bench-kernel clean
+.PHONY: setup tools test lint typecheck demo backtest stack-up stack-down stack-status bench-kernel bench-e2e clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -46,6 +46,10 @@ stack-status:
 
 bench-kernel: setup
 	$(VENV)/bin/streamproc bench kernel
+
+# The whole path on this machine (about 7 minutes): docs/performance.md explains the figures
+bench-e2e: setup stack-up
+	$(VENV)/bin/streamproc bench e2e
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -8,6 +8,7 @@ import time
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from streamproc.clients import kafka_args, redis_client
 from streamproc.settings import Settings
 
 # Co-partitioned by account: the owner of partition p of positions and targets publishes p of orders.
@@ -86,3 +87,22 @@ async def newest_timestamps(
     finally:
         consumer.unsubscribe()
     return newest
+
+
+async def remove_namespace(settings: Settings) -> None:
+    """Delete a namespace's topics and Redis keys (the demo's and the benchmarks' clean-up)."""
+    client = redis_client(settings)
+    try:
+        keys = [k async for k in client.scan_iter(match=f"{settings.namespace}:*", count=5000)]
+        for i in range(0, len(keys), 5000):
+            await client.delete(*keys[i : i + 5000])
+    finally:
+        await client.aclose()
+    admin = AIOKafkaAdminClient(**kafka_args(settings))
+    await admin.start()
+    try:
+        mine = [x for x in await admin.list_topics() if x.startswith(f"{settings.namespace}.")]
+        if mine:
+            await admin.delete_topics(mine)
+    finally:
+        await admin.close()

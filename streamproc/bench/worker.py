@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from streamproc.app.topics import ensure_topics
+from streamproc.app.topics import ensure_topics, remove_namespace
 from streamproc.clients import kafka_args, redis_client
 from streamproc.settings import Settings
 
@@ -182,14 +182,9 @@ async def _run(args: Any) -> dict[str, Any]:
         if worker is not None:
             worker.terminate()
             worker.wait(timeout=30)
-        keys = [k async for k in client.scan_iter(match=f"{s.namespace}:*", count=5000)]
-        for i in range(0, len(keys), 5000):
-            await client.delete(*keys[i : i + 5000])
         await client.aclose()
-        mine = [x for x in await admin.list_topics() if x.startswith(f"{s.namespace}.")]
-        if mine:
-            await admin.delete_topics(mine)
         await admin.close()
+        await remove_namespace(s)
 
 
 def run(args: Any) -> int:
