@@ -30,10 +30,28 @@ def _cmd_bench_worker(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _cmd_bench_e2e(args: argparse.Namespace) -> int:
+    from streamproc.bench import e2e
+
+    return e2e.run(args)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from streamproc.demo import run
 
-    return run()
+    return run(args)
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from streamproc.sim.simulate import main
+
+    return main(args)
+
+
+def _cmd_fill(args: argparse.Namespace) -> int:
+    from streamproc.sim.fill import main
+
+    return main(args)
 
 
 def _settings() -> Settings:
@@ -87,12 +105,31 @@ def _cmd_reconcile(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand (the runbook tests read it too)."""
+    from streamproc.demo import add_arguments as demo_options
+    from streamproc.sim.fill import add_arguments as fill_options
+    from streamproc.sim.simulate import add_arguments as simulate_options
+
     parser = argparse.ArgumentParser(prog="streamproc", description=__doc__)
     parser.add_argument("--version", action="version", version=f"streamproc {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="the README's run command: check the stack, run a small scenario")
+    demo = sub.add_parser(
+        "demo", help="the README's run command: two workers, the simulator and the fill simulator, live view"
+    )
+    demo_options(demo)
     demo.set_defaults(func=_cmd_demo)
+
+    sim = sub.add_parser(
+        "simulate", help="a simulated market and accounts on model portfolios, quotes at a rate, faults"
+    )
+    simulate_options(sim)
+    sim.set_defaults(func=_cmd_simulate)
+
+    fills = sub.add_parser(
+        "fill", help="a stand-in order management system: fills orders, publishes positions"
+    )
+    fill_options(fills)
+    fills.set_defaults(func=_cmd_fill)
 
     worker = sub.add_parser("worker", help="run one worker (several share the work through Kafka's group)")
     worker.set_defaults(func=_cmd_worker)
@@ -164,6 +201,19 @@ def build_parser() -> argparse.ArgumentParser:
     wbench.add_argument("--partitions", type=int, default=8)
     wbench.add_argument("--out", type=Path, default=Path("bench-results/worker.json"))
     wbench.set_defaults(func=_cmd_bench_worker)
+    e2e = bench_sub.add_parser(
+        "e2e", help="the whole path: ingest vs a bare consumer, quote-to-order latency, restart, memory"
+    )
+    e2e.add_argument("--accounts", type=int, default=100_000)
+    e2e.add_argument("--holdings", type=int, default=10)
+    e2e.add_argument("--instruments", type=int, default=2_000)
+    e2e.add_argument("--quotes", type=int, default=1_000_000, help="quote backlog for (b) and (a)")
+    e2e.add_argument("--rate", type=int, default=10_000, help="offered quotes/s for the latency run (c)")
+    e2e.add_argument("--latency-s", type=float, default=20.0, help="seconds of the latency run (c)")
+    e2e.add_argument("--partitions", type=int, default=8)
+    e2e.add_argument("--web-port", type=int, default=6099, help="the measured worker's web port")
+    e2e.add_argument("--out", type=Path, default=Path("bench-results/e2e.json"))
+    e2e.set_defaults(func=_cmd_bench_e2e)
     return parser
 
 

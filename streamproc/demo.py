@@ -1,159 +1,415 @@
-"""`streamproc demo`: the README's run command. Starts a real worker against the local stack, feeds it a
-small market and three model portfolios, moves the market, and prints the orders and dead letters it
-publishes. Everything runs in a fresh namespace that is removed afterwards."""
+"""`streamproc demo`: the README's run command. In a fresh namespace on the local stack it runs two real
+workers, the market simulator and the fill simulator, so the loop drift -> order -> fill -> back in band
+closes on a live market; it injects data faults on a schedule, shows a live terminal view, and after the
+set time (or Ctrl-C) stops everything cleanly and prints a one-screen summary."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
 import logging
 import os
-import subprocess
-import sys
 import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from rich.console import Console, Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
 
+from streamproc.app.topics import remove_namespace
 from streamproc.clients import kafka_args, redis_client
-from streamproc.settings import Settings
-from streamproc.sim.messages import instrument, position, produce, quote, targets
+from streamproc.settings import Settings, SettingsError
+from streamproc.sim import fill, simulate
+from streamproc.sim.market import TRADING_DAY_S, Faults, Market
+from streamproc.sim.workers import Samples, WorkerProcess
 
-INSTRUMENTS = {
-    "EQ-WORLD": ("large", 0.0001, 100.0),
-    "BOND-AGG": ("bond", 0.01, 50.0),
-    "MICRO-1": ("micro", 0.0001, 10.0),
-}
-MODELS = {
-    "balanced-60-40": ({"EQ-WORLD": 0.6, "BOND-AGG": 0.4}, "target"),
-    "micro-sleeve": ({"EQ-WORLD": 0.7, "MICRO-1": 0.1, "BOND-AGG": 0.15}, "half"),
-    "edge-60-40": ({"EQ-WORLD": 0.6, "BOND-AGG": 0.4}, "edge"),
-}
-MOVE = {"EQ-WORLD": 112.0, "BOND-AGG": 48.0, "MICRO-1": 14.0}
+console = Console()
+OUT = Path("bench-results")
 
 
-def scenario(s: Settings) -> list[tuple[str, tuple[bytes, bytes]]]:
-    """Reference data, opening quotes, and accounts on model portfolios (100,000 each, on target)."""
-    t = s.topics
-    recs = [(t.instruments, instrument(i, tier=tier, lot=lot)) for i, (tier, lot, _) in INSTRUMENTS.items()]
-    recs += [(t.quotes, quote(i, px, 1)) for i, (_, _, px) in INSTRUMENTS.items()]
-    for account, (weights, mode) in MODELS.items():
-        seq = 0
-        for inst, w in weights.items():
-            seq += 1
-            recs.append(
-                (t.positions, position(account, inst, round(w * 100_000 / INSTRUMENTS[inst][2], 2), seq))
-            )
-        recs.append(
-            (t.positions, position(account, "CASH", round(100_000 * (1 - sum(weights.values())), 2), seq + 1))
+@dataclass(frozen=True)
+class Step:
+    """A scheduled change of the simulated feed."""
+
+    at_s: float
+    say: str
+    faults: Faults | None
+
+
+def schedule(market: Market) -> list[Step]:
+    """Faults on a timeline that shows every alert path within the first minute."""
+    quiet = market.of_tier("large")[0]  # held by the 60/40 and microcap accounts that picked it
+    bursts = Faults(stop=frozenset({quiet}), skip_seq=0.003, crossed=0.003, outlier=0.003, malformed=0.004)
+    return [
+        Step(8.0, f"{quiet} stops quoting (quote_stale after its max age)", Faults(stop=frozenset({quiet}))),
+        Step(20.0, "bad data: gaps, crossed, outliers, malformed records", bursts),
+        Step(32.0, "bad data stops", Faults(stop=frozenset({quiet}))),
+        Step(40.0, f"{quiet} quotes again (its alert resolves)", Faults()),
+    ]
+
+
+@dataclass
+class View:
+    """What the live view and the summary show, from the output topics and the workers' /metrics."""
+
+    started: float = field(default_factory=time.monotonic)
+    orders: int = 0
+    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=5000))
+    recent_orders: deque[str] = field(default_factory=lambda: deque(maxlen=5))
+    firing: dict[str, dict[str, Any]] = field(default_factory=dict)
+    transitions: Counter[tuple[str, str]] = field(default_factory=Counter)
+    recent_alerts: deque[str] = field(default_factory=lambda: deque(maxlen=6))
+    deadletters: Counter[str] = field(default_factory=Counter)
+    first_order_s: float | None = None
+    first_alert_s: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    rates: dict[str, float] = field(default_factory=dict)
+    events: deque[str] = field(default_factory=lambda: deque(maxlen=4))
+    workers_up: int = 0
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def on_order(self, doc: dict[str, Any], received_ms: float) -> None:
+        self.orders += 1
+        self.latencies_ms.append(received_ms - doc["as_of"])
+        if self.first_order_s is None:
+            self.first_order_s = self.elapsed()
+        r = doc["reason"]
+        legs = ", ".join(f"{leg['side']} {leg['qty']} {leg['instrument']}" for leg in doc["legs"][:3])
+        self.recent_orders.append(
+            f"{doc['account']}: {r['instrument']} at {r['weight']:.1%} (target {r['target']:.0%} "
+            f"± {r['band'] * 100:.0f}) -> {legs}"
         )
-        recs.append((t.targets, targets(account, weights, band={"abs": 0.03}, mode=mode, min_trade=1)))
-    return recs
 
-
-async def _run(s: Settings, log_path: Path) -> int:
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    from streamproc.app.worker import prepare
-
-    partitions = await prepare(s)
-    t = s.topics
-    env = {**os.environ, "STREAMPROC_NAMESPACE": s.namespace, "STREAMPROC_LOG_FORMAT": "json"}
-    env.setdefault("STREAMPROC_ORDER_SETTLE_S", "0.3")
-    env.setdefault("STREAMPROC_OUTLIER_MOVE_BY_TIER", "micro=0.5")  # microcaps move more than 20% for real
-    with log_path.open("wb") as out:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "streamproc", "worker"], env=env, stdout=out, stderr=out
+    def on_alert(self, doc: dict[str, Any]) -> None:
+        self.transitions[(doc["type"], doc["state"])] += 1
+        if doc["state"] == "firing":
+            self.firing[doc["alert_id"]] = doc
+            if self.first_alert_s is None:
+                self.first_alert_s = self.elapsed()
+        else:
+            self.firing.pop(doc["alert_id"], None)
+        self.recent_alerts.append(
+            f"{doc['state']:>8} {doc['type']:<15} {next(iter(doc['subject'].values())):<14} "
+            f"({doc['severity']}) {doc['runbook']}"
         )
-    client = redis_client(s)
-    consumer = AIOKafkaConsumer(**kafka_args(s), group_id=None, auto_offset_reset="earliest")
+
+    def latency(self, q: float) -> float | None:
+        return float(np.percentile(np.array(self.latencies_ms), q)) if self.latencies_ms else None
+
+
+# ---- feeding the view -------------------------------------------------------------------------
+
+
+async def watch_outputs(s: Settings, partitions: dict[str, int], view: View) -> None:
+    """Read orders, alerts and dead letters from the beginning of the namespace's topics."""
+    t = s.topics
+    consumer = AIOKafkaConsumer(**kafka_args(s), group_id=None, fetch_max_wait_ms=50)
     await consumer.start()
     try:
-        print(f"worker started (pid {worker.pid}, namespace {s.namespace}, logs {log_path})")
-        await produce(s.kafka_bootstrap_servers, scenario(s))
-        print(
-            f"fed {len(INSTRUMENTS)} instruments and {len(MODELS)} accounts on target; "
-            "waiting for the worker..."
-        )
-        keys = [f"{s.redis_prefix}acct:{{{a}}}" for a in MODELS]
-        deadline = time.monotonic() + 90
-        while not all([await client.hexists(k, "drift") for k in keys]):
-            if worker.poll() is not None or time.monotonic() > deadline:
-                print(f"demo: the worker did not evaluate the accounts; see {log_path}")
-                return 1
-            await asyncio.sleep(0.2)
-        print("all accounts evaluated: inside their bands, no orders")
-        moves = [(t.quotes, quote(i, px, 2)) for i, px in MOVE.items()]
-        moves.append((t.positions, (b"balanced-60-40", b'{"account": "balanced-60-40", "qty": -5}')))
-        await produce(s.kafka_bootstrap_servers, moves)
-        print("market moves: EQ-WORLD +12%, BOND-AGG -4%, MICRO-1 +40% (and one malformed position record)")
         consumer.assign(
-            [TopicPartition(t.orders, p) for p in range(partitions["orders"])]
-            + [TopicPartition(t.deadletter, p) for p in range(partitions["deadletter"])]
+            [
+                TopicPartition(topic, p)
+                for topic in (t.orders, t.alerts, t.deadletter)
+                for p in range(partitions[t.logical(topic)])
+            ]
         )
         await consumer.seek_to_beginning()
-        seen_orders: set[str] = set()
-        dead = 0
-        while len(seen_orders) < len(MODELS) or dead < 1:
-            if time.monotonic() > deadline + 30:
-                print(f"demo: expected {len(MODELS)} orders and 1 dead letter; see {log_path}")
-                return 1
-            for tp, records in (await consumer.getmany(timeout_ms=500)).items():
+        while True:
+            batch = await consumer.getmany(timeout_ms=200)
+            now_ms = time.time() * 1000
+            for tp, records in batch.items():
                 for r in records:
                     doc = orjson.loads(r.value)
                     if tp.topic == t.orders:
-                        seen_orders.add(doc["account"])
-                        _print_order(doc)
+                        view.on_order(doc, now_ms)
+                    elif tp.topic == t.alerts:
+                        view.on_alert(doc)
                     else:
-                        dead += 1
-                        print(f"dead letter from {doc['topic']}@{doc['offset']}: {doc['error']}")
-        return 0
+                        view.deadletters[f"{doc['reason']}"] += 1
     finally:
         await consumer.stop()
-        worker.terminate()
-        worker.wait(timeout=30)
-        keys_ = [k async for k in client.scan_iter(match=f"{s.namespace}:*", count=1000)]
-        if keys_:
-            await client.delete(*keys_)
-        await client.aclose()
-        admin = AIOKafkaAdminClient(**kafka_args(s))
-        await admin.start()
-        try:
-            mine = [x for x in await admin.list_topics() if x.startswith(f"{s.namespace}.")]
-            if mine:
-                await admin.delete_topics(mine)
-        finally:
-            await admin.close()
 
 
-def _print_order(doc: dict[str, Any]) -> None:
-    r = doc["reason"]
-    print(
-        f"ORDER {doc['event_id']} {doc['account']}: {r['instrument']} at {r['weight']:.1%} "
-        f"(target {r['target']:.0%} ± {r['band'] * 100:.0f} pts)"
+def _total(samples: list[Samples], name: str, **labels: str) -> float:
+    key = tuple(sorted(labels.items()))
+    return sum(s.get(name, {}).get(key, 0.0) for s in samples)
+
+
+async def watch_workers(workers: list[WorkerProcess], view: View) -> None:
+    """Once a second: the workers' counters summed, and their rates over the last second."""
+    names = {
+        "quotes": ("streamproc_messages_consumed_total", {"topic": "quotes"}),
+        "positions": ("streamproc_messages_consumed_total", {"topic": "positions"}),
+        "evaluations": ("streamproc_evaluations_total", {}),
+        "breaches": ("streamproc_breaches_total", {}),
+        "orders": ("streamproc_orders_total", {}),
+        "suppressed": ("streamproc_accounts", {"state": "suppressed"}),
+        "quarantined": ("streamproc_accounts", {"state": "quarantined"}),
+        "tracked": ("streamproc_accounts", {"state": "tracked"}),
+    }
+    before: dict[str, float] = {}
+    last = time.monotonic()
+    while True:
+        samples = await asyncio.gather(*(asyncio.to_thread(w.samples) for w in workers))
+        now = time.monotonic()
+        view.workers_up = sum(1 for s in samples if s)
+        current = {k: _total(samples, name, **labels) for k, (name, labels) in names.items()}
+        # quotes are read by every worker (a broadcast): show the rate of one
+        current["quotes"] /= max(1, view.workers_up)
+        for k in ("quotes", "positions", "evaluations", "breaches", "orders"):
+            if k in before:
+                view.rates[k] = max(0.0, (current[k] - before[k]) / (now - last))
+        view.metrics, before, last = current, current, now
+        await asyncio.sleep(1.0)
+
+
+# ---- rendering ----------------------------------------------------------------------------------
+
+
+def render(view: View, sim: simulate.SimStats, desk: fill.FillStats, duration_s: float) -> Group:
+    """The live view: flows, state, latency, alerts and the newest orders."""
+    m, r = view.metrics, view.rates
+    flows = Table.grid(padding=(0, 2))
+    for _ in range(4):
+        flows.add_column(justify="right")
+    p50, p99 = view.latency(50), view.latency(99)
+    flows.add_row(
+        "quotes in/s", f"{r.get('quotes', 0):,.0f}", "evaluations/s", f"{r.get('evaluations', 0):,.0f}"
     )
-    for leg in doc["legs"]:
-        print(
-            f"    {leg['side']:4} {leg['qty']:>12} {leg['instrument']:<9} "
-            f"@ {leg['price']:<10} = {leg['notional']}"
+    flows.add_row(
+        "positions in/s", f"{r.get('positions', 0):,.0f}", "breaches", f"{m.get('breaches', 0):,.0f}"
+    )
+    flows.add_row("orders", f"{view.orders:,}", "fills", f"{desk.filled:,} (dup {desk.duplicates})")
+    flows.add_row(
+        "accounts",
+        f"{m.get('tracked', 0):,.0f}",
+        "suppressed",
+        f"{m.get('suppressed', 0):,.0f} (gap {m.get('quarantined', 0):,.0f})",
+    )
+    flows.add_row(
+        "quote->order p50",
+        f"{p50:,.0f} ms" if p50 is not None else "-",
+        "p99",
+        f"{p99:,.0f} ms" if p99 is not None else "-",
+    )
+    flows.add_row("alerts firing", f"{len(view.firing)}", "dead letters", f"{sum(view.deadletters.values())}")
+    faults = ", ".join(f"{k} {v}" for k, v in sorted(sim.faults.items())) or "none"
+    title = (
+        f"streamproc demo · {view.elapsed():4.0f}/{duration_s:.0f} s · {view.workers_up} workers · "
+        f"{sim.accounts:,} accounts · {sim.instruments} instruments · faults injected: {faults}"
+    )
+    orders = "\n".join(view.recent_orders) or "(none yet)"
+    alerts = "\n".join(view.recent_alerts) or "(none yet)"
+    events = "\n".join(view.events) or "(market opening)"
+    return Group(
+        Panel(flows, title=title, title_align="left"),
+        Panel(events, title="scenario", title_align="left"),
+        Panel(alerts, title="alerts (state, type, subject, severity, runbook)", title_align="left"),
+        Panel(orders, title="newest orders", title_align="left"),
+    )
+
+
+def summary(view: View, sim: simulate.SimStats, desk: fill.FillStats, drift: Counter[str]) -> dict[str, Any]:
+    """The figures of the run (printed and written as JSON)."""
+    return {
+        "seconds": round(view.elapsed(), 1),
+        "accounts": sim.accounts,
+        "instruments": sim.instruments,
+        "quotes_sent": sim.quotes,
+        "faults_injected": sim.faults,
+        "evaluations": int(view.metrics.get("evaluations", 0)),
+        "breaches": int(view.metrics.get("breaches", 0)),
+        "orders": view.orders,
+        "first_order_s": None if view.first_order_s is None else round(view.first_order_s, 1),
+        "fills": desk.filled,
+        "fill_duplicates": desk.duplicates,
+        "positions_published_by_fills": desk.positions_published,
+        "quote_to_order_ms": {
+            "p50": view.latency(50),
+            "p99": view.latency(99),
+            "max": max(view.latencies_ms) if view.latencies_ms else None,
+        },
+        "alerts": {f"{t}:{s}": n for (t, s), n in sorted(view.transitions.items())},
+        "first_alert_s": None if view.first_alert_s is None else round(view.first_alert_s, 1),
+        "alerts_still_firing": sorted(view.firing),
+        "deadletters": dict(view.deadletters),
+        "drift_status_at_end": dict(drift),
+    }
+
+
+def print_summary(doc: dict[str, Any], path: Path) -> None:
+    console.print()
+    table = Table(title="streamproc demo: summary", show_header=False)
+    table.add_column(justify="left")
+    table.add_column(justify="right")
+    lat = doc["quote_to_order_ms"]
+    rows = [
+        ("ran for", f"{doc['seconds']} s"),
+        ("accounts / instruments", f"{doc['accounts']:,} / {doc['instruments']}"),
+        ("quotes sent", f"{doc['quotes_sent']:,}"),
+        (
+            "faults injected",
+            ", ".join(f"{k} {v}" for k, v in sorted(doc["faults_injected"].items())) or "none",
+        ),
+        ("evaluations", f"{doc['evaluations']:,}"),
+        ("breaches (in band -> out)", f"{doc['breaches']:,}"),
+        ("orders (first after)", f"{doc['orders']:,} ({doc['first_order_s']} s)"),
+        ("fills (duplicates skipped)", f"{doc['fills']:,} ({doc['fill_duplicates']})"),
+        (
+            "quote -> order p50 / p99 / max",
+            " / ".join("-" if v is None else f"{v:,.0f} ms" for v in (lat["p50"], lat["p99"], lat["max"])),
+        ),
+        ("alerts (first after)", f"{sum(doc['alerts'].values())} transitions ({doc['first_alert_s']} s)"),
+    ]
+    rows += [(f"    {k}", str(v)) for k, v in doc["alerts"].items()]
+    rows.append(("alerts still firing", ", ".join(doc["alerts_still_firing"]) or "none"))
+    rows.append(("dead letters", ", ".join(f"{k} {v}" for k, v in doc["deadletters"].items()) or "none"))
+    rows.append(
+        ("drift status at the end", ", ".join(f"{k} {v}" for k, v in doc["drift_status_at_end"].items()))
+    )
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    console.print(f"summary: {path}; worker logs: {OUT}/demo-worker-*.log")
+
+
+async def drift_statuses(s: Settings) -> Counter[str]:
+    """Accounts by their last drift status in Redis."""
+    client = redis_client(s)
+    out: Counter[str] = Counter()
+    try:
+        keys = [k async for k in client.scan_iter(match=f"{s.redis_prefix}acct:*", count=2000)]
+        async with client.pipeline(transaction=False) as pipe:
+            for k in keys:
+                pipe.hget(k, "drift")
+            for raw in await pipe.execute():
+                out[orjson.loads(raw)["status"] if raw else "not evaluated"] += 1
+    finally:
+        await client.aclose()
+    return out
+
+
+# ---- the run ------------------------------------------------------------------------------------
+
+
+async def _run(s: Settings, args: argparse.Namespace) -> dict[str, Any]:
+    from streamproc.app.worker import prepare
+
+    partitions = await prepare(s)
+    base = {
+        **os.environ,
+        "STREAMPROC_NAMESPACE": s.namespace,
+        "STREAMPROC_LOG_FORMAT": "json",
+        "STREAMPROC_ORDER_SETTLE_S": os.environ.get("STREAMPROC_ORDER_SETTLE_S", "0.5"),
+        # microcaps move more than 20% for real, and a demo day passes in a second
+        "STREAMPROC_OUTLIER_MOVE_BY_TIER": os.environ.get("STREAMPROC_OUTLIER_MOVE_BY_TIER", "micro=0.5"),
+        # a trading day per second breaches far more accounts per 10 s than a real market does: only a
+        # move that breaches half the book is treated as a storm (a held book would end the demo's loop)
+        "STREAMPROC_STORM_SHARE": os.environ.get("STREAMPROC_STORM_SHARE", "0.5"),
+    }
+    OUT.mkdir(exist_ok=True)
+    workers = [
+        WorkerProcess(
+            {**base, "STREAMPROC_WEB_PORT": str(args.web_port + i)}, OUT / f"demo-worker-{i + 1}.log"
         )
-    after = ", ".join(f"{k} {v:.1%}" for k, v in doc["weights_after"].items())
-    print(f"    weights after: {after}")
+        for i in range(args.workers)
+    ]
+    market = Market(
+        args.instruments, args.seed, time_scale=args.time_scale, max_quote_age_s=args.max_quote_age_s
+    )
+    sim, desk, view = simulate.SimStats(), fill.FillStats(), View()
+    tasks = [
+        asyncio.create_task(
+            simulate.run(s, accounts=args.accounts, rate=args.rate, market=market, stats=sim), name="simulate"
+        ),
+        asyncio.create_task(fill.run(s, stats=desk), name="fill"),
+        asyncio.create_task(watch_outputs(s, partitions, view), name="outputs"),
+        asyncio.create_task(watch_workers(workers, view), name="workers"),
+    ]
+    steps = deque(schedule(market))
+    interrupted = False
+    try:
+        with Live(render(view, sim, desk, args.duration_s), console=console, refresh_per_second=4) as live:
+            while view.elapsed() < args.duration_s:
+                for w in workers:
+                    w.check_alive()
+                for task in tasks:
+                    if task.done():
+                        task.result()  # a crashed part stops the demo with its error
+                while steps and view.elapsed() >= steps[0].at_s:
+                    step = steps.popleft()
+                    market.faults = step.faults or Faults()
+                    view.events.append(f"{view.elapsed():4.0f} s  {step.say}")
+                live.update(render(view, sim, desk, args.duration_s))
+                await asyncio.sleep(0.25)
+    except asyncio.CancelledError:
+        interrupted = True  # Ctrl-C: fall through to the clean shutdown and the summary
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        codes = await asyncio.gather(*(asyncio.to_thread(w.stop) for w in workers))
+    drift = await drift_statuses(s)
+    doc = summary(view, sim, desk, drift)
+    doc["namespace"] = s.namespace
+    doc["removed"] = not args.keep
+    doc["interrupted"] = interrupted
+    doc["worker_exit_codes"] = list(codes)
+    if not args.keep:
+        await remove_namespace(s)
+    return doc
 
 
-def run() -> int:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `streamproc demo`."""
+    parser.add_argument(
+        "--duration-s", type=float, default=75.0, help="seconds to run; Ctrl-C ends it early (75)"
+    )
+    parser.add_argument("--workers", type=int, default=2, help="worker processes (2)")
+    parser.add_argument("--accounts", type=int, default=3000, help="accounts on model portfolios (3000)")
+    parser.add_argument("--instruments", type=int, default=60, help="instruments in the market (60)")
+    parser.add_argument("--rate", type=float, default=400.0, help="quotes per second (400)")
+    parser.add_argument(
+        "--time-scale", type=float, default=TRADING_DAY_S, help="trading seconds per real second (a day)"
+    )
+    parser.add_argument("--max-quote-age-s", type=float, default=5.0, help="instruments' max quote age (5)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--web-port", type=int, default=6166, help="first worker's web port (6166, 6167, ...)"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the namespace's topics and keys afterwards")
+    parser.add_argument(
+        "--summary", type=Path, default=OUT / "demo-summary.json", help="where the summary goes"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
     """Entry point of `streamproc demo`."""
     logging.getLogger("aiokafka").setLevel(logging.ERROR)  # retries right after topic creation are expected
     try:
         settings = Settings.from_env(None, namespace=f"demo-{int(time.time())}")
-    except ValueError as exc:
-        print(f"demo: {exc}")
-        return 2
-    log_path = Path("bench-results") / "demo-worker.log"
-    log_path.parent.mkdir(exist_ok=True)
-    try:
-        return asyncio.run(_run(settings, log_path))
-    except SystemExit as exc:
-        print(exc)
-        return 1
+    except SettingsError as exc:
+        raise SystemExit(f"streamproc demo: {exc}") from None
+    doc: dict[str, Any] = {}
+
+    async def main() -> None:
+        doc.update(await _run(settings, args))
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())
+    if not doc:
+        return 130
+    args.summary.parent.mkdir(parents=True, exist_ok=True)
+    args.summary.write_text(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
+    print_summary(doc, args.summary)
+    return 130 if doc["interrupted"] else 0
