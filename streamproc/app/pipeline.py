@@ -14,7 +14,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import orjson
 import redis.asyncio as aioredis
 import structlog
@@ -488,13 +487,7 @@ class Pipeline:
                     continue
                 doc = doc.doc  # crossed or non-positive: the quote checks flag the instrument
             docs.append(doc)
-        return QuoteColumns(
-            [d["instrument"] for d in docs],
-            np.array([float(d["bid"]) for d in docs]),
-            np.array([float(d["ask"]) for d in docs]),
-            np.array([int(d["seq"]) for d in docs], dtype=np.int64),
-            np.array([int(d["ts"]) for d in docs], dtype=np.int64),
-        )
+        return QuoteColumns.of(docs)
 
     async def _write_checkpoint(self) -> None:
         """Store the feed state of the instruments changed since the last checkpoint with the offsets it

@@ -14,6 +14,7 @@ from streamproc.core.alerts import Episode, Key, episode_id
 from streamproc.core.gaps import QuoteChecks, Verdict
 from streamproc.core.types import F64, I64, Bool
 from streamproc.state.store import StoredQuote
+from streamproc.wire.quotes import QuoteColumns
 
 _CHECK_FLAGS = (PriceFlag.GAP, PriceFlag.CROSSED, PriceFlag.OUTLIER)
 
@@ -97,15 +98,9 @@ class Prices:
     def accept(self, docs: Iterable[Mapping[str, Any]]) -> dict[int, str]:
         """Run the checks on decoded quote documents in arrival order (see ``accept_columns``); returns
         every instrument in the batch (index -> id)."""
-        docs = list(docs)
-        idx = self.book.instrument_indices(d["instrument"] for d in docs)
-        self.accept_columns(
-            idx,
-            np.array([int(d["seq"]) for d in docs], dtype=np.int64),
-            np.array([float(d["bid"]) for d in docs]),
-            np.array([float(d["ask"]) for d in docs]),
-            np.array([int(d["ts"]) for d in docs], dtype=np.int64),
-        )
+        cols = QuoteColumns.of(list(docs))
+        idx = self.book.instrument_indices(cols.instrument)
+        self.accept_columns(idx, cols.seq, cols.bid, cols.ask, cols.ts)
         names = self.book.instruments
         return {i: names.id_of(i) for i in idx.tolist()}
 

@@ -5,7 +5,7 @@ None and is decoded record by record (``codec.decode``), which gives exact per-r
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +37,17 @@ class QuoteColumns:
     ask: F64
     seq: I64
     ts: I64
+
+    @classmethod
+    def of(cls, docs: Sequence[Mapping[str, Any]]) -> QuoteColumns:
+        """Columns of quote documents already decoded one by one (prices may be decimal strings)."""
+        return cls(
+            [d["instrument"] for d in docs],
+            np.array([float(d["bid"]) for d in docs]),
+            np.array([float(d["ask"]) for d in docs]),
+            np.array([int(d["seq"]) for d in docs], dtype=np.int64),
+            np.array([int(d["ts"]) for d in docs], dtype=np.int64),
+        )
 
 
 class QuoteDecoder:
