@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -403,6 +404,11 @@ def run(args: argparse.Namespace) -> int:
     doc: dict[str, Any] = {}
 
     async def main() -> None:
+        # Ctrl-C or SIGTERM: cancel the run, which stops its parts in order and still prints the summary
+        loop, task = asyncio.get_running_loop(), asyncio.current_task()
+        assert task is not None
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
         doc.update(await _run(settings, args))
 
     with contextlib.suppress(KeyboardInterrupt):
