@@ -30,6 +30,7 @@ from streamproc.app.topics import ensure_topics, remove_namespace
 from streamproc.bench.worker import _drain
 from streamproc.clients import kafka_args, redis_client
 from streamproc.settings import Settings
+from streamproc.sim.messages import quote
 from streamproc.sim.workers import WorkerProcess
 
 console = Console()
@@ -70,13 +71,6 @@ def build(accounts: int, holdings: int, instruments: int, seed: int) -> DataSet:
     return DataSet(names, tiers, lots, mids, held, np.ones(instruments, dtype=np.int64))
 
 
-def _quote(name: str, mid: float, seq: int, ts: int) -> bytes:
-    half = round(mid * 1e-4, 4)
-    return orjson.dumps(
-        {"instrument": name, "bid": round(mid - half, 4), "ask": round(mid + half, 4), "seq": seq, "ts": ts}
-    )
-
-
 def book_records(data: DataSet, s: Settings, capital: float = 100_000.0) -> list[tuple[str, bytes, bytes]]:
     """Reference data, opening quotes, every account's targets and opening positions (on target)."""
     t, now = s.topics, int(time.time() * 1000)
@@ -86,7 +80,7 @@ def book_records(data: DataSet, s: Settings, capital: float = 100_000.0) -> list
             (t.instruments, name.encode(), orjson.dumps({"instrument": name, "tier": tier, "lot": lot}))
         )
     for i, name in enumerate(data.instruments):
-        out.append((t.quotes, name.encode(), _quote(name, float(data.mids[i]), 1, now)))
+        out.append((t.quotes, *quote(name, float(data.mids[i]), 1, ts=now)))
     k = data.holdings.shape[1]
     weight = round(0.95 / k, 6)
     for a, row in enumerate(data.holdings):
@@ -106,15 +100,17 @@ def book_records(data: DataSet, s: Settings, capital: float = 100_000.0) -> list
     return out
 
 
-def walk(data: DataSet, n: int, rng: np.random.Generator, ts: int, sigma: float = 2e-4) -> list[bytes]:
-    """``n`` quote values of a small random walk over random instruments (no band breaches)."""
+def walk(
+    data: DataSet, n: int, rng: np.random.Generator, ts: int, sigma: float = 2e-4
+) -> list[tuple[bytes, bytes]]:
+    """``n`` quote records (key, value) of a small random walk over random instruments (no band breaches)."""
     picks = rng.integers(len(data.instruments), size=n)
     steps = np.exp(sigma * rng.standard_normal(n))
     out = []
     for i, step in zip(picks.tolist(), steps.tolist(), strict=True):
         data.mids[i] *= step
         data.seq[i] += 1
-        out.append(_quote(data.instruments[i], float(data.mids[i]), int(data.seq[i]), ts))
+        out.append(quote(data.instruments[i], float(data.mids[i]), int(data.seq[i]), ts=ts))
     return out
 
 
@@ -243,7 +239,7 @@ async def _ingest_phase(
     rng = np.random.default_rng(11)
     values = walk(data, n, rng, int(time.time() * 1000))
     t = s.topics
-    records = [(t.quotes, orjson.loads(v)["instrument"].encode(), v) for v in values]
+    records = [(t.quotes, key, value) for key, value in values]
     await _produce(s.kafka_bootstrap_servers, records, progress, "(b) producing the quote backlog")
     client = redis_client(s)
     try:
@@ -317,10 +313,10 @@ async def _latency_phase(
                 i = int(rng.integers(len(data.instruments)))
                 data.mids[i] *= _JUMP
                 data.seq[i] += 1
-                values.append(_quote(data.instruments[i], float(data.mids[i]), int(data.seq[i]), now))
+                values.append(quote(data.instruments[i], float(data.mids[i]), int(data.seq[i]), ts=now))
                 jumps += 1
-            for v in values:
-                await producer.send(t.quotes, key=orjson.loads(v)["instrument"].encode(), value=v)
+            for key, value in values:
+                await producer.send(t.quotes, key=key, value=value)
             sent += len(values)
             progress.update(task, completed=sent)
             await asyncio.sleep(max(0.0, started + (sent / rate) - time.perf_counter()))
