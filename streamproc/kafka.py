@@ -1,0 +1,73 @@
+"""The Kafka helpers every part shares: one consumer factory (settings, TLS, SASL) and one reader of
+partitions to their end, so no module writes its own assign/seek/poll loop."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from streamproc.clients import kafka_args
+from streamproc.settings import Settings
+
+_POLL_MS = 500
+
+
+def consumer(settings: Settings, **options: Any) -> AIOKafkaConsumer:
+    """A group-less, manually assigned consumer (not started) with the settings' connection arguments;
+    ``options`` override the defaults (no auto-commit, earliest)."""
+    args: dict[str, Any] = {"group_id": None, "enable_auto_commit": False, "auto_offset_reset": "earliest"}
+    return AIOKafkaConsumer(**kafka_args(settings), **(args | options))
+
+
+async def read_to_end(
+    client: AIOKafkaConsumer,
+    tps: Iterable[TopicPartition],
+    start: Mapping[TopicPartition, int] | None = None,
+    *,
+    timeout_s: float | None = None,
+) -> tuple[list[Any], dict[TopicPartition, int]]:
+    """Every record of ``tps`` from ``start`` (an offset per partition; the beginning where absent, and
+    never past the end) up to their end offsets as of the call; returns (records in partition order,
+    end offsets). ``timeout_s`` bounds the wait (what arrived by then is returned); None waits."""
+    parts = list(tps)
+    if not parts:
+        return [], {}
+    client.assign(parts)
+    end: dict[TopicPartition, int] = await client.end_offsets(parts)
+    start = start or {}
+    for tp in parts:
+        if tp in start:
+            client.seek(tp, min(start[tp], end[tp]))
+        else:
+            await client.seek_to_beginning(tp)
+    out: dict[TopicPartition, list[Any]] = {tp: [] for tp in parts}
+    pending = {tp for tp in parts if await client.position(tp) < end[tp]}
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while pending and (deadline is None or time.monotonic() < deadline):
+        batch = await client.getmany(*pending, timeout_ms=_POLL_MS)
+        for tp, records in batch.items():
+            out[tp].extend(r for r in records if r.offset < end[tp])
+        pending = {tp for tp in pending if await client.position(tp) < end[tp]}
+    return [r for tp in parts for r in out[tp]], end
+
+
+async def read_tail(
+    settings: Settings, tps: Iterable[TopicPartition], last: int, *, timeout_s: float = 10.0
+) -> list[Any]:
+    """The newest ``last`` records of each of ``tps`` (a short-lived consumer)."""
+    client = consumer(settings)
+    await client.start()
+    try:
+        parts = list(tps)
+        if not parts:
+            return []
+        end = await client.end_offsets(parts)
+        records, _ = await read_to_end(
+            client, parts, {tp: max(0, end[tp] - last) for tp in parts}, timeout_s=timeout_s
+        )
+        return records
+    finally:
+        await client.stop()
