@@ -3,11 +3,13 @@ partitions to their end, so no module writes its own assign/seek/poll loop."""
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.partitioner import murmur2
 
 from streamproc.clients import kafka_args
 from streamproc.settings import Settings
@@ -71,3 +73,9 @@ async def read_tail(
         return records
     finally:
         await client.stop()
+
+
+@functools.lru_cache(maxsize=65536)
+def partition_of(key: str, partitions: int) -> int:
+    """Kafka's default partition of a key (murmur2), e.g. so alerts about an instrument have one owner."""
+    return int(murmur2(key.encode()) & 0x7FFFFFFF) % partitions

@@ -5,21 +5,28 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from enum import Enum
 from typing import Any
 
 import numpy as np
-import orjson
 
+from streamproc.app.status import Status
 from streamproc.core import Band, Book, Mode
 from streamproc.core.alerts import Episode, Key, episode_id
 from streamproc.core.bands import band_pair
 from streamproc.core.book import RowSpec
 from streamproc.core.gaps import SeqGaps
 from streamproc.core.types import F64, I64, Bool
-from streamproc.state.store import AccountRecord
+from streamproc.state.records import AccountRecord, GapRecord
 
-# what ``apply_position`` did: dropped a replay, applied, filled a gap (qty applied / already superseded)
-REPLAY, APPLIED, FILLED, FILLED_SUPERSEDED = 0, 1, 2, 3
+
+class Applied(Enum):
+    """What ``apply_position`` did with a record."""
+
+    REPLAY = "replay"  # its seq was already applied: dropped
+    APPLIED = "applied"
+    FILLED = "filled"  # a late record of a gap, its quantity applied
+    FILLED_SUPERSEDED = "filled_superseded"  # a late record of a gap, a newer quantity already applied
 
 
 def _band(doc: Mapping[str, Any] | None) -> Band | None:
@@ -59,7 +66,7 @@ class Accounts:
         self.order_seq: I64 = np.zeros(0, dtype=np.int64)  # inputs of the last order
         self.order_tver: I64 = np.zeros(0, dtype=np.int64)
         self.attempt: I64 = np.zeros(0, dtype=np.int64)
-        self.status: I64 = np.zeros(0, dtype=np.int64)  # last drift status written (see evaluator.Status)
+        self.status: I64 = np.zeros(0, dtype=np.int64)  # last drift status written (a Status)
         self.last_order: dict[int, str] = {}  # row -> event_id of the last order published
         self.targets_doc: dict[int, dict[str, Any]] = {}
         self.dirty: set[int] = set()
@@ -84,7 +91,7 @@ class Accounts:
         self.part, self.owned = ext(self.part, -1), ext(self.owned, False)
         self.cooldown, self.hold_until = ext(self.cooldown, math.nan), ext(self.hold_until, 0.0)
         self.order_seq, self.order_tver = ext(self.order_seq, -1), ext(self.order_tver, -1)
-        self.attempt, self.status = ext(self.attempt, 0), ext(self.status, -1)
+        self.attempt, self.status = ext(self.attempt, 0), ext(self.status, Status.UNKNOWN)
 
     def row(self, account: str) -> int:
         """The account's row, adding it when new."""
@@ -94,7 +101,7 @@ class Accounts:
 
     # ---- input records -----------------------------------------------------------------------
 
-    def apply_position(self, doc: Mapping[str, Any], partition: int, now: float) -> int:
+    def apply_position(self, doc: Mapping[str, Any], partition: int, now: float) -> Applied:
         """Apply a validated position record: APPLIED; FILLED when it is a late record of a gap
         (FILLED_SUPERSEDED when a newer record of the instrument was applied since); REPLAY when its seq
         was already applied. A seq jump quarantines the account (``position_gap``) until the gap is
@@ -105,12 +112,12 @@ class Accounts:
         gaps = self.gaps.get(r)
         if seq <= last:
             if gaps is None or not gaps.fill(seq):
-                return REPLAY
-            done = FILLED_SUPERSEDED
+                return Applied.REPLAY
+            done = Applied.FILLED_SUPERSEDED
             if gaps.newest.get(inst, -1) < seq:
                 self.book.set_holding(account, inst, float(doc["qty"]))
                 gaps.newest[inst] = seq
-                done = FILLED
+                done = Applied.FILLED
             if not gaps.ranges:
                 self.clear_gap(r, filled_at_seq=seq)
             self._settle(r, now)
@@ -134,7 +141,7 @@ class Accounts:
         self.pts[r] = max(int(self.pts[r]), int(doc["ts"]))
         self.part[r], self.owned[r] = partition, True
         self._settle(r, now)
-        return APPLIED
+        return Applied.APPLIED
 
     def clear_gap(self, r: int, **resolution: Any) -> bool:
         """Lift row r's quarantine (gap filled, reconciled or timed out); False if it had none."""
@@ -154,23 +161,17 @@ class Accounts:
             self.clear_gap(r, timed_out_after_s=timeout_s)
         return [self.book.accounts.id_of(r) for r in late]
 
-    def gap_field(self, r: int) -> bytes:
-        """The stored ``gap`` field of row r (empty when not quarantined)."""
+    def gap_record(self, r: int) -> GapRecord | None:
+        """The stored ``gap`` of row r (None when not quarantined)."""
         gaps = self.gaps.get(r)
-        if gaps is None:
-            return b""
-        ep = self.gap_episodes[r]
-        return orjson.dumps({**gaps.to_json(), "id": ep.id, "since_ms": ep.since_ms, "details": ep.details})
+        return GapRecord(gaps.to_json(), self.gap_episodes[r]) if gaps is not None else None
 
-    def _restore_gap(self, r: int, account: str, doc: Mapping[str, Any] | None) -> None:
+    def _restore_gap(self, r: int, record: GapRecord | None) -> None:
         self.gaps.pop(r, None)
         self.gap_episodes.pop(r, None)
-        if doc:
-            self.gaps[r] = SeqGaps.from_json(doc)
-            subject = ("account", account)
-            self.gap_episodes[r] = Episode(
-                "position_gap", subject, doc["id"], doc["since_ms"], doc["details"]
-            )
+        if record is not None:
+            self.gaps[r] = SeqGaps.from_json(record.gaps)
+            self.gap_episodes[r] = record.episode
 
     def quarantined(self, rows: I64) -> Bool:
         """Per row of ``rows``: is the account quarantined by a position gap."""
@@ -250,16 +251,16 @@ class Accounts:
         self._grow(int(rows.max()) + 1)
         for r, rec in zip(rows.tolist(), recs, strict=True):
             self.seq[r], self.pts[r], self.part[r] = rec.seq, rec.pts, rec.partition
-            doc = rec.targets
-            if doc is not None:
-                self.tver[r], self.tts[r] = int(doc["version"]), int(doc["ts"])
-                self.cooldown[r] = float(doc["cooldown_s"]) if "cooldown_s" in doc else math.nan
-                self.targets_doc[r] = doc
+            stored = rec.targets
+            if stored is not None:
+                self.tver[r], self.tts[r] = int(stored["version"]), int(stored["ts"])
+                self.cooldown[r] = float(stored["cooldown_s"]) if "cooldown_s" in stored else math.nan
+                self.targets_doc[r] = stored
             else:
                 self.tver[r] = -1
                 self.targets_doc.pop(r, None)
             self.restore_order(r, rec.order, now)
-            self._restore_gap(r, rec.account, rec.gap)
+            self._restore_gap(r, rec.gap)
         self.owned[rows] = True
         self.dirty.update(rows.tolist())
         return rows

@@ -5,17 +5,19 @@ restart) resolves what its predecessor announced instead of announcing it again.
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import orjson
 import structlog
-from aiokafka import AIOKafkaProducer
 
-from streamproc.app.prices import episode_doc, episode_from
+from streamproc.app.accounts import Accounts
+from streamproc.app.counters import Counters
+from streamproc.app.ports import AlertStore, Publisher
+from streamproc.app.prices import Prices
+from streamproc.app.watch import Watch
 from streamproc.core.alerts import ALERT_TYPES, Episode, Key, Subject, Transition, apply, reconcile
-from streamproc.state.store import Store
+from streamproc.state.records import episode_doc, episode_from
 
 log = structlog.get_logger(__name__)
 
@@ -50,24 +52,28 @@ class Alerter:
 
     def __init__(
         self,
-        store: Callable[[], Store],
-        producer: Callable[[], AIOKafkaProducer],
+        store: AlertStore,
+        publisher: Publisher,
         topic: str,
         owns: Callable[[Subject], bool],
-        stats: Counter[str],
+        counters: Counters,
     ) -> None:
-        self._store = store
-        self._producer = producer
+        self.store = store
+        self.publisher = publisher
         self.topic = topic
         self.owns = owns
-        self.stats = stats
+        self.counters = counters
         self.firing: dict[Key, Episode] = {}
         self.stale = True  # reload the firing set before the next reconciliation (ownership changed)
         self._lock = asyncio.Lock()
 
+    def invalidate(self, _partitions: object = None) -> None:
+        """Ownership changed: reload the announced set before the next reconciliation."""
+        self.stale = True
+
     async def load(self) -> dict[Key, Episode]:
         """Read the announced set from Redis."""
-        raw = await self._store().firing_alerts()
+        raw = await self.store.firing_alerts()
         self.firing = {(ep := episode_from(doc)).key: ep for doc in raw.values()}
         self.stale = False
         return self.firing
@@ -85,19 +91,59 @@ class Alerter:
             return transitions
 
     async def _publish(self, transitions: list[Transition], now_ms: int) -> None:
-        producer = self._producer()
         futures = []
         for t in transitions:
             doc = alert_doc(t, now_ms)
             ep = t.episode
             futures.append(
-                await producer.send(self.topic, key=ep.subject[1].encode(), value=orjson.dumps(doc))
+                await self.publisher.send(self.topic, key=ep.subject[1].encode(), value=orjson.dumps(doc))
             )
-            self.stats[f"alerts.{ep.type}.{t.state}"] += 1
+            self.counters.alerts.inc(ep.type, t.state)
             log.warning("alert", type=ep.type, state=t.state, subject=ep.subject[1], alert_id=ep.id)
         await asyncio.gather(*futures)
         before = dict(self.firing)
         apply(self.firing, transitions)
         firing = {field_of(k): episode_doc(e) for k, e in self.firing.items() if before.get(k) is not e}
         resolved = [field_of(k) for k in before if k not in self.firing]
-        await self._store().record_alerts(firing, resolved)
+        await self.store.record_alerts(firing, resolved)
+
+
+DATA_ALERTS = ("quote_stale", "quote_gap", "quote_crossed", "quote_outlier", "position_gap")
+TOPIC_ALERTS = ("feed_silent", "deadletter_rate", "breach_storm")
+
+
+class DataAlerts:
+    """After each evaluation pass: reconcile the quote and position detectors with the announced set."""
+
+    def __init__(
+        self,
+        prices: Prices,
+        accounts: Accounts,
+        alerter: Alerter,
+        watch: Watch,
+        feed_ready_ms: Callable[[], int | None],
+    ) -> None:
+        self.prices = prices
+        self.accounts = accounts
+        self.alerter = alerter
+        self.watch = watch
+        self.feed_ready_ms = feed_ready_ms
+
+    async def announce(self, now_ms: int) -> list[Transition]:
+        prices, accounts, alerter = self.prices, self.accounts, self.alerter
+        open_now = prices.checks.open_episodes()
+        open_now.update(accounts.open_gap_episodes())
+        closed = prices.checks.drain_closed() + accounts.drain_closed()
+        types: tuple[str, ...] = DATA_ALERTS
+        if self.watch.tick == 0:  # which instruments are referenced is not known yet: judge staleness later
+            types = tuple(t for t in types if t != "quote_stale")
+        else:
+            open_now.update(prices.stale_episodes(self.watch.referenced, now_ms, self.feed_ready_ms()))
+            if alerter.stale:
+                await alerter.load()
+            # a "never quoted" alert outlives a restart (its clock restarts with the feed) while unquoted
+            for key, ep in alerter.firing.items():
+                never = ep.type == "quote_stale" and ep.id.endswith(":never")
+                if never and key not in open_now and prices.never_quoted(ep.subject[1]):
+                    open_now[key] = ep
+        return await alerter.sync(types, open_now, closed, now_ms)

@@ -4,13 +4,13 @@ changed (no I/O; the worker publishes and records them)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import IntEnum
 from typing import Any
 
 import numpy as np
 
 from streamproc.app.accounts import Accounts
 from streamproc.app.prices import Prices
+from streamproc.app.status import BREACHED, Status
 from streamproc.core import LegLimits, PriceFlag
 from streamproc.core.book import CASH
 from streamproc.core.evaluate import Evaluation
@@ -25,19 +25,6 @@ _FLAG_NAMES = {
     PriceFlag.OUTLIER: "quote_outlier",
     PriceFlag.GAP: "quote_gap",
 }
-
-
-class Status(IntEnum):
-    """An account's drift status as stored in Redis (``drift`` field)."""
-
-    OK = 0  # inside its bands
-    ORDERED = 1  # breached; an order was published
-    UNTRADABLE = 2  # breached, but no leg survived lots, minimum notional or spread limits
-    SUPPRESSED = 3  # not evaluated: a held or targeted instrument's price is missing, stale, ...
-    HELD = 4  # breached, but orders are held by a breach storm until an operator releases them
-
-
-_BREACHED = (Status.ORDERED, Status.UNTRADABLE, Status.HELD)
 
 
 @dataclass(slots=True)
@@ -160,7 +147,7 @@ def decide(
     before = accounts.status[rows]
     # only in band -> breached counts: after a load (status unknown) or a suppression the account may
     # have been out of band all along, and counting it would make every restart look like a storm
-    out.new_breaches = int(np.count_nonzero(np.isin(codes, _BREACHED) & (before == Status.OK)))
+    out.new_breaches = int(np.count_nonzero(np.isin(codes, BREACHED) & (before == Status.OK)))
     changed = np.flatnonzero(codes != before)
     weights = ev.weights[changed]  # a computed matrix: once, not per account
     for k, j in enumerate(changed.tolist()):

@@ -13,27 +13,10 @@ from streamproc.core import Book, PriceFlag
 from streamproc.core.alerts import Episode, Key, episode_id
 from streamproc.core.gaps import QuoteChecks, Verdict
 from streamproc.core.types import F64, I64, Bool
-from streamproc.state.store import StoredQuote
+from streamproc.state.records import StoredQuote, episode_doc, episode_from
 from streamproc.wire.quotes import QuoteColumns
 
 _CHECK_FLAGS = (PriceFlag.GAP, PriceFlag.CROSSED, PriceFlag.OUTLIER)
-
-
-def episode_doc(ep: Episode) -> dict[str, Any]:
-    """An episode as stored in Redis."""
-    return {
-        "type": ep.type,
-        "subject": list(ep.subject),
-        "id": ep.id,
-        "since_ms": ep.since_ms,
-        "details": ep.details,
-    }
-
-
-def episode_from(doc: Mapping[str, Any]) -> Episode:
-    """An episode from its stored form."""
-    kind, ident = doc["subject"]
-    return Episode(doc["type"], (kind, ident), doc["id"], int(doc["since_ms"]), doc.get("details", {}))
 
 
 class Prices:
@@ -118,7 +101,8 @@ class Prices:
         touched: list[int] = []
         r_idx, r_seq, r_bid, r_ask, r_ts = idx, seq, bid, ask, ts
         if not routine.all():
-            r_idx, r_seq, r_bid, r_ask, r_ts = (a[routine] for a in (idx, seq, bid, ask, ts))
+            r_idx, r_seq, r_ts = idx[routine], seq[routine], ts[routine]
+            r_bid, r_ask = bid[routine], ask[routine]
             touched = self._check_one_by_one(np.flatnonzero(~routine), idx, seq, bid, ask, ts)
         if r_idx.size:
             # the newest routine quote of each instrument: first occurrence in the reversed batch

@@ -1,5 +1,5 @@
 """What one worker watches beyond single records (no I/O): input-topic silence and the dead-letter rate
-from end offsets, the breach-storm window, the instruments accounts reference, and its own summary."""
+from end offsets, the instruments accounts reference, and its own summary."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from typing import Any
 import numpy as np
 
 from streamproc.app.accounts import Accounts
-from streamproc.app.decisions import Status, state_counts
+from streamproc.app.decisions import state_counts
+from streamproc.app.status import Status
 from streamproc.core import Book
 from streamproc.core.alerts import Episode, Key, episode_id
-from streamproc.core.gaps import Increase, Silence, Window
+from streamproc.core.gaps import Increase, Silence
 from streamproc.core.types import Bool
 from streamproc.settings import Settings, Topics
 
@@ -22,47 +23,17 @@ _SUMMARY_REASONS = 10
 
 
 class Watch:
-    """Topic-level detectors and the breach-storm guard of one worker."""
+    """Topic-level detectors of one worker."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.silence = {t: Silence() for t in settings.feed_silent_s}
         self.deadletters = Increase(settings.deadletter_window_s)
         self.deadletter_episode: Episode | None = None
-        self.window = Window(settings.storm_window_s)
-        self.storm: dict[str, Any] | None = None  # the storm holding orders (mirrored from Redis)
-        self.muted = False
         self.referenced: Bool = np.zeros(0, dtype=bool)  # per instrument: held or targeted somewhere
         self.held: set[str] = set()  # the Redis ``held`` set, re-read every few seconds
         self.tick = 0
         self.last_suppressed = -1
-
-    # ---- breach storm ------------------------------------------------------------------------
-
-    def breaches(self, now: float, new: int, tracked: int) -> bool:
-        """Count ``new`` breaches; True when the window now holds a storm."""
-        if self.muted or new == 0:
-            self.window.expire(now)
-            return False
-        self.window.add(now, new)
-        limit = max(self.settings.storm_min_accounts, self.settings.storm_share * tracked)
-        return self.window.total >= limit
-
-    def storm_doc(self, now_ms: int, orders_topic: str) -> dict[str, Any]:
-        """The Redis record of a storm this worker detected."""
-        subject = ("topic", orders_topic)
-        details = {
-            "breaches_in_window": self.window.total,
-            "window_s": self.settings.storm_window_s,
-            "share": self.settings.storm_share,
-            "min_accounts": self.settings.storm_min_accounts,
-            "detected_by": f"{socket.gethostname()}:{os.getpid()}",
-        }
-        return {
-            "alert_id": episode_id("breach_storm", subject, now_ms),
-            "since_ms": now_ms,
-            "details": details,
-        }
 
     # ---- start-up ----------------------------------------------------------------------------
 
@@ -76,10 +47,15 @@ class Watch:
     # ---- topic detectors ---------------------------------------------------------------------
 
     def topic_episodes(
-        self, now: float, offsets: Mapping[str, int], topics: Topics, announced: Mapping[Key, Episode]
+        self,
+        now: float,
+        offsets: Mapping[str, int],
+        topics: Topics,
+        announced: Mapping[Key, Episode],
+        storm: Episode | None = None,
     ) -> dict[Key, Episode]:
         """Ongoing feed_silent, deadletter_rate and breach_storm episodes (``announced``: the firing set,
-        so a new owner keeps the episode its predecessor announced)."""
+        so a new owner keeps the episode its predecessor announced; ``storm``: the storm's, if any)."""
         out: dict[Key, Episode] = {}
         for logical, limit in self.settings.feed_silent_s.items():
             watch = self.silence[logical]
@@ -112,11 +88,8 @@ class Watch:
         self.deadletter_episode = prior if per_min > threshold or not warm else None
         if self.deadletter_episode is not None:
             out[self.deadletter_episode.key] = self.deadletter_episode
-        if self.storm is not None:
-            subject = ("topic", topics.orders)
-            storm = self.storm
-            ep = Episode("breach_storm", subject, storm["alert_id"], storm["since_ms"], storm["details"])
-            out[ep.key] = ep
+        if storm is not None:
+            out[storm.key] = storm
         return out
 
     # ---- references and summary --------------------------------------------------------------
@@ -130,7 +103,13 @@ class Watch:
         self.referenced = ref
 
     def summary(
-        self, accounts: Accounts, book: Book, partitions: list[int], now_ms: int, counts: Mapping[str, int]
+        self,
+        accounts: Accounts,
+        book: Book,
+        partitions: list[int],
+        now_ms: int,
+        counts: Mapping[str, int],
+        storm: bool,
     ) -> dict[str, Any]:
         """This worker's state for `streamproc inspect status` (and a log line when suppression changes)."""
         counts_now = state_counts(accounts)
@@ -152,7 +131,7 @@ class Watch:
             "quarantined": counts_now["quarantined"],
             "suppressed_by": top,
             "flagged_instruments": int(flagged.size),
-            "storm": self.storm is not None,
+            "storm": storm,
             "counts": {k: int(v) for k, v in sorted(counts.items())},
             "ts": now_ms,
         }

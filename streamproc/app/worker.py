@@ -1,4 +1,5 @@
-"""The Faust app of one worker: the account agent, the price feed and evaluator services, rebalance hooks."""
+"""The composition root and the only Faust room: builds one worker's components over Redis and Kafka and
+drives them with the account agent, the rebalance hooks, the worker's tasks and its web pages."""
 
 from __future__ import annotations
 
@@ -12,11 +13,16 @@ import structlog
 from aiokafka.admin import AIOKafkaAdminClient
 from faust.sensors.prometheus import setup_prometheus_sensors
 
-from streamproc.app.pipeline import Pipeline, Record
+from streamproc import kafka
+from streamproc.app.deadletters import Record
+from streamproc.app.kafka_io import KafkaOrderLog, KafkaPublisher
+from streamproc.app.orders import AfterPublish
+from streamproc.app.runtime import Components, build
 from streamproc.app.topics import ensure_topics
 from streamproc.clients import faust_credentials, kafka_args, redis_client
 from streamproc.logs import configure as configure_logging
 from streamproc.settings import Settings
+from streamproc.state.store import Store
 from streamproc.wire.contract import Contract
 
 log = structlog.get_logger(__name__)
@@ -52,10 +58,24 @@ async def prepare(settings: Settings) -> dict[str, int]:
     return partitions
 
 
-def create_app(settings: Settings, partitions: dict[str, int]) -> tuple[faust.App, Pipeline]:
-    """The Faust app and the pipeline it drives."""
-    contract = Contract(settings.schemas_dir)
-    pipeline = Pipeline(settings, contract, partitions)
+def create_app(
+    settings: Settings, partitions: dict[str, int], *, after_publish: AfterPublish | None = None
+) -> tuple[faust.App, Components]:
+    """The Faust app and the components it drives, over Redis and Kafka (``after_publish``: a test's
+    fault hook between publishing orders and recording them)."""
+    store = Store(redis_client(settings, health_check_interval=10), settings.redis_prefix)
+    publisher = KafkaPublisher(settings)
+    parts = build(
+        settings,
+        Contract(settings.schemas_dir),
+        partitions,
+        store=store,
+        publisher=publisher,
+        order_log=KafkaOrderLog(settings),
+        after_publish=after_publish,
+    )
+    store.observe = parts.metrics.observe_redis
+    store.failed = parts.counters.redis_errors.inc
     topics = settings.topics
     app = faust.App(
         settings.app_id,
@@ -96,86 +116,111 @@ def create_app(settings: Settings, partitions: dict[str, int]) -> tuple[faust.Ap
                 Record(m.topic, m.partition, m.offset, m.key, m.value, int((m.timestamp or 0) * 1000))
                 for m in (e.message for e in events)
             ]
-            await pipeline.on_account_records(records)
+            await parts.intake.on_records(records)
 
     def account_partitions(tps: Any) -> set[int]:
         return {tp.partition for tp in tps if tp.topic == topics.positions}
 
     @app.on_partitions_revoked.connect
-    async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
-        await pipeline.on_revoked(account_partitions(revoked))
+    async def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        (revoked,) = args  # faust sends the revoked set positionally
+        await parts.ownership.on_revoked(account_partitions(revoked))
 
     @app.on_partitions_assigned.connect
-    async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
-        await pipeline.on_assigned(account_partitions(assigned))
+    async def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        (assigned,) = args  # faust sends the assigned set positionally
+        await publisher.start()
+        await parts.ownership.on_assigned(account_partitions(assigned))
+
+    async def run_feed() -> None:
+        consumer = kafka.consumer(settings, max_poll_records=settings.batch_max, fetch_max_wait_ms=20)
+        await consumer.start()
+        try:
+            await parts.feed.run(consumer)
+        finally:
+            await consumer.stop()
+
+    async def run_watch() -> None:
+        await parts.feed.ready.wait()
+        consumer = kafka.consumer(settings)
+        await consumer.start()
+        try:
+            await parts.watcher.run(consumer, partitions)
+        finally:
+            await consumer.stop()
 
     @app.service
-    class PipelineService(mode.Service):
-        """Runs the pipeline's price feed, evaluator and watch with the app; on stop, ends them before
+    class WorkerService(mode.Service):
+        """Runs the price feed, evaluator, watch and heartbeat with the app; on stop, ends them before
         closing the clients (a publish in flight must not meet a closed producer)."""
 
         jobs: list[asyncio.Task[None]]
         crashing: asyncio.Future[None]
 
         async def on_start(self) -> None:
-            await pipeline.start()
+            await publisher.start()
 
         async def on_started(self) -> None:
             self.jobs = [
                 asyncio.create_task(job, name=name)
                 for name, job in (
-                    ("feed", pipeline.run_feed()),
-                    ("evaluator", pipeline.run_evaluator()),
-                    ("watch", pipeline.run_watch()),
-                    ("heartbeat", pipeline.run_heartbeat()),
+                    ("feed", run_feed()),
+                    (
+                        "evaluator",
+                        parts.evaluator.run(parts.cadence, lambda: parts.feed.lag, parts.feed.ready),
+                    ),
+                    ("watch", run_watch()),
+                    ("heartbeat", parts.health.run_heartbeat()),
                 )
             ]
-            pipeline.jobs = self.jobs
+            parts.health.jobs = self.jobs
             for job in self.jobs:
                 job.add_done_callback(self._crash_on_error)
 
         def _crash_on_error(self, job: asyncio.Task[None]) -> None:
             if not job.cancelled() and job.exception() is not None:
-                log.error("pipeline task failed: stopping the worker", exc_info=job.exception())
+                log.error("worker task failed: stopping the worker", exc_info=job.exception())
                 self.crashing = asyncio.ensure_future(self.crash(job.exception()))  # type: ignore[arg-type]
 
         async def on_stop(self) -> None:
             for job in getattr(self, "jobs", []):
                 job.cancel()
             await asyncio.gather(*getattr(self, "jobs", []), return_exceptions=True)
-            await pipeline.stop()
+            parts.ownership.stop()
+            await publisher.stop()
+            await store.redis.aclose()
 
     # framework metrics (faust's sensor) and ours share one registry, served at /metrics
-    setup_prometheus_sensors(app, "/metrics", pipeline.metrics.registry, name_prefix="streamproc_faust")
+    setup_prometheus_sensors(app, "/metrics", parts.metrics.registry, name_prefix="streamproc_faust")
 
     @app.page("/health")
     async def health(self: Any, request: Any) -> Any:
-        problems = pipeline.health()
+        problems = parts.health.problems()
         doc = {
             "status": "failing" if problems else "ok",
             "problems": problems,
-            "loop_lag_s": pipeline.loop_lag_s,
+            "loop_lag_s": parts.health.loop_lag_s,
         }
         return self.json(doc, status=503 if problems else 200)
 
     @app.page("/ready")
     async def ready(self: Any, request: Any) -> Any:
-        reasons = await pipeline.readiness()
-        doc = {"ready": not reasons, "reasons": reasons, "partitions": sorted(pipeline.owned)}
+        reasons = await parts.health.not_ready()
+        doc = {"ready": not reasons, "reasons": reasons, "partitions": sorted(parts.ownership.owned)}
         return self.json(doc, status=503 if reasons else 200)
 
-    return app, pipeline
+    return app, parts
 
 
-def run(settings: Settings) -> int:
+def run(settings: Settings, *, after_publish: AfterPublish | None = None) -> int:
     """`streamproc worker`: run one worker until SIGINT/SIGTERM."""
     configure_logging(settings.log_level, settings.log_format)
     log.info("starting worker", **settings.redacted())
     partitions = asyncio.run(prepare(settings))
-    app, _pipeline = create_app(settings, partitions)
+    app, _parts = create_app(settings, partitions, after_publish=after_publish)
     # The feed allocates a dict per record: at the default threshold (700) the cyclic collector runs every
     # third of a batch and its older generations walk the whole book. Nothing on the hot paths builds
-    # cycles, so collect far less often; loaded state is also frozen out of the collector (``_load``).
+    # cycles, so collect far less often; loaded state is also frozen out of the collector (Ownership.load).
     gc.set_threshold(_GC_THRESHOLD, 20, 50)
     # override_logging=False: keep our handler (mode would replace the root handlers with its own)
     worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True, override_logging=False)

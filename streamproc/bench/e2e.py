@@ -25,10 +25,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from streamproc.app.pipeline import partition_of
 from streamproc.app.topics import ensure_topics, remove_namespace
 from streamproc.bench.worker import _drain
 from streamproc.clients import kafka_args, redis_client
+from streamproc.kafka import partition_of
 from streamproc.settings import Settings
 from streamproc.sim.messages import quote
 from streamproc.sim.workers import WorkerProcess

@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import orjson
 import redis.asyncio as aioredis
 import redis.exceptions
 import structlog
+from redis.typing import EncodableT, FieldT
 
 from streamproc.state.keys import Keys
+from streamproc.state.records import (
+    QUOTE_FIELDS,
+    AccountPatch,
+    AccountRecord,
+    EpisodeDoc,
+    FieldValue,
+    HashFields,
+    RecordedOrder,
+    StoredQuote,
+    StormDoc,
+    parse_account,
+)
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -27,77 +38,14 @@ _TRANSIENT = (
 )
 
 
-@dataclass(slots=True)
-class AccountRecord:
-    """One account as stored in Redis."""
-
-    account: str
-    partition: int
-    holdings: dict[str, float]
-    cash: float
-    seq: int  # last applied positions seq, -1 = none
-    pts: int  # ts of that position update
-    targets: dict[str, Any] | None  # the last applied targets document
-    order: dict[str, Any] | None  # the last order published
-    gap: dict[str, Any] | None = None  # missing position seqs (the account is quarantined)
+def _text(v: bytes | str) -> str:
+    """A key, member or field as text (the client returns bytes: decode_responses is off)."""
+    return v.decode() if isinstance(v, bytes) else v
 
 
-@dataclass(frozen=True, slots=True)
-class StoredQuote:
-    """An instrument's feed state: the last applied quote and what the gap checks need to resume."""
-
-    bid: float  # NaN: no quote applied yet
-    ask: float
-    seq: int  # seq of the applied quote, -1 none
-    ts: int  # its ts, 0 none
-    seen: int = -1  # last seq seen, applied or not (crossed and held quotes count)
-    held: float = math.nan  # mid of an outlier quote waiting for confirmation
-    episodes: tuple[dict[str, Any], ...] = ()  # open gap/crossed/outlier episodes
-
-
-def _parse_account(account: str, raw: Mapping[bytes, bytes]) -> AccountRecord:
-    holdings = {k[2:].decode(): q for k, v in raw.items() if k.startswith(b"q:") and (q := float(v)) > 0}
-    targets = raw.get(b"targets")
-    order = raw.get(b"order")
-    gap = raw.get(b"gap")
-    return AccountRecord(
-        account=account,
-        partition=int(raw.get(b"part", b"-1")),
-        holdings=holdings,
-        cash=float(raw.get(b"cash", b"0")),
-        seq=int(raw.get(b"seq", b"-1")),
-        pts=int(raw.get(b"pts", b"0")),
-        targets=orjson.loads(targets) if targets else None,
-        order=orjson.loads(order) if order else None,
-        gap=orjson.loads(gap) if gap else None,
-    )
-
-
-_QUOTE_FIELDS = ["bid", "ask", "seq", "ts", "seen", "held", "episodes"]
-
-
-def _parse_quote(values: list[bytes | None]) -> StoredQuote:
-    bid, ask, seq, ts, seen, held, episodes = values
-    return StoredQuote(
-        bid=float(bid) if bid else math.nan,
-        ask=float(ask) if ask else math.nan,
-        seq=int(seq) if seq else -1,
-        ts=int(ts) if ts else 0,
-        seen=int(seen) if seen else (int(seq) if seq else -1),
-        held=float(held) if held else math.nan,
-        episodes=tuple(orjson.loads(episodes)) if episodes else (),
-    )
-
-
-def _quote_mapping(q: StoredQuote) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "seen": q.seen,
-        "held": "" if math.isnan(q.held) else q.held,
-        "episodes": orjson.dumps(list(q.episodes)),
-    }
-    if not math.isnan(q.bid):
-        out |= {"bid": q.bid, "ask": q.ask, "seq": q.seq, "ts": q.ts}
-    return out
+def _mapping(fields: Mapping[str, FieldValue]) -> Mapping[FieldT, EncodableT]:
+    """An HSET mapping (redis-py's types are wider than the records' field values)."""
+    return cast("Mapping[FieldT, EncodableT]", fields)
 
 
 class Store:
@@ -132,6 +80,10 @@ class Store:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
+    async def ping(self) -> None:
+        """Raise unless Redis answers within a second (readiness)."""
+        await asyncio.wait_for(self.redis.ping(), 1.0)
+
     # ---- accounts ----------------------------------------------------------------------------
 
     async def load_partitions(self, partitions: Iterable[int]) -> list[AccountRecord]:
@@ -157,30 +109,31 @@ class Store:
 
             for a, raw in zip(chunk, await self.retry("load accounts", fetch), strict=True):
                 if raw:
-                    out.append(_parse_account(a, raw))
+                    out.append(parse_account(a, raw))
         return out
 
     async def load_account(self, account: str) -> AccountRecord | None:
         """One account (for `streamproc inspect` and tests)."""
         raw = await self.redis.hgetall(self.keys.account(account))
-        return _parse_account(account, raw) if raw else None
+        return parse_account(account, cast(HashFields, raw)) if raw else None
 
     async def write_accounts(
         self,
-        fields: Mapping[str, Mapping[str, Any]],
+        patches: Mapping[str, AccountPatch],
         partitions: Mapping[str, int],
         referenced: Iterable[str] = (),
     ) -> None:
         """HSET the changed fields of many accounts, index them by partition and note the instruments
         they reference, in one pipeline."""
         referenced = list(referenced)
-        if not fields:
+        if not patches:
             return
 
         async def op() -> None:
             async with self.redis.pipeline(transaction=False) as pipe:
-                for account, mapping in fields.items():
-                    pipe.hset(self.keys.account(account), mapping=dict(mapping))
+                for account, patch in patches.items():
+                    if patch.fields:
+                        pipe.hset(self.keys.account(account), mapping=_mapping(patch.fields))
                 by_part: dict[int, list[str]] = {}
                 for account, p in partitions.items():
                     by_part.setdefault(p, []).append(account)
@@ -194,21 +147,23 @@ class Store:
 
     async def record_orders(
         self,
-        orders: Iterable[tuple[str, str, bytes, Mapping[str, Any]]],
+        orders: Iterable[RecordedOrder],
         offsets: Mapping[int, int],
     ) -> None:
-        """After publication: each (account, event_id, order json, extra account fields) becomes the
-        account's last order and joins its emitted set; ``offsets`` advance the orders scan start."""
+        """After publication: each order becomes its account's last order and joins its emitted set;
+        ``offsets`` advance the orders scan start."""
         orders = list(orders)
         if not orders and not offsets:
             return
 
         async def op() -> None:
             async with self.redis.pipeline(transaction=False) as pipe:
-                for account, event_id, order, extra in orders:
-                    pipe.hset(self.keys.account(account), mapping={"order": order, **extra})
-                    pipe.sadd(self.keys.emitted(account), event_id)
-                    pipe.expire(self.keys.emitted(account), EMITTED_TTL_S)
+                for o in orders:
+                    pipe.hset(
+                        self.keys.account(o.account), mapping=_mapping(AccountPatch().order(o.doc).fields)
+                    )
+                    pipe.sadd(self.keys.emitted(o.account), o.event_id)
+                    pipe.expire(self.keys.emitted(o.account), EMITTED_TTL_S)
                 if offsets:
                     pipe.hset(self.keys.order_offsets, mapping={str(p): o for p, o in offsets.items()})
                 await pipe.execute()
@@ -234,13 +189,13 @@ class Store:
                 return list(await pipe.execute())
 
         previous = await self.retry("claim partitions", op)
-        return {p: (v.decode() if v else None) for p, v in zip(parts, previous, strict=True)}
+        return {p: (_text(v) if v else None) for p, v in zip(parts, previous, strict=True)}
 
     async def owners(self, partitions: Iterable[int]) -> dict[int, str | None]:
         """Current owner tokens of partitions."""
         parts = list(partitions)
         raw = await self.retry("owners", lambda: self.redis.mget([self.keys.owner(p) for p in parts]))
-        return {p: (v.decode() if v else None) for p, v in zip(parts, raw, strict=True)}
+        return {p: (_text(v) if v else None) for p, v in zip(parts, raw, strict=True)}
 
     # ---- quotes ------------------------------------------------------------------------------
 
@@ -250,16 +205,16 @@ class Store:
 
         async def op() -> tuple[dict[int, int], dict[str, StoredQuote]]:
             offsets = await self._offsets(self.keys.quote_offsets)
-            names = sorted(m.decode() for m in await self.redis.smembers(self.keys.quote_instruments))
+            names = sorted(_text(m) for m in await self.redis.smembers(self.keys.quote_instruments))
             quotes: dict[str, StoredQuote] = {}
             for start in range(0, len(names), _CHUNK):
                 chunk = names[start : start + _CHUNK]
                 async with self.redis.pipeline(transaction=False) as pipe:
                     for i in chunk:
-                        pipe.hmget(self.keys.quote(i), _QUOTE_FIELDS)
+                        pipe.hmget(self.keys.quote(i), QUOTE_FIELDS)
                     for i, values in zip(chunk, await pipe.execute(), strict=True):
-                        if values[4] is not None or values[0] is not None:
-                            quotes[i] = _parse_quote(values)
+                        if (q := StoredQuote.parse(values)) is not None:
+                            quotes[i] = q
             return offsets, quotes
 
         return await self.retry("load quotes", op)
@@ -272,7 +227,7 @@ class Store:
         async def op() -> None:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for i, q in quotes.items():
-                    pipe.hset(self.keys.quote(i), mapping=_quote_mapping(q))
+                    pipe.hset(self.keys.quote(i), mapping=_mapping(q.fields()))
                 if quotes:
                     pipe.sadd(self.keys.quote_instruments, *quotes)
                 if offsets:
@@ -288,16 +243,16 @@ class Store:
     async def held_instruments(self) -> set[str]:
         """Instruments some account has held or targeted."""
         raw = await self.retry("held instruments", lambda: self.redis.smembers(self.keys.held))
-        return {m.decode() for m in raw}
+        return {_text(m) for m in raw}
 
     # ---- alerts and control ------------------------------------------------------------------
 
-    async def firing_alerts(self) -> dict[str, dict[str, Any]]:
+    async def firing_alerts(self) -> dict[str, EpisodeDoc]:
         """Alerts announced as firing and not yet resolved, by ``<type>|<kind>|<id>``."""
         raw = await self.retry("firing alerts", lambda: self.redis.hgetall(self.keys.alerts))
-        return {k.decode(): orjson.loads(v) for k, v in raw.items()}
+        return {_text(k): orjson.loads(v) for k, v in raw.items()}
 
-    async def record_alerts(self, firing: Mapping[str, Any], resolved: Iterable[str]) -> None:
+    async def record_alerts(self, firing: Mapping[str, EpisodeDoc], resolved: Iterable[str]) -> None:
         """After publication: note firing alerts, forget resolved ones."""
         resolved = list(resolved)
 
@@ -312,7 +267,7 @@ class Store:
         if firing or resolved:
             await self.retry("record alerts", op)
 
-    async def storm(self) -> tuple[dict[str, Any] | None, bool]:
+    async def storm(self) -> tuple[StormDoc | None, bool]:
         """(the breach storm holding orders or None, whether detection is muted after a release)."""
 
         async def op() -> list[Any]:
@@ -324,7 +279,7 @@ class Store:
         raw, muted = await self.retry("storm state", op)
         return (orjson.loads(raw) if raw else None), bool(muted)
 
-    async def start_storm(self, doc: Mapping[str, Any]) -> bool:
+    async def start_storm(self, doc: StormDoc) -> bool:
         """Hold all orders unless a storm already does; True if this call started it."""
         return bool(
             await self.retry(
@@ -332,7 +287,7 @@ class Store:
             )
         )
 
-    async def release_storm(self, mute_s: float) -> dict[str, Any] | None:
+    async def release_storm(self, mute_s: float) -> StormDoc | None:
         """Let orders flow again and mute detection for ``mute_s``; returns the storm released, if any."""
 
         async def op() -> list[Any]:
@@ -349,7 +304,7 @@ class Store:
     async def reconcile_requests(self) -> dict[str, int]:
         """Accounts an operator asked to reconcile (lift their position-gap quarantine)."""
         raw = await self.retry("reconcile requests", lambda: self.redis.hgetall(self.keys.reconcile))
-        return {k.decode(): int(v) for k, v in raw.items()}
+        return {_text(k): int(v) for k, v in raw.items()}
 
     async def request_reconcile(self, account: str, now_ms: int) -> None:
         """Ask the account's owner to lift its quarantine."""
@@ -368,9 +323,9 @@ class Store:
     async def workers(self) -> dict[str, dict[str, Any]]:
         """Every worker's latest summary."""
         raw = await self.redis.hgetall(self.keys.workers)
-        return {k.decode(): orjson.loads(v) for k, v in raw.items()}
+        return {_text(k): orjson.loads(v) for k, v in raw.items()}
 
     async def load_quote(self, instrument: str) -> StoredQuote | None:
         """One instrument's stored feed state (for `streamproc inspect`)."""
-        values = await self.redis.hmget(self.keys.quote(instrument), _QUOTE_FIELDS)
-        return _parse_quote(values) if values[0] is not None or values[4] is not None else None
+        values = await self.redis.hmget(self.keys.quote(instrument), QUOTE_FIELDS)
+        return StoredQuote.parse(cast("list[bytes | None]", values))

@@ -1,28 +1,45 @@
-"""The pipeline's pure logic: input replays, settling, the one-open-order gate, cooldown re-issues,
-suppression on stale prices, and the order documents it drafts."""
+"""The evaluator's pure pass (``Evaluator.step``) and the account and price state it reads: input
+replays, settling, the one-open-order gate, cooldown re-issues, suppression on stale prices, storms,
+and the order documents it drafts."""
 
 from __future__ import annotations
 
 import numpy as np
-import orjson
 import pytest
 
-from streamproc.app.accounts import APPLIED, FILLED, FILLED_SUPERSEDED, REPLAY, Accounts
-from streamproc.app.decisions import Status, decide
+from streamproc.app.accounts import Accounts, Applied
+from streamproc.app.evaluator import Evaluator
 from streamproc.app.prices import Prices
-from streamproc.core import Book, LegLimits, PriceFlag
-from streamproc.state.store import AccountRecord
+from streamproc.app.status import Status
+from streamproc.core import PriceFlag
+from streamproc.settings import Settings
+from streamproc.state.records import AccountRecord
+from streamproc.testkit import worker
 from streamproc.wire.contract import Contract
 from tests.conftest import ROOT
 
 CONTRACT = Contract(ROOT / "schemas")
 T0 = 1_800_000_000.0
+SETTINGS = Settings.from_env(
+    {
+        "STREAMPROC_ORDER_COOLDOWN_S": "300",
+        "STREAMPROC_ORDER_SETTLE_S": "1",
+        "STREAMPROC_QUOTE_MAX_AGE_S": "30",
+        "STREAMPROC_OUTLIER_MOVE": "0.5",  # big moves make clear breaches
+    }
+)
+APPLIED, FILLED, FILLED_SUPERSEDED, REPLAY = (
+    Applied.APPLIED,
+    Applied.FILLED,
+    Applied.FILLED_SUPERSEDED,
+    Applied.REPLAY,
+)
 
 
-def market(now: float = T0) -> tuple[Accounts, Prices]:
-    book = Book()
-    accounts = Accounts(book, cooldown_s=300.0, settle_s=1.0)
-    prices = Prices(book, max_age_s=30.0, outlier_move=0.5)  # big moves make clear breaches
+def market(now: float = T0) -> tuple[Accounts, Prices, Evaluator]:
+    """Account A, 60/40 EQ/BOND at +-3 points, in the real component graph (no I/O needed for a step)."""
+    parts = worker(SETTINGS, CONTRACT).parts
+    accounts, prices = parts.accounts, parts.prices
     prices.accept(
         [
             {"instrument": "EQ", "bid": 99.99, "ask": 100.01, "seq": 1, "ts": int(now * 1000)},
@@ -31,7 +48,7 @@ def market(now: float = T0) -> tuple[Accounts, Prices]:
     )
     for seq, (inst, qty) in enumerate((("EQ", 600.0), ("BOND", 800.0), ("CASH", 0.0)), start=1):
         doc = {"account": "A", "instrument": inst, "qty": qty, "seq": seq, "ts": int(now * 1000)}
-        assert accounts.apply_position(doc, 0, now)
+        assert accounts.apply_position(doc, 0, now) == APPLIED
     targets = {
         "account": "A",
         "version": 1,
@@ -40,14 +57,7 @@ def market(now: float = T0) -> tuple[Accounts, Prices]:
         "ts": 1,
     }
     assert accounts.apply_targets(targets, 0, now)
-    return accounts, prices
-
-
-def tick(accounts: Accounts, prices: Prices, now: float):
-    prices.refresh_stale(int(now * 1000))
-    changed = prices.drain_changed()
-    rows = accounts.candidates(accounts.book.accounts_affected_by(changed), now)
-    return decide(accounts, prices, rows, now, LegLimits())
+    return accounts, prices, parts.evaluator
 
 
 def move_eq(prices: Prices, mid: float, seq: int, now: float) -> None:
@@ -57,26 +67,26 @@ def move_eq(prices: Prices, mid: float, seq: int, now: float) -> None:
 
 
 def test_replayed_inputs_are_ignored() -> None:
-    accounts, _ = market()
+    accounts, _, _ = market()
     old = {"account": "A", "instrument": "EQ", "qty": 1.0, "seq": 2, "ts": 1}
-    assert not accounts.apply_position(old, 0, T0)
+    assert accounts.apply_position(old, 0, T0) == REPLAY
     assert accounts.book.holdings("A")["EQ"] == 600.0
     assert not accounts.apply_targets({"account": "A", "version": 1, "weights": {"EQ": 1.0}, "ts": 1}, 0, T0)
 
 
 def test_no_evaluation_until_inputs_settle_then_in_band() -> None:
-    accounts, prices = market()
-    assert tick(accounts, prices, T0 + 0.5).evaluated == 0
-    d = tick(accounts, prices, T0 + 1.1)
+    _accounts, _prices, ev = market()
+    assert ev.step(T0 + 0.5).evaluated == 0
+    d = ev.step(T0 + 1.1)
     assert d.evaluated == 1 and not d.orders
     assert d.statuses[0]["status"] == "ok" and d.statuses[0]["weights"]["EQ"] == pytest.approx(0.6, abs=1e-3)
 
 
 def test_one_order_per_breach_until_a_fill_or_the_cooldown() -> None:
-    accounts, prices = market()
-    tick(accounts, prices, T0 + 1.1)
+    accounts, prices, ev = market()
+    ev.step(T0 + 1.1)
     move_eq(prices, 132.34, 2, T0 + 2)
-    d = tick(accounts, prices, T0 + 2)
+    d = ev.step(T0 + 2)
     (order,) = d.orders
     CONTRACT.validate("orders", order.doc)
     assert order.doc["reason"]["instrument"] == "EQ" and order.doc["inputs"] == {
@@ -87,30 +97,30 @@ def test_one_order_per_breach_until_a_fill_or_the_cooldown() -> None:
     accounts.opened(order.row, order.event_id, order.doc["inputs"], T0 + 2)
     for i in range(5):  # ticks keep it out of band: held
         move_eq(prices, 133.0 + i, 3 + i, T0 + 3 + i)
-        assert not tick(accounts, prices, T0 + 3 + i).orders
+        assert not ev.step(T0 + 3 + i).orders
     # cooldown over (300 s), no fill: re-issued with the next attempt and a new id
     move_eq(prices, 133.0, 8, T0 + 303)
     prices.accept(
         [{"instrument": "BOND", "bid": 49.99, "ask": 50.01, "seq": 2, "ts": int((T0 + 303) * 1000)}]
     )
-    (again,) = tick(accounts, prices, T0 + 303).orders
+    (again,) = ev.step(T0 + 303).orders
     assert again.doc["inputs"]["attempt"] == 1 and again.event_id != order.event_id
     accounts.opened(again.row, again.event_id, again.doc["inputs"], T0 + 303)
     # a fill: evaluated again once settled, attempt back to 0 on the new inputs
     fill = {"account": "A", "instrument": "EQ", "qty": 580.0, "seq": 4, "ts": 1}  # partial: still out of band
     accounts.apply_position(fill, 0, T0 + 304)
-    assert not tick(accounts, prices, T0 + 304.5).orders
-    (after_fill,) = tick(accounts, prices, T0 + 305.1).orders
+    assert not ev.step(T0 + 304.5).orders
+    (after_fill,) = ev.step(T0 + 305.1).orders
     assert after_fill.doc["inputs"] == {"positions_seq": 4, "targets_version": 1, "attempt": 0}
 
 
 def test_stale_price_suppresses_and_recovery_evaluates_immediately() -> None:
-    accounts, prices = market()
-    tick(accounts, prices, T0 + 1.1)
+    accounts, prices, ev = market()
+    ev.step(T0 + 1.1)
     bond_ts = int((T0 + 1.1) * 1000)
     # EQ keeps quoting (out of band), BOND goes silent for longer than 30 s
     move_eq(prices, 132.34, 2, T0 + 40)
-    d = tick(accounts, prices, T0 + 40)
+    d = ev.step(T0 + 40)
     assert not d.orders and d.suppressed == 1
     assert d.statuses[0] == {
         "status": "suppressed",
@@ -119,22 +129,22 @@ def test_stale_price_suppresses_and_recovery_evaluates_immediately() -> None:
     }
     assert accounts.status[0] == Status.SUPPRESSED
     prices.accept([{"instrument": "BOND", "bid": 49.99, "ask": 50.01, "seq": 2, "ts": bond_ts + 40_000}])
-    (order,) = tick(accounts, prices, T0 + 41).orders
+    (order,) = ev.step(T0 + 41).orders
     assert order.doc["as_of"] == bond_ts + 40_000
 
 
 def test_unmanaged_accounts_and_unowned_accounts_are_not_evaluated() -> None:
-    accounts, prices = market()
+    accounts, _prices, ev = market()
     accounts.apply_position({"account": "U", "instrument": "EQ", "qty": 5.0, "seq": 1, "ts": 1}, 1, T0)
     accounts.release([0])
-    d = tick(accounts, prices, T0 + 2)
+    d = ev.step(T0 + 2)
     assert d.evaluated == 0, "A is not owned, U has no targets"
     accounts.resume([0])
-    assert tick(accounts, prices, T0 + 2).evaluated == 1
+    assert ev.step(T0 + 2).evaluated == 1
 
 
 def test_prices_drop_replays_within_and_across_batches() -> None:
-    _, prices = market()
+    _, prices, _ = market()
     move_eq(prices, 101.0, 5, T0)
     move_eq(prices, 90.0, 5, T0)
     batch = prices.accept(
@@ -153,30 +163,30 @@ def pos(inst: str, qty: float, seq: int) -> dict:
 
 
 def test_a_position_gap_quarantines_until_the_late_record_fills_it() -> None:
-    accounts, prices = market()
-    tick(accounts, prices, T0 + 1.1)
+    accounts, _prices, ev = market()
+    ev.step(T0 + 1.1)
     assert accounts.apply_position(pos("BOND", 100.0, 6), 0, T0 + 2) == APPLIED  # 4 and 5 missing
     (ep,) = accounts.open_gap_episodes().values()
     assert ep.id == "position_gap:A:4" and ep.details["missing_to"] == 5
-    d = tick(accounts, prices, T0 + 3.5)
+    d = ev.step(T0 + 3.5)
     assert not d.orders and d.statuses[0]["why"] == "suppressed: position_gap seq 4-5"
-    assert orjson.loads(accounts.gap_field(0))["ranges"] == [[4, 5]]
+    assert accounts.gap_record(0).gaps["ranges"] == [[4, 5]]
     # seq 4 is an older BOND quantity: it fills the gap but must not overwrite seq 6's 100
     assert accounts.apply_position(pos("BOND", 700.0, 4), 0, T0 + 4) == FILLED_SUPERSEDED
     assert accounts.book.holdings("A")["BOND"] == 100.0
     assert accounts.apply_position(pos("BOND", 700.0, 4), 0, T0 + 4) == REPLAY  # not missing any more
     assert accounts.apply_position(pos("CASH", 1.0, 5), 0, T0 + 4) == FILLED
     (closed,) = accounts.drain_closed()
-    assert closed.id == ep.id and closed.details["filled_at_seq"] == 5 and accounts.gap_field(0) == b""
-    (order,) = tick(accounts, prices, T0 + 5.1).orders
+    assert closed.id == ep.id and closed.details["filled_at_seq"] == 5 and accounts.gap_record(0) is None
+    (order,) = ev.step(T0 + 5.1).orders
     assert order.doc["inputs"]["positions_seq"] == 6
 
 
 def test_a_quarantine_is_restored_on_load_and_can_be_lifted() -> None:
-    accounts, _ = market()
+    accounts, _, _ = market()
     accounts.apply_position(pos("BOND", 100.0, 9), 0, T0 + 2)
-    stored = orjson.loads(accounts.gap_field(0))
-    fresh, _ = market()
+    stored = accounts.gap_record(0)
+    fresh, _, _ = market()
     rec = AccountRecord("A", 0, {"EQ": 600.0, "BOND": 100.0}, 0.0, 9, 9, None, None, gap=stored)
     fresh.load([rec], T0)
     assert fresh.quarantined(np.array([0])).tolist() == [True]
@@ -185,7 +195,7 @@ def test_a_quarantine_is_restored_on_load_and_can_be_lifted() -> None:
 
 
 def test_a_quarantine_times_out_only_when_configured() -> None:
-    accounts, _ = market()
+    accounts, _, _ = market()
     accounts.apply_position({**pos("BOND", 100.0, 9), "ts": 1_000}, 0, 1.0)  # detected at 1 s
     assert accounts.expire_gaps(1_000_000, 0) == []  # 0: only an operator lifts it
     assert accounts.expire_gaps(60_000, 60) == []  # not 60 s since it was detected
@@ -194,26 +204,22 @@ def test_a_quarantine_times_out_only_when_configured() -> None:
 
 
 def test_a_storm_holds_this_passes_orders_as_held_statuses() -> None:
-    accounts, prices = market()
-    tick(accounts, prices, T0 + 1.1)
+    accounts, prices, ev = market()
+    ev.step(T0 + 1.1)
     move_eq(prices, 132.34, 2, T0 + 2)
-    held = tick_hold(accounts, prices, T0 + 2)
+    ev.storm.storm = {"alert_id": "breach_storm:n.orders:1", "since_ms": 1, "details": {}}  # held by a storm
+    held = ev.step(T0 + 2)
+    ev.storm.storm = None
     assert not held.orders and held.new_breaches == 1 and accounts.status[0] == Status.HELD
     assert held.statuses[0]["status"] == "held"
-    d = tick(accounts, prices, T0 + 2)  # no change, no storm: nothing new to evaluate
+    d = ev.step(T0 + 2)  # no change, no storm: nothing new to evaluate
     accounts.dirty.add(0)  # what a release does
-    (order,) = tick(accounts, prices, T0 + 2.1).orders
+    (order,) = ev.step(T0 + 2.1).orders
     assert d.new_breaches == 0 and order.account == "A"
 
 
-def tick_hold(accounts: Accounts, prices: Prices, now: float):
-    prices.refresh_stale(int(now * 1000))
-    rows = accounts.candidates(accounts.book.accounts_affected_by(prices.drain_changed()), now)
-    return decide(accounts, prices, rows, now, LegLimits(), hold=True)
-
-
 def test_only_referenced_instruments_raise_quote_stale() -> None:
-    accounts, prices = market()
+    accounts, prices, _ev = market()
     prices.accept([{"instrument": "OTHER", "bid": 9.0, "ask": 11.0, "seq": 1, "ts": int(T0 * 1000)}])
     now_ms = int((T0 + 31) * 1000)
     prices.refresh_stale(now_ms)
@@ -224,7 +230,7 @@ def test_only_referenced_instruments_raise_quote_stale() -> None:
 
 
 def test_a_crossed_quote_followed_by_silence_hands_over_to_quote_stale() -> None:
-    _, prices = market()
+    _, prices, _ = market()
     prices.accept([{"instrument": "EQ", "bid": 101.0, "ask": 100.0, "seq": 2, "ts": int(T0 * 1000)}])
     assert prices.book.price("EQ")[2] & PriceFlag.CROSSED
     prices.refresh_stale(int((T0 + 31) * 1000))

@@ -1,4 +1,4 @@
-"""The watch's topic detectors and storm guard, no I/O."""
+"""The watch's topic detectors, no I/O."""
 
 from __future__ import annotations
 
@@ -55,14 +55,3 @@ def test_the_dead_letter_rate_fires_above_the_threshold_and_ends_with_the_window
     assert list(restarted.topic_episodes(20.0, offsets(5, 20), T, announced).values()) == [ep]
     assert list(restarted.topic_episodes(29.0, offsets(5, 20), T, announced).values()) == [ep]
     assert not restarted.topic_episodes(30.0, offsets(5, 20), T, announced)
-
-
-def test_a_storm_needs_the_share_and_the_minimum_within_the_window() -> None:
-    w = Watch(SETTINGS)
-    assert not w.breaches(0.0, 9, tracked=30)  # under the minimum of 10
-    assert w.breaches(1.0, 1, tracked=30)  # 10 >= max(10, 0.2 * 30)
-    w2 = Watch(SETTINGS)
-    assert not w2.breaches(0.0, 15, tracked=100)  # 15 < 0.2 * 100
-    assert not w2.breaches(11.0, 15, tracked=100)  # the first 15 left the window
-    w2.muted = True
-    assert not w2.breaches(12.0, 100, tracked=100)

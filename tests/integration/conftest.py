@@ -85,8 +85,8 @@ def workers(stack: Stack, ns: Namespace, tmp_path: Path) -> Iterator[Callable[..
     their logs (shown when the test fails)."""
     started: list[WorkerProcess] = []
 
-    def start(name: str = "w", **env: str) -> WorkerProcess:
-        worker = WorkerProcess(stack, ns.prefix, tmp_path, name, **env).start()
+    def start(name: str = "w", module: str = "streamproc", **env: str) -> WorkerProcess:
+        worker = WorkerProcess(stack, ns.prefix, tmp_path, name, module, **env).start()
         started.append(worker)
         return worker
 

@@ -112,7 +112,7 @@ async def test_crash_between_publishing_and_recording_an_order(
     t = settings.topics
     await produce(stack.bootstrap, setup_records(t, {"A": ("EQ1", 600, 800)}))
     await produce(stack.bootstrap, [(t.quotes, quote("EQ1", 132.34, 2))])
-    crashing = workers("crashing", STREAMPROC_FAULT="crash-after-publish")
+    crashing = workers("crashing", module="tests.integration.crashing_worker")
     async with TopicReader(stack, t.orders) as orders:
         (order,) = await orders.wait("A's order", lambda v: len(v) >= 1)
         await wait_for("the worker to die after publishing", lambda: not crashing.alive)

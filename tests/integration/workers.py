@@ -29,7 +29,16 @@ def free_port() -> int:
 class WorkerProcess:
     """One `python -m streamproc worker` subprocess with a namespace's settings; logs go to a file."""
 
-    def __init__(self, stack: Stack, namespace: str, log_dir: Path, name: str = "w", **env: str) -> None:
+    def __init__(
+        self,
+        stack: Stack,
+        namespace: str,
+        log_dir: Path,
+        name: str = "w",
+        module: str = "streamproc",
+        **env: str,
+    ) -> None:
+        self.argv = [sys.executable, "-m", module] + (["worker"] if module == "streamproc" else [])
         self.env = {
             **os.environ,
             "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap,
@@ -50,9 +59,7 @@ class WorkerProcess:
 
     def start(self) -> WorkerProcess:
         with self.log_path.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "streamproc", "worker"], cwd=ROOT, env=self.env, stdout=out, stderr=out
-            )
+            self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=self.env, stdout=out, stderr=out)
         return self
 
     def kill(self, sig: int = signal.SIGKILL) -> None:

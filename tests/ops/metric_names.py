@@ -6,7 +6,7 @@ import re
 
 from tests.conftest import ROOT
 
-EXPORTED = (ROOT / "streamproc" / "app" / "metrics.py").read_text()
+EXPORTED = "".join((ROOT / "streamproc" / "app" / f).read_text() for f in ("metrics.py", "counters.py"))
 
 
 def unexported(expr: str) -> list[str]:

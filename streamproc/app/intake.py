@@ -1,0 +1,101 @@
+"""Account intake: a batch of positions and targets records is decoded, applied by seq or version
+(replays dropped, gaps quarantined) and persisted in one store write, before its offsets are
+acknowledged (at-least-once)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+
+from aiokafka import TopicPartition
+
+from streamproc.app.accounts import Accounts, Applied
+from streamproc.app.counters import Counters, Outcome
+from streamproc.app.deadletters import DeadLetters, Record
+from streamproc.app.ports import AccountStore, Clock
+from streamproc.app.progress import Progress
+from streamproc.core.book import CASH
+from streamproc.settings import Topics
+from streamproc.state.records import AccountPatch
+from streamproc.wire.codec import Rejected, decode
+from streamproc.wire.contract import Contract
+
+_OUTCOME = {Applied.APPLIED: Outcome.APPLIED, Applied.REPLAY: Outcome.REPLAYED}
+
+
+class Intake:
+    """Applies account records to the book and writes the changed accounts back."""
+
+    def __init__(
+        self,
+        contract: Contract,
+        topics: Topics,
+        accounts: Accounts,
+        store: AccountStore,
+        deadletters: DeadLetters,
+        wait_loaded: Callable[[Iterable[int]], Awaitable[None]],
+        counters: Counters,
+        progress: Progress,
+        clock: Clock,
+    ) -> None:
+        self.contract = contract
+        self.topics = topics
+        self.accounts = accounts
+        self.store = store
+        self.deadletters = deadletters
+        self.wait_loaded = wait_loaded  # records of a partition wait until its accounts are loaded
+        self.counters = counters
+        self.progress = progress
+        self.clock = clock
+        self._referenced_sent: set[str] = set()  # instruments already added to the store's ``held`` set
+
+    async def on_records(self, records: Sequence[Record]) -> None:
+        """Apply a batch of positions/targets records, then persist the changed accounts in one write."""
+        await self.wait_loaded({r.partition for r in records})
+        now = self.clock.time()
+        for rec in records:
+            self.counters.consumed.inc(self.topics.logical(rec.topic))
+            self.progress.consumed(TopicPartition(rec.topic, rec.partition), rec.offset + 1, rec.ts_ms)
+        dead: list[tuple[Record, Rejected]] = []
+        patches: dict[str, AccountPatch] = {}
+        parts: dict[str, int] = {}
+        referenced: set[str] = set()
+        accounts, messages = self.accounts, self.counters.messages
+        for rec in records:
+            logical = self.topics.logical(rec.topic)
+            doc = decode(self.contract, logical, rec.key, rec.value)
+            if isinstance(doc, Rejected):
+                dead.append((rec, doc))
+                continue
+            account = doc["account"]
+            if logical == "positions":
+                done = accounts.apply_position(doc, rec.partition, now)
+                messages.inc("positions", _OUTCOME.get(done, Outcome.GAP_FILLED))
+                if done == Applied.REPLAY:
+                    continue
+                patch = patches.setdefault(account, AccountPatch())
+                inst, qty = doc["instrument"], float(doc["qty"])
+                r = accounts.row(account)
+                if inst != CASH and qty > 0:
+                    referenced.add(inst)
+                if done != Applied.FILLED_SUPERSEDED:
+                    patch.cash(qty) if inst == CASH else patch.holding(inst, qty)
+                patch.positions(int(accounts.seq[r]), int(accounts.pts[r]))
+                if done != Applied.APPLIED or r in accounts.gaps:
+                    patch.gap(accounts.gap_record(r))
+            else:
+                try:
+                    applied = accounts.apply_targets(doc, rec.partition, now)
+                except ValueError as exc:
+                    dead.append((rec, Rejected("semantic", f"targets cannot be applied: {exc}")))
+                    continue
+                if not applied:
+                    messages.inc("targets", Outcome.REPLAYED)
+                    continue
+                messages.inc("targets", Outcome.APPLIED)
+                patch = patches.setdefault(account, AccountPatch()).targets(doc)
+                referenced.update(i for i, w in doc["weights"].items() if float(w) > 0)
+            patch.partition(rec.partition)
+            parts[account] = rec.partition
+        await self.deadletters.publish(dead)
+        await self.store.write_accounts(patches, parts, referenced - self._referenced_sent)
+        self._referenced_sent |= referenced

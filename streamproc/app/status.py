@@ -1,0 +1,19 @@
+"""An account's drift status: the codes kept per row and the ``drift`` document's ``status``."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class Status(IntEnum):
+    """An account's drift status as stored in Redis (``drift`` field)."""
+
+    UNKNOWN = -1  # not evaluated since it was loaded, or its order failed to publish
+    OK = 0  # inside its bands
+    ORDERED = 1  # breached; an order was published
+    UNTRADABLE = 2  # breached, but no leg survived lots, minimum notional or spread limits
+    SUPPRESSED = 3  # not evaluated: a held or targeted instrument's price is missing, stale, ...
+    HELD = 4  # breached, but orders are held by a breach storm until an operator releases them
+
+
+BREACHED = (Status.ORDERED, Status.UNTRADABLE, Status.HELD)

@@ -1,0 +1,230 @@
+"""The records kept in Redis (account, quote, order, alert episode, storm) and their codec in both
+directions. No redis import: the Redis store and its in-memory twin share this one schema."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypedDict
+
+import orjson
+
+from streamproc.core.alerts import Episode
+
+HashFields = Mapping[bytes, bytes]
+# what an HSET mapping may hold (redis-py encodes each value)
+FieldValue = bytes | str | int | float
+
+
+class EpisodeDoc(TypedDict):
+    """An alert episode as stored: in the ``alerts`` hash, a quote's open episodes, an account's gap."""
+
+    type: str
+    subject: list[str]
+    id: str
+    since_ms: int
+    details: dict[str, Any]
+
+
+class StormDoc(TypedDict):
+    """The breach storm holding every order (the ``storm`` string)."""
+
+    alert_id: str
+    since_ms: int
+    details: dict[str, Any]
+
+
+def episode_doc(ep: Episode) -> EpisodeDoc:
+    """An episode as stored in Redis."""
+    return {
+        "type": ep.type,
+        "subject": list(ep.subject),
+        "id": ep.id,
+        "since_ms": ep.since_ms,
+        "details": dict(ep.details),
+    }
+
+
+def episode_from(doc: Mapping[str, Any]) -> Episode:
+    """An episode from its stored form."""
+    kind, ident = doc["subject"]
+    return Episode(doc["type"], (kind, ident), doc["id"], int(doc["since_ms"]), doc.get("details", {}))
+
+
+def storm_episode(doc: StormDoc, orders_topic: str) -> Episode:
+    """The ``breach_storm`` episode of a stored storm (its subject is the orders topic)."""
+    return Episode("breach_storm", ("topic", orders_topic), doc["alert_id"], doc["since_ms"], doc["details"])
+
+
+def order_key(order: Mapping[str, Any]) -> tuple[int, int, int]:
+    """Which of two orders of an account is newer: (positions seq, targets version, attempt)."""
+    inputs = order["inputs"]
+    return (inputs["positions_seq"], inputs["targets_version"], inputs.get("attempt", 0))
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedOrder:
+    """A published order, as recorded after its delivery: the account's last order and emitted id."""
+
+    account: str
+    event_id: str
+    doc: bytes  # the order document as published
+
+
+# ---- accounts ------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class GapRecord:
+    """A quarantined account's missing position seqs and the ``position_gap`` episode they raised."""
+
+    gaps: dict[str, Any]  # core.gaps.SeqGaps.to_json()
+    episode: Episode
+
+    def encode(self) -> bytes:
+        return orjson.dumps({**self.gaps, "episode": episode_doc(self.episode)})
+
+    @classmethod
+    def decode(cls, account: str, raw: bytes) -> GapRecord | None:
+        if not raw:
+            return None
+        doc = orjson.loads(raw)
+        stored = doc.pop("episode", None)
+        if stored is None:  # written before the episode was nested (id, since_ms, details at the top)
+            stored = {
+                "type": "position_gap",
+                "subject": ["account", account],
+                "id": doc.pop("id"),
+                "since_ms": doc.pop("since_ms"),
+                "details": doc.pop("details", {}),
+            }
+        return cls(doc, episode_from(stored))
+
+
+@dataclass(slots=True)
+class AccountRecord:
+    """One account as stored in Redis."""
+
+    account: str
+    partition: int
+    holdings: dict[str, float]
+    cash: float
+    seq: int  # last applied positions seq, -1 = none
+    pts: int  # ts of that position update
+    targets: dict[str, Any] | None  # the last applied targets document
+    order: dict[str, Any] | None  # the last order published
+    gap: GapRecord | None = None  # missing position seqs (the account is quarantined)
+    drift: dict[str, Any] | None = None  # the last drift status written
+
+
+def parse_account(account: str, raw: HashFields) -> AccountRecord:
+    """An account from its hash."""
+    holdings = {k[2:].decode(): q for k, v in raw.items() if k.startswith(b"q:") and (q := float(v)) > 0}
+    targets, order, drift = raw.get(b"targets"), raw.get(b"order"), raw.get(b"drift")
+    return AccountRecord(
+        account=account,
+        partition=int(raw.get(b"part", b"-1")),
+        holdings=holdings,
+        cash=float(raw.get(b"cash", b"0")),
+        seq=int(raw.get(b"seq", b"-1")),
+        pts=int(raw.get(b"pts", b"0")),
+        targets=orjson.loads(targets) if targets else None,
+        order=orjson.loads(order) if order else None,
+        gap=GapRecord.decode(account, raw.get(b"gap", b"")),
+        drift=orjson.loads(drift) if drift else None,
+    )
+
+
+@dataclass(slots=True)
+class AccountPatch:
+    """The fields of one account hash a batch changes (an HSET mapping), built by name so only this
+    module spells them."""
+
+    fields: dict[str, FieldValue] = field(default_factory=dict)
+
+    def holding(self, instrument: str, qty: float) -> AccountPatch:
+        self.fields[f"q:{instrument}"] = qty
+        return self
+
+    def cash(self, qty: float) -> AccountPatch:
+        self.fields["cash"] = qty
+        return self
+
+    def positions(self, seq: int, pts: int) -> AccountPatch:
+        self.fields["seq"], self.fields["pts"] = seq, pts
+        return self
+
+    def partition(self, p: int) -> AccountPatch:
+        self.fields["part"] = p
+        return self
+
+    def targets(self, doc: Mapping[str, Any]) -> AccountPatch:
+        self.fields["targets"] = orjson.dumps(doc)
+        return self
+
+    def gap(self, record: GapRecord | None) -> AccountPatch:
+        self.fields["gap"] = record.encode() if record is not None else b""
+        return self
+
+    def drift(self, doc: Mapping[str, Any]) -> AccountPatch:
+        self.fields["drift"] = orjson.dumps(doc)
+        return self
+
+    def order(self, encoded: bytes) -> AccountPatch:
+        self.fields["order"] = encoded
+        return self
+
+
+def encoded(value: FieldValue) -> bytes:
+    """A field value as Redis stores it (redis-py's encoding: str(number), utf-8 text)."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, float):
+        return repr(value).encode()
+    return str(value).encode()
+
+
+# ---- quotes --------------------------------------------------------------------------------------
+
+QUOTE_FIELDS = ["bid", "ask", "seq", "ts", "seen", "held", "episodes"]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredQuote:
+    """An instrument's feed state: the last applied quote and what the gap checks need to resume."""
+
+    bid: float  # NaN: no quote applied yet
+    ask: float
+    seq: int  # seq of the applied quote, -1 none
+    ts: int  # its ts, 0 none
+    seen: int = -1  # last seq seen, applied or not (crossed and held quotes count)
+    held: float = math.nan  # mid of an outlier quote waiting for confirmation
+    episodes: tuple[EpisodeDoc, ...] = ()  # open gap/crossed/outlier episodes
+
+    def fields(self) -> dict[str, FieldValue]:
+        """The quote hash's fields (bid/ask/seq/ts only once a quote was applied)."""
+        out: dict[str, FieldValue] = {
+            "seen": self.seen,
+            "held": "" if math.isnan(self.held) else self.held,
+            "episodes": orjson.dumps(list(self.episodes)),
+        }
+        if not math.isnan(self.bid):
+            out |= {"bid": self.bid, "ask": self.ask, "seq": self.seq, "ts": self.ts}
+        return out
+
+    @classmethod
+    def parse(cls, values: list[bytes | None]) -> StoredQuote | None:
+        """From the values of ``QUOTE_FIELDS`` (HMGET); None when nothing is stored."""
+        bid, ask, seq, ts, seen, held, episodes = values
+        if bid is None and seen is None:
+            return None
+        return cls(
+            bid=float(bid) if bid else math.nan,
+            ask=float(ask) if ask else math.nan,
+            seq=int(seq) if seq else -1,
+            ts=int(ts) if ts else 0,
+            seen=int(seen) if seen else (int(seq) if seq else -1),
+            held=float(held) if held else math.nan,
+            episodes=tuple(orjson.loads(episodes)) if episodes else (),
+        )

@@ -1,0 +1,69 @@
+"""Order publication in-process: a crash between publishing and recording is repaired by the recovery
+scan of the next owner (the event_id is never published again), and a failed send records nothing and
+is published by the next pass."""
+
+from __future__ import annotations
+
+import pytest
+
+from streamproc.app.decisions import Draft
+from streamproc.testkit import worker
+from tests.app.kit import CONTRACT, market, open_account, orders, own, quote, settings
+
+
+class Died(Exception):
+    """The process "dies" where a SIGKILL between publishing and recording would."""
+
+
+def die(_published: list[Draft]) -> None:
+    raise Died
+
+
+async def test_an_order_published_before_a_crash_is_recovered_and_never_published_again() -> None:
+    s = settings()
+    crashed = worker(s, CONTRACT, after_publish=die)
+    await own(crashed, 0)
+    market(crashed)
+    await open_account(crashed, "A")
+    crashed.clock.advance(1)
+    assert await crashed.parts.evaluator.run_once() == 0  # in band
+    quote(crashed, "EQ", 132.0, 2)
+    with pytest.raises(Died):
+        await crashed.parts.evaluator.run_once()
+    (order,) = orders(crashed)
+    stored = await crashed.store.load_account("A")
+    assert stored is not None and stored.order is None, "the crash came before the order was recorded"
+    assert not crashed.store.emitted
+    # the next owner: same store, same orders topic, same market
+    restarted = worker(s, CONTRACT, store=crashed.store, publisher=crashed.publisher, clock=crashed.clock)
+    market(restarted, eq=132.0, seq=2)
+    await own(restarted, 0)
+    assert crashed.store.emitted == {"A": {order["event_id"]}}
+    stored = await restarted.store.load_account("A")
+    assert stored is not None and stored.order == order
+    for _ in range(5):
+        restarted.clock.advance(1)
+        await restarted.parts.evaluator.run_once()
+    assert restarted.parts.counters.passes.total == 5
+    assert [o["event_id"] for o in orders(restarted)] == [order["event_id"]], "published once"
+
+
+async def test_a_failed_send_records_nothing_and_the_next_pass_publishes_it() -> None:
+    w = worker(settings(), CONTRACT)
+    await own(w, 0)
+    market(w)
+    await open_account(w, "A")
+    w.clock.advance(1)
+    await w.parts.evaluator.run_once()
+    quote(w, "EQ", 132.0, 2)
+    w.publisher.fail_next(1)
+    assert await w.parts.evaluator.run_once() == 0
+    assert not orders(w)
+    stored = await w.store.load_account("A")
+    assert stored is not None and stored.order is None and not w.store.emitted
+    assert w.parts.accounts.book.accounts.get("A") in w.parts.accounts.dirty
+    assert await w.parts.evaluator.run_once() == 1
+    (order,) = orders(w)
+    stored = await w.store.load_account("A")
+    assert stored is not None and stored.order == order
+    assert w.store.emitted == {"A": {order["event_id"]}}
