@@ -6,6 +6,7 @@ draining the same topic, and (c) quote-to-order latency at a fixed offered quote
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import math
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -46,9 +48,9 @@ class DataSet:
     instruments: list[str]
     tiers: list[str]
     lots: list[float]
-    mids: np.ndarray  # type: ignore[type-arg]
-    holdings: np.ndarray  # type: ignore[type-arg]  # accounts x holdings
-    seq: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # type: ignore[type-arg]
+    mids: npt.NDArray[np.float64]
+    holdings: npt.NDArray[np.int64]  # accounts x holdings
+    seq: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
 def build(accounts: int, holdings: int, instruments: int, seed: int) -> DataSet:
@@ -67,7 +69,7 @@ def build(accounts: int, holdings: int, instruments: int, seed: int) -> DataSet:
     strides = np.array([k for k in range(1, instruments) if math.gcd(k, instruments) == 1])
     start = rng.integers(instruments, size=(accounts, 1))
     stride = rng.choice(strides, size=(accounts, 1))
-    held = (start + stride * np.arange(holdings)) % instruments
+    held = ((start + stride * np.arange(holdings)) % instruments).astype(np.int64, copy=False)
     return DataSet(names, tiers, lots, mids, held, np.ones(instruments, dtype=np.int64))
 
 
@@ -246,7 +248,8 @@ async def _ingest_phase(
         consumer = AIOKafkaConsumer(**kafka_args(s), group_id=None)
         await consumer.start()
         tps = [TopicPartition(t.quotes, p) for p in range(s.partitions)]
-        end = sum((await consumer.end_offsets(tps)).values())
+        ends: dict[TopicPartition, int] = await consumer.end_offsets(tps)
+        end = sum(ends.values())
         await consumer.stop()
         before = await _quote_offsets(client, s)
         evals_before = w.metric("streamproc_evaluations_total")
@@ -347,7 +350,7 @@ async def _latency_phase(
     }
 
 
-async def _run(args: Any) -> dict[str, Any]:
+async def _run(args: argparse.Namespace) -> dict[str, Any]:
     s = Settings.from_env(None, namespace=f"e2e-{int(time.time())}", partitions=args.partitions)
     admin = AIOKafkaAdminClient(**kafka_args(s))
     await admin.start()
@@ -466,7 +469,7 @@ def _table(f: dict[str, Any]) -> Table:
     return table
 
 
-def run(args: Any) -> int:
+def run(args: argparse.Namespace) -> int:
     """Entry point of `streamproc bench e2e`."""
     figures = asyncio.run(_run(args))
     console.print(_table(figures))

@@ -3,6 +3,7 @@ consumer draining the same quotes (the ceiling), measured in one run against the
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -13,7 +14,6 @@ import time
 from typing import Any
 
 import numpy as np
-import orjson
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -21,6 +21,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from streamproc.app.topics import ensure_topics, remove_namespace
 from streamproc.clients import kafka_args, redis_client
 from streamproc.settings import Settings
+from streamproc.sim import messages
 
 
 async def _produce(bootstrap: str, records: list[tuple[str, bytes, bytes]]) -> dict[int, tuple[bytes, int]]:
@@ -63,7 +64,7 @@ async def _wait_quotes(client: aioredis.Redis, key: str, end: dict[int, int]) ->
         await asyncio.sleep(0.005)
 
 
-async def _run(args: Any) -> dict[str, Any]:
+async def _run(args: argparse.Namespace) -> dict[str, Any]:
     s = Settings.from_env(None, namespace=f"bench-{int(time.time())}", partitions=args.partitions)
     t = s.topics
     admin = AIOKafkaAdminClient(**kafka_args(s))
@@ -81,29 +82,25 @@ async def _run(args: Any) -> dict[str, Any]:
         )
         setup: list[tuple[str, bytes, bytes]] = []
         for i in instruments:
-            doc = {"instrument": i, "bid": 99.99, "ask": 100.01, "seq": 0, "ts": now}
-            setup.append((t.quotes, i.encode(), orjson.dumps(doc)))
+            setup.append((t.quotes, *messages.quote(i, 100.0, 0, ts=now)))  # 99.99 / 100.01
         for a in range(args.accounts):
-            acct = f"A{a:06d}"
             held = rng.choice(args.instruments, size=args.holdings, replace=False)
             weights = {instruments[h]: round(0.95 / args.holdings, 6) for h in held}
-            tdoc = {"account": acct, "version": 1, "weights": weights, "ts": now}
-            setup.append((t.targets, acct.encode(), orjson.dumps(tdoc)))
+            setup.append((t.targets, *messages.targets(f"A{a:06d}", weights)))
         await _produce(s.kafka_bootstrap_servers, setup)
 
         seq = np.zeros(args.accounts, dtype=np.int64)
-        positions = []
+        positions: list[tuple[str, bytes, bytes]] = []
+        seqs: list[int] = []  # of each record in ``positions``
         for n in range(args.positions):
             a = int(rng.integers(args.accounts))
             seq[a] += 1
-            doc = {
-                "account": f"A{a:06d}",
-                "instrument": instruments[int(rng.integers(args.instruments))],
-                "qty": float(rng.integers(1, 500)),
-                "seq": int(seq[a]),
-                "ts": now + n,
-            }
-            positions.append((t.positions, doc["account"].encode(), orjson.dumps(doc)))
+            seqs.append(int(seq[a]))
+            instrument = instruments[int(rng.integers(args.instruments))]
+            qty = float(rng.integers(1, 500))
+            positions.append(
+                (t.positions, *messages.position(f"A{a:06d}", instrument, qty, seqs[-1], now + n))
+            )
         last_pos = await _produce(s.kafka_bootstrap_servers, positions)
 
         print(f"worker: applying {args.positions} position updates (Redis persistence included) ...")
@@ -117,7 +114,7 @@ async def _run(args: Any) -> dict[str, Any]:
         env["STREAMPROC_LOG_LEVEL"] = "warning"
         worker = subprocess.Popen([sys.executable, "-m", "streamproc", "worker"], env=env)
         first: float | None = None
-        pending = {p: (k.decode(), orjson.loads(positions[i][2])["seq"]) for p, (k, i) in last_pos.items()}
+        pending = {p: (k.decode(), seqs[i]) for p, (k, i) in last_pos.items()}
         while pending:
             for p, (acct, want) in list(pending.items()):
                 got = await client.hget(f"{s.redis_prefix}acct:{{{acct}}}", "seq")
@@ -136,17 +133,10 @@ async def _run(args: Any) -> dict[str, Any]:
         quotes = []
         qseq = np.zeros(args.instruments, dtype=np.int64)
         for _ in range(args.quotes):
-            i = int(rng.integers(args.instruments))
-            qseq[i] += 1
+            k = int(rng.integers(args.instruments))
+            qseq[k] += 1
             mid = 100.0 * (1 + 0.001 * float(rng.standard_normal()))
-            doc = {
-                "instrument": instruments[i],
-                "bid": round(mid - 0.01, 4),
-                "ask": round(mid + 0.01, 4),
-                "seq": int(qseq[i]),
-                "ts": int(time.time() * 1000),
-            }
-            quotes.append((t.quotes, instruments[i].encode(), orjson.dumps(doc)))
+            quotes.append((t.quotes, *messages.quote(instruments[k], mid, int(qseq[k]))))
         await _produce(s.kafka_bootstrap_servers, quotes)
         consumer = AIOKafkaConsumer(**kafka_args(s), group_id=None)
         await consumer.start()
@@ -187,7 +177,7 @@ async def _run(args: Any) -> dict[str, Any]:
         await remove_namespace(s)
 
 
-def run(args: Any) -> int:
+def run(args: argparse.Namespace) -> int:
     """Entry point of `streamproc bench worker`."""
     figures = asyncio.run(_run(args))
     print()
