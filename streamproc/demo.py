@@ -31,6 +31,7 @@ from streamproc.settings import Settings, SettingsError
 from streamproc.sim import fill, simulate
 from streamproc.sim.market import TRADING_DAY_S, Faults, Market
 from streamproc.sim.workers import Samples, WorkerProcess
+from streamproc.state.keys import Keys
 
 console = Console()
 OUT = Path("bench-results")
@@ -289,7 +290,8 @@ async def drift_statuses(s: Settings) -> Counter[str]:
     client = redis_client(s)
     out: Counter[str] = Counter()
     try:
-        keys = [k async for k in client.scan_iter(match=f"{s.redis_prefix}acct:*", count=2000)]
+        every_account = Keys(s.redis_prefix).account("*")  # a MATCH pattern: braces are literal in it
+        keys = [k async for k in client.scan_iter(match=every_account, count=2000)]
         async with client.pipeline(transaction=False) as pipe:
             for k in keys:
                 pipe.hget(k, "drift")

@@ -34,6 +34,7 @@ from streamproc.clients import kafka_args, redis_client
 from streamproc.settings import Settings
 from streamproc.sim.messages import quote
 from streamproc.sim.workers import WorkerProcess
+from streamproc.state.keys import Keys
 
 console = Console()
 # a +45% jump takes a 9.5% holding to 13.2%: out of a 3-point band (and below the 0.5 outlier threshold)
@@ -155,7 +156,7 @@ async def _produce(
 
 
 async def _quote_offsets(client: aioredis.Redis, s: Settings) -> int:
-    return sum(int(v) for v in (await client.hgetall(f"{s.redis_prefix}offsets:quotes")).values())
+    return sum(int(v) for v in (await client.hgetall(Keys(s.redis_prefix).quote_offsets)).values())
 
 
 # ---- the phases -------------------------------------------------------------------------------
@@ -198,8 +199,9 @@ async def _account_phase(
     await _until(progress, f"(d) worker applying {topic}", len(records), consumed, w.check_alive)
     client = redis_client(s)
     try:
+        keys = Keys(s.redis_prefix)
         for acct in last.values():
-            while (got := await client.hget(f"{s.redis_prefix}acct:{{{acct}}}", field_)) is None or (
+            while (got := await client.hget(keys.account(acct), field_)) is None or (
                 want is not None and got != want
             ):
                 w.check_alive()

@@ -22,6 +22,7 @@ from streamproc.app.topics import ensure_topics, remove_namespace
 from streamproc.clients import kafka_args, redis_client
 from streamproc.settings import Settings
 from streamproc.sim import messages
+from streamproc.state.keys import Keys
 
 
 async def _produce(bootstrap: str, records: list[tuple[str, bytes, bytes]]) -> dict[int, tuple[bytes, int]]:
@@ -66,7 +67,7 @@ async def _wait_quotes(client: aioredis.Redis, key: str, end: dict[int, int]) ->
 
 async def _run(args: argparse.Namespace) -> dict[str, Any]:
     s = Settings.from_env(None, namespace=f"bench-{int(time.time())}", partitions=args.partitions)
-    t = s.topics
+    t, keys = s.topics, Keys(s.redis_prefix)
     admin = AIOKafkaAdminClient(**kafka_args(s))
     await admin.start()
     client = redis_client(s)
@@ -117,7 +118,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         pending = {p: (k.decode(), seqs[i]) for p, (k, i) in last_pos.items()}
         while pending:
             for p, (acct, want) in list(pending.items()):
-                got = await client.hget(f"{s.redis_prefix}acct:{{{acct}}}", "seq")
+                got = await client.hget(keys.account(acct), "seq")
                 if got is not None and first is None:
                     first = time.perf_counter()
                 if got is not None and int(got) >= want:
@@ -142,7 +143,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         await consumer.start()
         end = await consumer.end_offsets([TopicPartition(t.quotes, p) for p in range(args.partitions)])
         await consumer.stop()
-        key = f"{s.redis_prefix}offsets:quotes"
+        key = keys.quote_offsets
         before = sum(int(v) for v in (await client.hgetall(key)).values())
         started = time.perf_counter()
         worker.send_signal(signal.SIGCONT)
