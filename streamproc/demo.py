@@ -30,8 +30,8 @@ from streamproc.clients import kafka_args, redis_client
 from streamproc.settings import Settings, SettingsError
 from streamproc.sim import fill, simulate
 from streamproc.sim.market import TRADING_DAY_S, Faults, Market
-from streamproc.sim.workers import Samples, WorkerProcess
 from streamproc.state.keys import Keys
+from streamproc.worker_process import Samples, WorkerProcess
 
 console = Console()
 OUT = Path("bench-results")
@@ -324,7 +324,7 @@ async def _run(s: Settings, args: argparse.Namespace) -> dict[str, Any]:
     workers = [
         WorkerProcess(
             {**base, "STREAMPROC_WEB_PORT": str(args.web_port + i)}, OUT / f"demo-worker-{i + 1}.log"
-        )
+        ).start()
         for i in range(args.workers)
     ]
     market = Market(

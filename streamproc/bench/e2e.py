@@ -11,7 +11,6 @@ import asyncio
 import json
 import math
 import os
-import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -33,8 +32,8 @@ from streamproc.bench.worker import _drain
 from streamproc.clients import kafka_args, redis_client
 from streamproc.settings import Settings
 from streamproc.sim.messages import quote
-from streamproc.sim.workers import WorkerProcess
 from streamproc.state.keys import Keys
+from streamproc.worker_process import WorkerProcess
 
 console = Console()
 # a +45% jump takes a 9.5% holding to 13.2%: out of a 3-point band (and below the 0.5 outlier threshold)
@@ -191,11 +190,11 @@ async def _account_phase(
     while not w.ready():
         w.check_alive()
         await asyncio.sleep(0.1)
-    w.proc.send_signal(signal.SIGSTOP)
+    w.pause()
     try:
         await _produce(s.kafka_bootstrap_servers, records, progress, f"producing {topic}")
     finally:
-        w.proc.send_signal(signal.SIGCONT)
+        w.resume()
     await _until(progress, f"(d) worker applying {topic}", len(records), consumed, w.check_alive)
     client = redis_client(s)
     try:
@@ -239,7 +238,7 @@ async def _ingest_phase(
     s: Settings, w: WorkerProcess, data: DataSet, n: int, progress: Progress, out: dict[str, Any]
 ) -> int:
     """(b): quotes produced while the worker is paused, then ingested as a backlog with evaluation."""
-    w.proc.send_signal(signal.SIGSTOP)
+    w.pause()
     rng = np.random.default_rng(11)
     values = walk(data, n, rng, int(time.time() * 1000))
     t = s.topics
@@ -256,7 +255,7 @@ async def _ingest_phase(
         before = await _quote_offsets(client, s)
         evals_before = w.metric("streamproc_evaluations_total")
         started = time.perf_counter()
-        w.proc.send_signal(signal.SIGCONT)
+        w.resume()
 
         async def done() -> int:
             return await _quote_offsets(client, s) - before
@@ -397,7 +396,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             t = s.topics
             market = [r for r in records if r[0] in (t.instruments, t.quotes)]
             await _produce(s.kafka_bootstrap_servers, market, progress, "producing instruments and quotes")
-            w = WorkerProcess(env, log_dir / "e2e-worker-1.log")
+            w = WorkerProcess(env, log_dir / "e2e-worker-1.log").start()
             workers.append(w)
             # positions first, then targets: an account is managed (evaluated) once its targets arrive,
             # and by then all of its holdings are in (a cold start from a backlog would otherwise evaluate
@@ -412,7 +411,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             out["memory"] = {"worker_after_book_mib": round(w.peak_rss_mib())}
             w.stop()
 
-            w = WorkerProcess(env, log_dir / "e2e-worker-2.log")
+            w = WorkerProcess(env, log_dir / "e2e-worker-2.log").start()
             workers.append(w)
             await _restart_phase(w, args.partitions, progress, out)
             end = await _ingest_phase(s, w, data, args.quotes, progress, out)

@@ -7,9 +7,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
 from typing import Any
 
@@ -23,6 +20,7 @@ from streamproc.clients import kafka_args, redis_client
 from streamproc.settings import Settings
 from streamproc.sim import messages
 from streamproc.state.keys import Keys
+from streamproc.worker_process import WorkerProcess
 
 
 async def _produce(bootstrap: str, records: list[tuple[str, bytes, bytes]]) -> dict[int, tuple[bytes, int]]:
@@ -56,9 +54,10 @@ async def _drain(bootstrap: str, topic: str, partitions: int, total: int) -> flo
         await consumer.stop()
 
 
-async def _wait_quotes(client: aioredis.Redis, key: str, end: dict[int, int]) -> None:
+async def _wait_quotes(client: aioredis.Redis, key: str, end: dict[int, int], worker: WorkerProcess) -> None:
     """Until the stored quote offsets of every partition reach ``end``."""
     while True:
+        worker.check_alive()
         done = {int(k): int(v) for k, v in (await client.hgetall(key)).items()}
         if all(done.get(p, 0) >= o for p, o in end.items() if o):
             return
@@ -71,7 +70,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
     admin = AIOKafkaAdminClient(**kafka_args(s))
     await admin.start()
     client = redis_client(s)
-    worker: subprocess.Popen[bytes] | None = None
+    worker: WorkerProcess | None = None
     try:
         await ensure_topics(s, admin)
         rng = np.random.default_rng(7)
@@ -113,10 +112,13 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             "STREAMPROC_STORM_MIN_ACCOUNTS": str(10 * args.accounts),
         }
         env["STREAMPROC_LOG_LEVEL"] = "warning"
-        worker = subprocess.Popen([sys.executable, "-m", "streamproc", "worker"], env=env)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        worker = WorkerProcess(env, args.out.parent / "bench-worker.log").start()
+        print(f"worker log: {worker.log_path}")
         first: float | None = None
         pending = {p: (k.decode(), seqs[i]) for p, (k, i) in last_pos.items()}
         while pending:
+            worker.check_alive()
             for p, (acct, want) in list(pending.items()):
                 got = await client.hget(keys.account(acct), "seq")
                 if got is not None and first is None:
@@ -129,7 +131,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
 
         # Pause the worker while the quotes are produced, so it then faces them as a backlog with its
         # evaluator running: its rate is measured, not the producer's.
-        worker.send_signal(signal.SIGSTOP)
+        worker.pause()
         print(f"worker: ingesting {args.quotes} quotes with evaluation ...")
         quotes = []
         qseq = np.zeros(args.instruments, dtype=np.int64)
@@ -146,13 +148,11 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         key = keys.quote_offsets
         before = sum(int(v) for v in (await client.hgetall(key)).values())
         started = time.perf_counter()
-        worker.send_signal(signal.SIGCONT)
-        await _wait_quotes(client, key, {tp.partition: o for tp, o in end.items()})
+        worker.resume()
+        await _wait_quotes(client, key, {tp.partition: o for tp, o in end.items()}, worker)
         quotes_s = time.perf_counter() - started
         quotes_n = sum(end.values()) - before
-        worker.terminate()
-        worker.wait(timeout=30)
-        worker = None
+        worker.stop(timeout_s=30)
 
         print("bare aiokafka consumer: draining the same quotes topic ...")
         total = sum(end.values())
@@ -171,8 +171,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         return out
     finally:
         if worker is not None:
-            worker.terminate()
-            worker.wait(timeout=30)
+            worker.stop(timeout_s=30)
         await client.aclose()
         await admin.close()
         await remove_namespace(s)
