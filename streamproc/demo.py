@@ -19,14 +19,15 @@ from typing import Any
 
 import numpy as np
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from rich.console import Console, Group
 from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
+from streamproc import kafka
 from streamproc.app.topics import remove_namespace
-from streamproc.clients import kafka_args, redis_client
+from streamproc.clients import redis_client
 from streamproc.settings import Settings, SettingsError
 from streamproc.sim import fill, simulate
 from streamproc.sim.market import TRADING_DAY_S, Faults, Market
@@ -115,7 +116,7 @@ class View:
 async def watch_outputs(s: Settings, partitions: dict[str, int], view: View) -> None:
     """Read orders, alerts and dead letters from the beginning of the namespace's topics."""
     t = s.topics
-    consumer = AIOKafkaConsumer(**kafka_args(s), group_id=None, fetch_max_wait_ms=50)
+    consumer = kafka.consumer(s, fetch_max_wait_ms=50)
     await consumer.start()
     try:
         consumer.assign(

@@ -71,3 +71,15 @@ async def read_tail(
         return records
     finally:
         await client.stop()
+
+
+async def end_offsets(settings: Settings, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+    """The end offset (next offset to be written) of each of ``tps`` now (a short-lived consumer)."""
+    client = consumer(settings)
+    await client.start()
+    try:
+        parts = list(tps)
+        ends: dict[TopicPartition, int] = await client.end_offsets(parts) if parts else {}
+        return ends
+    finally:
+        await client.stop()

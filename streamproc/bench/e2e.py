@@ -20,12 +20,13 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from streamproc import kafka
 from streamproc.app.pipeline import partition_of
 from streamproc.app.topics import ensure_topics, remove_namespace
 from streamproc.bench.worker import _drain
@@ -246,12 +247,8 @@ async def _ingest_phase(
     await _produce(s.kafka_bootstrap_servers, records, progress, "(b) producing the quote backlog")
     client = redis_client(s)
     try:
-        consumer = AIOKafkaConsumer(**kafka_args(s), group_id=None)
-        await consumer.start()
         tps = [TopicPartition(t.quotes, p) for p in range(s.partitions)]
-        ends: dict[TopicPartition, int] = await consumer.end_offsets(tps)
-        end = sum(ends.values())
-        await consumer.stop()
+        end = sum((await kafka.end_offsets(s, tps)).values())
         before = await _quote_offsets(client, s)
         evals_before = w.metric("streamproc_evaluations_total")
         started = time.perf_counter()
@@ -280,7 +277,7 @@ async def _latency_phase(
     breaching its holders (+45%); latency = order received by a consumer minus the quote's ts (``as_of``)."""
     t = s.topics
     rng = np.random.default_rng(13)
-    consumer = AIOKafkaConsumer(**kafka_args(s), group_id=None, fetch_max_wait_ms=5)
+    consumer = kafka.consumer(s, fetch_max_wait_ms=5)
     await consumer.start()
     tps = [TopicPartition(t.orders, p) for p in range(s.partitions)]
     consumer.assign(tps)
@@ -417,7 +414,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             end = await _ingest_phase(s, w, data, args.quotes, progress, out)
 
             task = progress.add_task("(a) bare aiokafka consumer draining", total=None)
-            drain_s = await _drain(s.kafka_bootstrap_servers, s.topics.quotes, args.partitions, end)
+            drain_s = await _drain(s, s.topics.quotes, args.partitions, end)
             progress.update(task, total=1, completed=1)
             out["bare_consumer"] = {
                 "quotes": end,

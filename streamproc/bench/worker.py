@@ -12,9 +12,10 @@ from typing import Any
 
 import numpy as np
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from streamproc import kafka
 from streamproc.app.topics import ensure_topics, remove_namespace
 from streamproc.clients import kafka_args, redis_client
 from streamproc.settings import Settings
@@ -38,9 +39,11 @@ async def _produce(bootstrap: str, records: list[tuple[str, bytes, bytes]]) -> d
     return {p: v for (_t, p), v in last.items()}
 
 
-async def _drain(bootstrap: str, topic: str, partitions: int, total: int) -> float:
-    """Seconds a bare consumer takes to fetch ``total`` records of ``topic`` (no decoding)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, max_poll_records=2000)
+async def _drain(settings: Settings, topic: str, partitions: int, total: int) -> float:
+    """Seconds a bare consumer takes to fetch ``total`` records of ``topic`` (no decoding). Its loop is
+    the measurement, the ceiling of the worker's ingest: it only counts (``kafka.read_to_end`` would keep
+    every record and ask for positions after each batch)."""
+    consumer = kafka.consumer(settings, max_poll_records=2000)
     await consumer.start()
     try:
         consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
@@ -141,10 +144,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             mid = 100.0 * (1 + 0.001 * float(rng.standard_normal()))
             quotes.append((t.quotes, *messages.quote(instruments[k], mid, int(qseq[k]))))
         await _produce(s.kafka_bootstrap_servers, quotes)
-        consumer = AIOKafkaConsumer(**kafka_args(s), group_id=None)
-        await consumer.start()
-        end = await consumer.end_offsets([TopicPartition(t.quotes, p) for p in range(args.partitions)])
-        await consumer.stop()
+        end = await kafka.end_offsets(s, [TopicPartition(t.quotes, p) for p in range(args.partitions)])
         key = keys.quote_offsets
         before = sum(int(v) for v in (await client.hgetall(key)).values())
         started = time.perf_counter()
@@ -156,7 +156,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
 
         print("bare aiokafka consumer: draining the same quotes topic ...")
         total = sum(end.values())
-        drain_s = await _drain(s.kafka_bootstrap_servers, t.quotes, args.partitions, total)
+        drain_s = await _drain(s, t.quotes, args.partitions, total)
         out = {
             "accounts": args.accounts,
             "holdings": args.holdings,
