@@ -19,18 +19,20 @@ from typing import Any
 
 import numpy as np
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from rich.console import Console, Group
 from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
+from streamproc import kafka
 from streamproc.app.topics import remove_namespace
-from streamproc.clients import kafka_args, redis_client
+from streamproc.clients import redis_client
 from streamproc.settings import Settings, SettingsError
 from streamproc.sim import fill, simulate
 from streamproc.sim.market import TRADING_DAY_S, Faults, Market
-from streamproc.sim.workers import Samples, WorkerProcess
+from streamproc.state.keys import Keys
+from streamproc.worker_process import Samples, WorkerProcess
 
 console = Console()
 OUT = Path("bench-results")
@@ -114,7 +116,7 @@ class View:
 async def watch_outputs(s: Settings, partitions: dict[str, int], view: View) -> None:
     """Read orders, alerts and dead letters from the beginning of the namespace's topics."""
     t = s.topics
-    consumer = AIOKafkaConsumer(**kafka_args(s), group_id=None, fetch_max_wait_ms=50)
+    consumer = kafka.consumer(s, fetch_max_wait_ms=50)
     await consumer.start()
     try:
         consumer.assign(
@@ -289,7 +291,8 @@ async def drift_statuses(s: Settings) -> Counter[str]:
     client = redis_client(s)
     out: Counter[str] = Counter()
     try:
-        keys = [k async for k in client.scan_iter(match=f"{s.redis_prefix}acct:*", count=2000)]
+        every_account = Keys(s.redis_prefix).account("*")  # a MATCH pattern: braces are literal in it
+        keys = [k async for k in client.scan_iter(match=every_account, count=2000)]
         async with client.pipeline(transaction=False) as pipe:
             for k in keys:
                 pipe.hget(k, "drift")
@@ -322,7 +325,7 @@ async def _run(s: Settings, args: argparse.Namespace) -> dict[str, Any]:
     workers = [
         WorkerProcess(
             {**base, "STREAMPROC_WEB_PORT": str(args.web_port + i)}, OUT / f"demo-worker-{i + 1}.log"
-        )
+        ).start()
         for i in range(args.workers)
     ]
     market = Market(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 
 from streamproc.clients import kafka_args, redis_client
 from streamproc.settings import Settings
+from streamproc.state.records import EpisodeDoc
 from streamproc.state.store import Store
 
 _WORKER_FRESH_MS = 30_000
@@ -26,7 +27,7 @@ def _json(doc: Any) -> str:
     return orjson.dumps(doc).decode()
 
 
-def _alerts_for(firing: dict[str, dict[str, Any]], kind: str, ident: str) -> list[str]:
+def _alerts_for(firing: Mapping[str, EpisodeDoc], kind: str, ident: str) -> list[str]:
     return [
         f"  {doc['type']} firing since {doc['since_ms']} ({doc['id']}): {_json(doc['details'])}"
         for doc in firing.values()
@@ -96,7 +97,9 @@ async def _account(store: Store, ident: str, now_ms: int) -> int:
     else:
         print("  drift status   not evaluated yet")
     if rec.gap:
-        print(f"  QUARANTINED    position seqs missing: {rec.gap['ranges']} (streamproc reconcile {ident})")
+        print(
+            f"  QUARANTINED    position seqs missing: {rec.gap.gaps['ranges']} (streamproc reconcile {ident})"
+        )
     if rec.order:
         o = rec.order
         legs = ", ".join(f"{leg['side']} {leg['qty']} {leg['instrument']}" for leg in o["legs"])
@@ -139,8 +142,9 @@ async def _status(store: Store, ident: str, now_ms: int) -> int:
     else:
         print("orders flowing" + (" (storm detection muted after a release)" if muted else ""))
     print(f"alerts firing: {len(firing)}")
-    for doc in sorted(firing.values(), key=lambda d: d["since_ms"]):
-        print(f"  {doc['type']:<16} {doc['subject'][0]} {doc['subject'][1]:<20} since {doc['since_ms']}")
+    for alert in sorted(firing.values(), key=lambda d: d["since_ms"]):
+        kind, ident_ = alert["subject"]
+        print(f"  {alert['type']:<16} {kind} {ident_:<20} since {alert['since_ms']}")
     return 0
 
 
@@ -163,7 +167,7 @@ async def _reconcile(store: Store, ident: str, now_ms: int) -> int:
         return 1
     await store.request_reconcile(ident, now_ms)
     print(
-        f"asked the owner of {ident} to lift its quarantine (missing seqs {rec.gap['ranges']}); "
+        f"asked the owner of {ident} to lift its quarantine (missing seqs {rec.gap.gaps['ranges']}); "
         f"check with: streamproc inspect account {ident}"
     )
     return 0

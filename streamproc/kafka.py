@@ -79,3 +79,15 @@ async def read_tail(
 def partition_of(key: str, partitions: int) -> int:
     """Kafka's default partition of a key (murmur2), e.g. so alerts about an instrument have one owner."""
     return int(murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
+async def end_offsets(settings: Settings, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+    """The end offset (next offset to be written) of each of ``tps`` now (a short-lived consumer)."""
+    client = consumer(settings)
+    await client.start()
+    try:
+        parts = list(tps)
+        ends: dict[TopicPartition, int] = await client.end_offsets(parts) if parts else {}
+        return ends
+    finally:
+        await client.stop()

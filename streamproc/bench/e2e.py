@@ -6,32 +6,35 @@ draining the same topic, and (c) quote-to-order latency at a fixed offered quote
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import math
 import os
-import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from streamproc import kafka
 from streamproc.app.topics import ensure_topics, remove_namespace
 from streamproc.bench.worker import _drain
 from streamproc.clients import kafka_args, redis_client
 from streamproc.kafka import partition_of
 from streamproc.settings import Settings
 from streamproc.sim.messages import quote
-from streamproc.sim.workers import WorkerProcess
+from streamproc.state.keys import Keys
+from streamproc.worker_process import WorkerProcess
 
 console = Console()
 # a +45% jump takes a 9.5% holding to 13.2%: out of a 3-point band (and below the 0.5 outlier threshold)
@@ -46,9 +49,9 @@ class DataSet:
     instruments: list[str]
     tiers: list[str]
     lots: list[float]
-    mids: np.ndarray  # type: ignore[type-arg]
-    holdings: np.ndarray  # type: ignore[type-arg]  # accounts x holdings
-    seq: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # type: ignore[type-arg]
+    mids: npt.NDArray[np.float64]
+    holdings: npt.NDArray[np.int64]  # accounts x holdings
+    seq: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
 def build(accounts: int, holdings: int, instruments: int, seed: int) -> DataSet:
@@ -67,7 +70,7 @@ def build(accounts: int, holdings: int, instruments: int, seed: int) -> DataSet:
     strides = np.array([k for k in range(1, instruments) if math.gcd(k, instruments) == 1])
     start = rng.integers(instruments, size=(accounts, 1))
     stride = rng.choice(strides, size=(accounts, 1))
-    held = (start + stride * np.arange(holdings)) % instruments
+    held = ((start + stride * np.arange(holdings)) % instruments).astype(np.int64, copy=False)
     return DataSet(names, tiers, lots, mids, held, np.ones(instruments, dtype=np.int64))
 
 
@@ -153,7 +156,7 @@ async def _produce(
 
 
 async def _quote_offsets(client: aioredis.Redis, s: Settings) -> int:
-    return sum(int(v) for v in (await client.hgetall(f"{s.redis_prefix}offsets:quotes")).values())
+    return sum(int(v) for v in (await client.hgetall(Keys(s.redis_prefix).quote_offsets)).values())
 
 
 # ---- the phases -------------------------------------------------------------------------------
@@ -188,16 +191,17 @@ async def _account_phase(
     while not w.ready():
         w.check_alive()
         await asyncio.sleep(0.1)
-    w.proc.send_signal(signal.SIGSTOP)
+    w.pause()
     try:
         await _produce(s.kafka_bootstrap_servers, records, progress, f"producing {topic}")
     finally:
-        w.proc.send_signal(signal.SIGCONT)
+        w.resume()
     await _until(progress, f"(d) worker applying {topic}", len(records), consumed, w.check_alive)
     client = redis_client(s)
     try:
+        keys = Keys(s.redis_prefix)
         for acct in last.values():
-            while (got := await client.hget(f"{s.redis_prefix}acct:{{{acct}}}", field_)) is None or (
+            while (got := await client.hget(keys.account(acct), field_)) is None or (
                 want is not None and got != want
             ):
                 w.check_alive()
@@ -235,7 +239,7 @@ async def _ingest_phase(
     s: Settings, w: WorkerProcess, data: DataSet, n: int, progress: Progress, out: dict[str, Any]
 ) -> int:
     """(b): quotes produced while the worker is paused, then ingested as a backlog with evaluation."""
-    w.proc.send_signal(signal.SIGSTOP)
+    w.pause()
     rng = np.random.default_rng(11)
     values = walk(data, n, rng, int(time.time() * 1000))
     t = s.topics
@@ -243,15 +247,12 @@ async def _ingest_phase(
     await _produce(s.kafka_bootstrap_servers, records, progress, "(b) producing the quote backlog")
     client = redis_client(s)
     try:
-        consumer = AIOKafkaConsumer(**kafka_args(s), group_id=None)
-        await consumer.start()
         tps = [TopicPartition(t.quotes, p) for p in range(s.partitions)]
-        end = sum((await consumer.end_offsets(tps)).values())
-        await consumer.stop()
+        end = sum((await kafka.end_offsets(s, tps)).values())
         before = await _quote_offsets(client, s)
         evals_before = w.metric("streamproc_evaluations_total")
         started = time.perf_counter()
-        w.proc.send_signal(signal.SIGCONT)
+        w.resume()
 
         async def done() -> int:
             return await _quote_offsets(client, s) - before
@@ -276,7 +277,7 @@ async def _latency_phase(
     breaching its holders (+45%); latency = order received by a consumer minus the quote's ts (``as_of``)."""
     t = s.topics
     rng = np.random.default_rng(13)
-    consumer = AIOKafkaConsumer(**kafka_args(s), group_id=None, fetch_max_wait_ms=5)
+    consumer = kafka.consumer(s, fetch_max_wait_ms=5)
     await consumer.start()
     tps = [TopicPartition(t.orders, p) for p in range(s.partitions)]
     consumer.assign(tps)
@@ -347,7 +348,7 @@ async def _latency_phase(
     }
 
 
-async def _run(args: Any) -> dict[str, Any]:
+async def _run(args: argparse.Namespace) -> dict[str, Any]:
     s = Settings.from_env(None, namespace=f"e2e-{int(time.time())}", partitions=args.partitions)
     admin = AIOKafkaAdminClient(**kafka_args(s))
     await admin.start()
@@ -392,7 +393,7 @@ async def _run(args: Any) -> dict[str, Any]:
             t = s.topics
             market = [r for r in records if r[0] in (t.instruments, t.quotes)]
             await _produce(s.kafka_bootstrap_servers, market, progress, "producing instruments and quotes")
-            w = WorkerProcess(env, log_dir / "e2e-worker-1.log")
+            w = WorkerProcess(env, log_dir / "e2e-worker-1.log").start()
             workers.append(w)
             # positions first, then targets: an account is managed (evaluated) once its targets arrive,
             # and by then all of its holdings are in (a cold start from a backlog would otherwise evaluate
@@ -407,13 +408,13 @@ async def _run(args: Any) -> dict[str, Any]:
             out["memory"] = {"worker_after_book_mib": round(w.peak_rss_mib())}
             w.stop()
 
-            w = WorkerProcess(env, log_dir / "e2e-worker-2.log")
+            w = WorkerProcess(env, log_dir / "e2e-worker-2.log").start()
             workers.append(w)
             await _restart_phase(w, args.partitions, progress, out)
             end = await _ingest_phase(s, w, data, args.quotes, progress, out)
 
             task = progress.add_task("(a) bare aiokafka consumer draining", total=None)
-            drain_s = await _drain(s.kafka_bootstrap_servers, s.topics.quotes, args.partitions, end)
+            drain_s = await _drain(s, s.topics.quotes, args.partitions, end)
             progress.update(task, total=1, completed=1)
             out["bare_consumer"] = {
                 "quotes": end,
@@ -466,7 +467,7 @@ def _table(f: dict[str, Any]) -> Table:
     return table
 
 
-def run(args: Any) -> int:
+def run(args: argparse.Namespace) -> int:
     """Entry point of `streamproc bench e2e`."""
     figures = asyncio.run(_run(args))
     console.print(_table(figures))

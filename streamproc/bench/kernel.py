@@ -9,12 +9,13 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from streamproc.core import Book
 from streamproc.core.reference import evaluate_account
+from streamproc.core.types import I64
 
 STEPS = np.array([s for s in range(1, 997) if s % 2 and s % 5])  # coprime with 10^k * 2^j instrument counts
 
@@ -65,9 +66,19 @@ def build_book(accounts: int, holdings: int, instruments: int, seed: int) -> Boo
     return book
 
 
-def _loop_inputs(book: Book, rows: np.ndarray) -> list[tuple[Any, ...]]:  # type: ignore[type-arg]
+class LoopInput(NamedTuple):
+    """The arguments of ``evaluate_account`` for one account."""
+
+    holdings: dict[str, float]
+    cash: float
+    targets: dict[str, float]
+    limits: dict[str, float]
+    mids: dict[str, float | None]
+
+
+def _loop_inputs(book: Book, rows: I64) -> list[LoopInput]:
     """Per-account dicts as a plain implementation would hold them (built through the public API)."""
-    mids = {}
+    mids: dict[str, float | None] = {}
     for i in book.instruments.ids():
         bid, ask, _ = book.price(i)
         mids[i] = (bid + ask) * 0.5
@@ -76,7 +87,7 @@ def _loop_inputs(book: Book, rows: np.ndarray) -> list[tuple[Any, ...]]:  # type
         acct = book.accounts.id_of(r)
         holdings, targets = book.holdings(acct), book.targets(acct)
         limits = {i: book.limit(acct, i) for i in holdings.keys() | targets.keys()}
-        out.append((holdings, book.cash(acct), targets, limits, mids))
+        out.append(LoopInput(holdings, book.cash(acct), targets, limits, mids))
     return out
 
 

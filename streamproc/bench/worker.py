@@ -3,24 +3,25 @@ consumer draining the same quotes (the ceiling), measured in one run against the
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
 from typing import Any
 
 import numpy as np
-import orjson
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from streamproc import kafka
 from streamproc.app.topics import ensure_topics, remove_namespace
 from streamproc.clients import kafka_args, redis_client
 from streamproc.settings import Settings
+from streamproc.sim import messages
+from streamproc.state.keys import Keys
+from streamproc.worker_process import WorkerProcess
 
 
 async def _produce(bootstrap: str, records: list[tuple[str, bytes, bytes]]) -> dict[int, tuple[bytes, int]]:
@@ -38,9 +39,11 @@ async def _produce(bootstrap: str, records: list[tuple[str, bytes, bytes]]) -> d
     return {p: v for (_t, p), v in last.items()}
 
 
-async def _drain(bootstrap: str, topic: str, partitions: int, total: int) -> float:
-    """Seconds a bare consumer takes to fetch ``total`` records of ``topic`` (no decoding)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, max_poll_records=2000)
+async def _drain(settings: Settings, topic: str, partitions: int, total: int) -> float:
+    """Seconds a bare consumer takes to fetch ``total`` records of ``topic`` (no decoding). Its loop is
+    the measurement, the ceiling of the worker's ingest: it only counts (``kafka.read_to_end`` would keep
+    every record and ask for positions after each batch)."""
+    consumer = kafka.consumer(settings, max_poll_records=2000)
     await consumer.start()
     try:
         consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
@@ -54,22 +57,23 @@ async def _drain(bootstrap: str, topic: str, partitions: int, total: int) -> flo
         await consumer.stop()
 
 
-async def _wait_quotes(client: aioredis.Redis, key: str, end: dict[int, int]) -> None:
+async def _wait_quotes(client: aioredis.Redis, key: str, end: dict[int, int], worker: WorkerProcess) -> None:
     """Until the stored quote offsets of every partition reach ``end``."""
     while True:
+        worker.check_alive()
         done = {int(k): int(v) for k, v in (await client.hgetall(key)).items()}
         if all(done.get(p, 0) >= o for p, o in end.items() if o):
             return
         await asyncio.sleep(0.005)
 
 
-async def _run(args: Any) -> dict[str, Any]:
+async def _run(args: argparse.Namespace) -> dict[str, Any]:
     s = Settings.from_env(None, namespace=f"bench-{int(time.time())}", partitions=args.partitions)
-    t = s.topics
+    t, keys = s.topics, Keys(s.redis_prefix)
     admin = AIOKafkaAdminClient(**kafka_args(s))
     await admin.start()
     client = redis_client(s)
-    worker: subprocess.Popen[bytes] | None = None
+    worker: WorkerProcess | None = None
     try:
         await ensure_topics(s, admin)
         rng = np.random.default_rng(7)
@@ -81,29 +85,25 @@ async def _run(args: Any) -> dict[str, Any]:
         )
         setup: list[tuple[str, bytes, bytes]] = []
         for i in instruments:
-            doc = {"instrument": i, "bid": 99.99, "ask": 100.01, "seq": 0, "ts": now}
-            setup.append((t.quotes, i.encode(), orjson.dumps(doc)))
+            setup.append((t.quotes, *messages.quote(i, 100.0, 0, ts=now)))  # 99.99 / 100.01
         for a in range(args.accounts):
-            acct = f"A{a:06d}"
             held = rng.choice(args.instruments, size=args.holdings, replace=False)
             weights = {instruments[h]: round(0.95 / args.holdings, 6) for h in held}
-            tdoc = {"account": acct, "version": 1, "weights": weights, "ts": now}
-            setup.append((t.targets, acct.encode(), orjson.dumps(tdoc)))
+            setup.append((t.targets, *messages.targets(f"A{a:06d}", weights)))
         await _produce(s.kafka_bootstrap_servers, setup)
 
         seq = np.zeros(args.accounts, dtype=np.int64)
-        positions = []
+        positions: list[tuple[str, bytes, bytes]] = []
+        seqs: list[int] = []  # of each record in ``positions``
         for n in range(args.positions):
             a = int(rng.integers(args.accounts))
             seq[a] += 1
-            doc = {
-                "account": f"A{a:06d}",
-                "instrument": instruments[int(rng.integers(args.instruments))],
-                "qty": float(rng.integers(1, 500)),
-                "seq": int(seq[a]),
-                "ts": now + n,
-            }
-            positions.append((t.positions, doc["account"].encode(), orjson.dumps(doc)))
+            seqs.append(int(seq[a]))
+            instrument = instruments[int(rng.integers(args.instruments))]
+            qty = float(rng.integers(1, 500))
+            positions.append(
+                (t.positions, *messages.position(f"A{a:06d}", instrument, qty, seqs[-1], now + n))
+            )
         last_pos = await _produce(s.kafka_bootstrap_servers, positions)
 
         print(f"worker: applying {args.positions} position updates (Redis persistence included) ...")
@@ -115,12 +115,15 @@ async def _run(args: Any) -> dict[str, Any]:
             "STREAMPROC_STORM_MIN_ACCOUNTS": str(10 * args.accounts),
         }
         env["STREAMPROC_LOG_LEVEL"] = "warning"
-        worker = subprocess.Popen([sys.executable, "-m", "streamproc", "worker"], env=env)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        worker = WorkerProcess(env, args.out.parent / "bench-worker.log").start()
+        print(f"worker log: {worker.log_path}")
         first: float | None = None
-        pending = {p: (k.decode(), orjson.loads(positions[i][2])["seq"]) for p, (k, i) in last_pos.items()}
+        pending = {p: (k.decode(), seqs[i]) for p, (k, i) in last_pos.items()}
         while pending:
+            worker.check_alive()
             for p, (acct, want) in list(pending.items()):
-                got = await client.hget(f"{s.redis_prefix}acct:{{{acct}}}", "seq")
+                got = await client.hget(keys.account(acct), "seq")
                 if got is not None and first is None:
                     first = time.perf_counter()
                 if got is not None and int(got) >= want:
@@ -131,41 +134,29 @@ async def _run(args: Any) -> dict[str, Any]:
 
         # Pause the worker while the quotes are produced, so it then faces them as a backlog with its
         # evaluator running: its rate is measured, not the producer's.
-        worker.send_signal(signal.SIGSTOP)
+        worker.pause()
         print(f"worker: ingesting {args.quotes} quotes with evaluation ...")
         quotes = []
         qseq = np.zeros(args.instruments, dtype=np.int64)
         for _ in range(args.quotes):
-            i = int(rng.integers(args.instruments))
-            qseq[i] += 1
+            k = int(rng.integers(args.instruments))
+            qseq[k] += 1
             mid = 100.0 * (1 + 0.001 * float(rng.standard_normal()))
-            doc = {
-                "instrument": instruments[i],
-                "bid": round(mid - 0.01, 4),
-                "ask": round(mid + 0.01, 4),
-                "seq": int(qseq[i]),
-                "ts": int(time.time() * 1000),
-            }
-            quotes.append((t.quotes, instruments[i].encode(), orjson.dumps(doc)))
+            quotes.append((t.quotes, *messages.quote(instruments[k], mid, int(qseq[k]))))
         await _produce(s.kafka_bootstrap_servers, quotes)
-        consumer = AIOKafkaConsumer(**kafka_args(s), group_id=None)
-        await consumer.start()
-        end = await consumer.end_offsets([TopicPartition(t.quotes, p) for p in range(args.partitions)])
-        await consumer.stop()
-        key = f"{s.redis_prefix}offsets:quotes"
+        end = await kafka.end_offsets(s, [TopicPartition(t.quotes, p) for p in range(args.partitions)])
+        key = keys.quote_offsets
         before = sum(int(v) for v in (await client.hgetall(key)).values())
         started = time.perf_counter()
-        worker.send_signal(signal.SIGCONT)
-        await _wait_quotes(client, key, {tp.partition: o for tp, o in end.items()})
+        worker.resume()
+        await _wait_quotes(client, key, {tp.partition: o for tp, o in end.items()}, worker)
         quotes_s = time.perf_counter() - started
         quotes_n = sum(end.values()) - before
-        worker.terminate()
-        worker.wait(timeout=30)
-        worker = None
+        worker.stop(timeout_s=30)
 
         print("bare aiokafka consumer: draining the same quotes topic ...")
         total = sum(end.values())
-        drain_s = await _drain(s.kafka_bootstrap_servers, t.quotes, args.partitions, total)
+        drain_s = await _drain(s, t.quotes, args.partitions, total)
         out = {
             "accounts": args.accounts,
             "holdings": args.holdings,
@@ -180,14 +171,13 @@ async def _run(args: Any) -> dict[str, Any]:
         return out
     finally:
         if worker is not None:
-            worker.terminate()
-            worker.wait(timeout=30)
+            worker.stop(timeout_s=30)
         await client.aclose()
         await admin.close()
         await remove_namespace(s)
 
 
-def run(args: Any) -> int:
+def run(args: argparse.Namespace) -> int:
     """Entry point of `streamproc bench worker`."""
     figures = asyncio.run(_run(args))
     print()

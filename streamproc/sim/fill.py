@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from streamproc import kafka
 from streamproc.clients import kafka_args, redis_client
 from streamproc.settings import Settings
 from streamproc.sim.market import CASH, Record
@@ -303,7 +304,7 @@ async def run(
     ledger = Ledger(Contract(settings.schemas_dir))
     client = redis_client(settings)
     desk = Desk(ledger, RedisClaims(client, settings.redis_prefix), stats, Decimal(str(fee_bps)))
-    feed = AIOKafkaConsumer(**kafka_args(settings), group_id=None, enable_auto_commit=False)
+    feed = kafka.consumer(settings)
     orders = AIOKafkaConsumer(
         t.orders,
         **kafka_args(settings),

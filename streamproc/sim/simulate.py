@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from streamproc import kafka
 from streamproc.clients import kafka_args
 from streamproc.settings import Settings, SettingsError
 from streamproc.sim.market import TRADING_DAY_S, Faults, Market, Record
@@ -181,23 +182,24 @@ async def latest_quotes(
     """Per instrument, the last seq published (a crossed quote's too) and the mid of the last good quote,
     from the tail of the quotes topic."""
     contract = Contract(settings.schemas_dir)
-    consumer = AIOKafkaConsumer(**kafka_args(settings), group_id=None, enable_auto_commit=False)
+    tps = [TopicPartition(settings.topics.quotes, p) for p in range(partitions)]
+    consumer = kafka.consumer(settings)
     await consumer.start()
-    last: dict[str, tuple[int, float | None]] = {}
     try:
-        end = await assign_tail(consumer, {settings.topics.quotes: (partitions, lookback)})
-        while await behind(consumer, end):
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                for r in records:
-                    doc = decode(contract, "quotes", r.key, r.value)
-                    if isinstance(doc, Rejected):
-                        if doc.doc is not None:  # crossed: its seq counts, its prices do not
-                            name = doc.doc["instrument"]
-                            last[name] = (doc.doc["seq"], last.get(name, (0, None))[1])
-                        continue
-                    last[doc["instrument"]] = (doc["seq"], (float(doc["bid"]) + float(doc["ask"])) / 2)
+        end: dict[TopicPartition, int] = await consumer.end_offsets(tps)
+        start = {tp: max(0, end[tp] - lookback) for tp in tps} if lookback >= 0 else {}
+        records, _ = await kafka.read_to_end(consumer, tps, start)
     finally:
         await consumer.stop()
+    last: dict[str, tuple[int, float | None]] = {}
+    for r in records:  # in offset order per partition, and an instrument's quotes share one partition
+        doc = decode(contract, "quotes", r.key, r.value)
+        if isinstance(doc, Rejected):
+            if doc.doc is not None:  # crossed: its seq counts, its prices do not
+                name = doc.doc["instrument"]
+                last[name] = (doc.doc["seq"], last.get(name, (0, None))[1])
+            continue
+        last[doc["instrument"]] = (doc["seq"], (float(doc["bid"]) + float(doc["ask"])) / 2)
     return last
 
 

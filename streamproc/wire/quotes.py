@@ -64,6 +64,7 @@ class QuoteDecoder:
         if not self.enabled or not values:
             return None
         try:
+            # a None value (tombstone) raises TypeError here: such a batch takes the per-record path
             docs: list[Any] = list(map(orjson.loads, values))  # type: ignore[arg-type]
         except (orjson.JSONDecodeError, TypeError):
             return None

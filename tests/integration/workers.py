@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -17,6 +15,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from streamproc import worker_process
 from tests.conftest import ROOT, Stack
 
 
@@ -26,8 +25,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class WorkerProcess:
-    """One `python -m streamproc worker` subprocess with a namespace's settings; logs go to a file."""
+class WorkerProcess(worker_process.WorkerProcess):
+    """One `python -m streamproc worker` subprocess with a namespace's settings and the tests' defaults
+    (fast passes, short timeouts, JSON logs, a free web port); its log is ``<log_dir>/worker-<name>.log``.
+    Starting, signalling, stopping and probing it are the shared ``streamproc.worker_process``'s."""
 
     def __init__(
         self,
@@ -38,50 +39,31 @@ class WorkerProcess:
         module: str = "streamproc",
         **env: str,
     ) -> None:
-        self.argv = [sys.executable, "-m", module] + (["worker"] if module == "streamproc" else [])
-        self.env = {
-            **os.environ,
-            "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap,
-            "REDIS_URL": stack.redis_url,
-            "STREAMPROC_NAMESPACE": namespace,
-            "STREAMPROC_PARTITIONS": "3",
-            "STREAMPROC_EVAL_INTERVAL_MS": "20",
-            "STREAMPROC_ORDER_SETTLE_S": "0.2",
-            "STREAMPROC_OUTLIER_MOVE": "0.5",  # scenarios move prices far for clear breaches
-            "STREAMPROC_STORM_MIN_ACCOUNTS": "100000",  # ... of many accounts at once (storms: own test)
-            "STREAMPROC_SESSION_TIMEOUT_S": "6",
-            "STREAMPROC_LOG_FORMAT": "json",
-            "STREAMPROC_WEB_PORT": str(free_port()),
-            **env,
-        }
-        self.log_path = log_dir / f"worker-{name}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__(
+            {
+                **os.environ,
+                "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap,
+                "REDIS_URL": stack.redis_url,
+                "STREAMPROC_NAMESPACE": namespace,
+                "STREAMPROC_PARTITIONS": "3",
+                "STREAMPROC_EVAL_INTERVAL_MS": "20",
+                "STREAMPROC_ORDER_SETTLE_S": "0.2",
+                "STREAMPROC_OUTLIER_MOVE": "0.5",  # scenarios move prices far for clear breaches
+                "STREAMPROC_STORM_MIN_ACCOUNTS": "100000",  # ... of many accounts at once (storms: own test)
+                "STREAMPROC_SESSION_TIMEOUT_S": "6",
+                "STREAMPROC_LOG_FORMAT": "json",
+                "STREAMPROC_WEB_PORT": str(free_port()),
+                **env,
+            },
+            log_dir / f"worker-{name}.log",
+            cwd=ROOT,
+            new_session=False,  # a Ctrl-C of pytest reaches the workers too
+            append=True,
+            argv=[sys.executable, "-m", module, *(["worker"] if module == "streamproc" else [])],
+        )
 
-    def start(self) -> WorkerProcess:
-        with self.log_path.open("ab") as out:
-            self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=self.env, stdout=out, stderr=out)
-        return self
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-        self.proc.wait(timeout=60)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def logs(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+    def stop(self, timeout_s: float = 30.0) -> int | None:
+        return super().stop(timeout_s)
 
 
 async def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0, every: float = 0.1) -> Any:
