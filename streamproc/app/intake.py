@@ -16,7 +16,7 @@ from streamproc.app.progress import Progress
 from streamproc.core.book import CASH
 from streamproc.settings import Topics
 from streamproc.state.records import AccountPatch
-from streamproc.wire.codec import Rejected, decode
+from streamproc.wire.codec import Reason, Rejected, decode
 from streamproc.wire.contract import Contract
 
 _OUTCOME = {Applied.APPLIED: Outcome.APPLIED, Applied.REPLAY: Outcome.REPLAYED}
@@ -86,7 +86,7 @@ class Intake:
                 try:
                     applied = accounts.apply_targets(doc, rec.partition, now)
                 except ValueError as exc:
-                    dead.append((rec, Rejected("semantic", f"targets cannot be applied: {exc}")))
+                    dead.append((rec, Rejected(Reason.SEMANTIC, f"targets cannot be applied: {exc}")))
                     continue
                 if not applied:
                     messages.inc("targets", Outcome.REPLAYED)

@@ -6,6 +6,7 @@ import base64
 import functools
 import math
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import orjson
@@ -22,37 +23,49 @@ _KEY_FIELD = {
 }
 
 
+class Reason(StrEnum):
+    """The class of a rejection (the dead letter's ``reason``, a label of the dead-letter counter)."""
+
+    UNDECODABLE = "undecodable"
+    INVALID_JSON = "invalid_json"
+    SCHEMA = "schema"
+    SEMANTIC = "semantic"
+
+
 @dataclass(frozen=True, slots=True)
 class Rejected:
     """Why an input record cannot be used: ``reason`` is the class (for counting), ``error`` the detail."""
 
-    reason: str  # undecodable | invalid_json | schema | semantic
+    reason: Reason
     error: str
     doc: dict[str, Any] | None = None  # a crossed or non-positive quote, still needed by the quote checks
 
 
-def _semantic_error(topic: str, doc: dict[str, Any], key: bytes | None) -> str | None:
-    """Rules a JSON Schema cannot express: key/id agreement, crossed quotes, weight sums."""
+def _semantic_error(topic: str, doc: dict[str, Any], key: bytes | None) -> tuple[str, bool] | None:
+    """Rules a JSON Schema cannot express: key/id agreement, crossed quotes, weight sums; returns the
+    error and whether it is bad data about an instrument (a crossed or non-positive quote: still checked
+    by the quote checks, which flag the instrument) rather than a record not to be trusted at all."""
     field = _KEY_FIELD[topic]
     if key is None or key.decode("utf-8", "replace") != doc[field]:
         shown = "no key" if key is None else f"key {key.decode('utf-8', 'replace')!r}"
         return (
             f"{shown} does not match {field} {doc[field]!r}: {topic} records must be keyed by {field} "
-            "(partitioning and ordering depend on it)"
+            "(partitioning and ordering depend on it)",
+            False,
         )
     if topic == "quotes":
         bid, ask = float(doc["bid"]), float(doc["ask"])
         if not (bid > 0 and ask > 0):
-            return f"non-positive quote: bid {doc['bid']}, ask {doc['ask']}; not applied"
+            return f"non-positive quote: bid {doc['bid']}, ask {doc['ask']}; not applied", True
         if bid > ask:
-            return f"crossed quote: bid {doc['bid']} > ask {doc['ask']}; not applied"
+            return f"crossed quote: bid {doc['bid']} > ask {doc['ask']}; not applied", True
     elif topic == "targets":
         weights = doc["weights"]
         if CASH in weights:
-            return f"weights must not name {CASH}: the cash target is 1 - sum(weights)"
+            return f"weights must not name {CASH}: the cash target is 1 - sum(weights)", False
         total = math.fsum(float(w) for w in weights.values())
         if total > 1.0 + _WEIGHT_SUM_TOLERANCE:
-            return f"target weights sum to {total:.6f} > 1; they are fractions of account value"
+            return f"target weights sum to {total:.6f} > 1; they are fractions of account value", False
     return None
 
 
@@ -61,24 +74,25 @@ def decode(
 ) -> dict[str, Any] | Rejected:
     """The validated document of an input record (``topic`` is the logical name), or why it was rejected."""
     if not value:
-        return Rejected("undecodable", "empty value: expected a UTF-8 JSON object")
+        return Rejected(Reason.UNDECODABLE, "empty value: expected a UTF-8 JSON object")
     try:
         doc = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
-        if "UTF-8" in str(exc):
-            return Rejected("undecodable", f"value is not UTF-8 text: {exc}")
-        return Rejected("invalid_json", f"value is not valid JSON: {exc}")
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError as not_text:
+            return Rejected(Reason.UNDECODABLE, f"value is not UTF-8 text: {not_text}")
+        return Rejected(Reason.INVALID_JSON, f"value is not valid JSON: {exc}")
     if not isinstance(doc, dict):
-        return Rejected("schema", f"value must be a JSON object, got {type(doc).__name__}")
+        return Rejected(Reason.SCHEMA, f"value must be a JSON object, got {type(doc).__name__}")
     try:
         contract.validate(topic, doc)
     except SchemaViolation as exc:
-        return Rejected("schema", str(exc))
-    error = _semantic_error(topic, doc, key)
-    if error:
-        # a crossed quote is bad data about its instrument (flag it); a wrongly keyed one is not trusted
-        crossed = topic == "quotes" and error.startswith(("crossed", "non-positive"))
-        return Rejected("semantic", error, doc if crossed else None)
+        return Rejected(Reason.SCHEMA, str(exc))
+    semantic = _semantic_error(topic, doc, key)
+    if semantic is not None:
+        error, about_instrument = semantic
+        return Rejected(Reason.SEMANTIC, error, doc if about_instrument else None)
     return doc
 
 
