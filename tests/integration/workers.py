@@ -43,16 +43,18 @@ class WorkerProcess:
             "STREAMPROC_SESSION_TIMEOUT_S": "6",
             "STREAMPROC_LOG_FORMAT": "json",
             "STREAMPROC_WEB_PORT": str(free_port()),
+            "STREAMPROC_STATE_DIR": str(log_dir / "state"),  # Faust's data directory: the test's tmp
             **env,
         }
         self.log_path = log_dir / f"worker-{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        # what start() runs, and where (a test may change both first)
+        self.argv = [sys.executable, "-m", "streamproc", "worker"]
+        self.cwd = ROOT
 
     def start(self) -> WorkerProcess:
         with self.log_path.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "streamproc", "worker"], cwd=ROOT, env=self.env, stdout=out, stderr=out
-            )
+            self.proc = subprocess.Popen(self.argv, cwd=self.cwd, env=self.env, stdout=out, stderr=out)
         return self
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
