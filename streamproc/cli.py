@@ -151,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
         "topics", help="records per topic and when the newest arrived (is a feed silent?)"
     ).set_defaults(func=_cmd_inspect_topics)
     dls = insp_sub.add_parser("deadletters", help="the newest dead letters with their reasons")
-    dls.add_argument("--last", type=int, default=20, help="how many per partition to read (20)")
+    dls.add_argument("--last", type=int, default=20, help="how many of the newest to show (20)")
     dls.set_defaults(func=_cmd_inspect_deadletters)
 
     storm = sub.add_parser("storm", help="the breach-storm order hold")

@@ -10,13 +10,16 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from aiokafka import TopicPartition
 
-from streamproc.clients import kafka_args, redis_client
+from streamproc import kafka
+from streamproc.clients import redis_client
 from streamproc.settings import Settings
 from streamproc.state.records import EpisodeDoc
 from streamproc.state.store import Store
 
 _WORKER_FRESH_MS = 30_000
+_READ_TIMEOUT_S = 10.0
 
 
 def _age(now_ms: int, ts: int | None) -> str:
@@ -173,69 +176,75 @@ async def _reconcile(store: Store, ident: str, now_ms: int) -> int:
     return 0
 
 
-async def _tails(settings: Settings, topics: list[str], last: int) -> dict[str, list[Any]]:
-    """The last ``last`` records of each partition of ``topics`` (with end offsets), by topic."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    consumer = AIOKafkaConsumer(**kafka_args(settings), group_id=None)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
-        if not tps:
-            await consumer.topics()
-            tps = [
-                TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())
-            ]
-        ends = await consumer.end_offsets(tps)
-        consumer.assign(tps)
-        out: dict[str, list[Any]] = {t: [] for t in topics}
-        pending = set()
-        for tp in tps:
-            if ends[tp]:
-                consumer.seek(tp, max(0, ends[tp] - last))
-                pending.add(tp)
-        while pending:
-            batch = await consumer.getmany(*pending, timeout_ms=2000)
-            if not batch:
-                break
-            for tp, records in batch.items():
-                out[tp.topic] += records
-                if records[-1].offset + 1 >= ends[tp]:
-                    pending.discard(tp)
-        for t in topics:
-            out[t].sort(key=lambda r: r.timestamp)
-        return {**out, "_ends": [(tp.topic, tp.partition, ends[tp]) for tp in tps]}
-    finally:
-        await consumer.stop()
+async def _newest(settings: Settings, topics: list[str]) -> dict[str, tuple[int, int | None]]:
+    """Per topic that exists: (records so far, the newest record's timestamp or None)."""
+    parts = await kafka.partitions(settings, topics)
+    tps = [TopicPartition(t, p) for t in topics for p in parts.get(t, ())]
+    records: list[Any] = []
+    ends: dict[TopicPartition, int] = {}
+    if tps:  # (no consumer for nothing: kafka.read_tail says why)
+        client = kafka.consumer(settings)
+        await client.start()
+        try:
+            ends = await client.end_offsets(tps)
+            start = {tp: max(0, end - 1) for tp, end in ends.items()}
+            records, ends = await kafka.read_to_end(client, tps, start, timeout_s=_READ_TIMEOUT_S)
+        finally:
+            await client.stop()
+    return {
+        t: (
+            sum(end for tp, end in ends.items() if tp.topic == t),
+            max((r.timestamp for r in records if r.topic == t), default=None),
+        )
+        for t in parts
+    }
 
 
 def topics_view(settings: Settings) -> int:
-    """`streamproc inspect topics`: per input topic, records so far and when the newest arrived."""
+    """`streamproc inspect topics`: per topic, records so far and when the newest arrived; 1 when a
+    topic does not exist (a wrong STREAMPROC_NAMESPACE, or no worker has created them yet)."""
     t = settings.topics
     names = [t.quotes, t.positions, t.targets, t.instruments, t.orders, t.alerts, t.deadletter]
-    tails = asyncio.run(_tails(settings, names, 1))
+    found = asyncio.run(_newest(settings, names))
     now_ms = int(time.time() * 1000)
     print(f"{'topic':<32} {'records':>10}  newest record")
     for name in names:
-        ends = [end for topic, _p, end in tails["_ends"] if topic == name]
-        newest = max((r.timestamp for r in tails[name]), default=None)
-        shown = _age(now_ms, newest) if ends else "(no such topic: is STREAMPROC_NAMESPACE right?)"
-        print(f"{name:<32} {sum(ends):>10}  {shown}")
+        records, newest = found.get(name, (0, None))
+        if name not in found:
+            shown = "(no such topic: is STREAMPROC_NAMESPACE right?)"
+        else:
+            shown = _age(now_ms, newest) if newest or not records else "unknown (not read in time)"
+        print(f"{name:<32} {records:>10}  {shown}")
     silent = ", ".join(f"{k}={v:g}s" for k, v in settings.feed_silent_s.items()) or "none"
     print(f"feed_silent watches: {silent} (STREAMPROC_FEED_SILENT_S)")
-    return 0
+    return 0 if len(found) == len(names) else 1
+
+
+async def _dead_letters(settings: Settings, last: int) -> list[Any] | None:
+    """The last ``last`` dead letters of each partition, oldest first (None: no dead-letter topic)."""
+    topic = settings.topics.deadletter
+    parts = (await kafka.partitions(settings, [topic])).get(topic)
+    if parts is None:
+        return None
+    tps = [TopicPartition(topic, p) for p in parts]
+    records = await kafka.read_tail(settings, tps, last, timeout_s=_READ_TIMEOUT_S)
+    return sorted(records, key=lambda r: (r.timestamp, r.partition, r.offset))
 
 
 def deadletters_view(settings: Settings, last: int) -> int:
-    """`streamproc inspect deadletters`: the newest dead letters with their reasons."""
-    records = asyncio.run(_tails(settings, [settings.topics.deadletter], last))[settings.topics.deadletter]
+    """`streamproc inspect deadletters`: the newest ``last`` dead letters with their reasons."""
+    records = asyncio.run(_dead_letters(settings, last))
+    if records is None:
+        print(f"no such topic {settings.topics.deadletter}: is STREAMPROC_NAMESPACE right?")
+        return 1
+    shown = records[-last:]
     reasons: dict[str, int] = {}
-    for r in records[-last:]:
+    for r in shown:
         doc = orjson.loads(r.value)
         reasons[doc.get("reason", "?")] = reasons.get(doc.get("reason", "?"), 0) + 1
         where = f"{doc['topic']}@{doc['partition']}:{doc['offset']}"
         print(f"{doc['ts']} {where} [{doc.get('reason')}] {doc['error']}")
-    print(f"{len(records[-last:])} dead letters shown; by reason: {_json(reasons)}")
+    print(f"{len(shown)} dead letters shown; by reason: {_json(reasons)}")
     return 0
 
 

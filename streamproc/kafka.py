@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import murmur2
 
 from streamproc.clients import kafka_args
@@ -22,6 +23,26 @@ def consumer(settings: Settings, **options: Any) -> AIOKafkaConsumer:
     ``options`` override the defaults (no auto-commit, earliest)."""
     args: dict[str, Any] = {"group_id": None, "enable_auto_commit": False, "auto_offset_reset": "earliest"}
     return AIOKafkaConsumer(**kafka_args(settings), **(args | options))
+
+
+async def partitions(settings: Settings, topics: Iterable[str]) -> dict[str, list[int]]:
+    """The partitions of each of ``topics`` that exists on the broker (absent: no such topic).
+
+    From the broker's metadata: a consumer's ``partitions_for_topic()`` is None for a topic it has not
+    fetched metadata for. All topics are described at once because a request naming a topic creates it
+    on a broker with ``auto.create.topics.enable`` (looking at a wrong namespace must not create it)."""
+    wanted = set(topics)
+    admin = AIOKafkaAdminClient(**kafka_args(settings), request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        described = await admin.describe_topics()
+    finally:
+        await admin.close()
+    return {
+        d["topic"]: sorted(p["partition"] for p in d["partitions"])
+        for d in described
+        if d["topic"] in wanted and not d["error_code"]
+    }
 
 
 async def read_to_end(
@@ -60,12 +81,13 @@ async def read_tail(
     settings: Settings, tps: Iterable[TopicPartition], last: int, *, timeout_s: float = 10.0
 ) -> list[Any]:
     """The newest ``last`` records of each of ``tps`` (a short-lived consumer)."""
+    parts = list(tps)
+    if not parts:
+        # no consumer: stopping one straight after its start raises CancelledError (aiokafka 0.14)
+        return []
     client = consumer(settings)
     await client.start()
     try:
-        parts = list(tps)
-        if not parts:
-            return []
         end = await client.end_offsets(parts)
         records, _ = await read_to_end(
             client, parts, {tp: max(0, end[tp] - last) for tp in parts}, timeout_s=timeout_s

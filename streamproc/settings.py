@@ -6,6 +6,7 @@ import functools
 import math
 import os
 import re
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -176,6 +177,34 @@ def _schemas_dir(raw: str) -> Path:
     return path
 
 
+def _writable(path: Path) -> bool:
+    """Whether ``path`` (absolute) is a directory this process can write in, or can create."""
+    existing = next(p for p in (path, *path.parents) if os.path.exists(p))  # False where not searchable
+    return os.path.isdir(existing) and os.access(existing, os.W_OK | os.X_OK)
+
+
+def default_state_dir() -> Path:
+    """``$XDG_STATE_HOME/streamproc``, else ``~/.local/state/streamproc`` (beside the local stack's data);
+    ``<temp dir>/streamproc-<uid>`` where that cannot be created (a container user without a home)."""
+    xdg = os.environ.get("XDG_STATE_HOME", "")
+    # without a home, "~" stays "~" (relative): the temp dir then
+    base = Path(xdg) if os.path.isabs(xdg) else Path(os.path.expanduser("~")) / ".local" / "state"
+    if base.is_absolute() and _writable(base / "streamproc"):
+        return base / "streamproc"
+    return Path(tempfile.gettempdir()) / f"streamproc-{os.getuid()}"
+
+
+def _state_dir(raw: str) -> Path:
+    path = Path(os.path.expanduser(raw)) if raw else default_state_dir()
+    if not path.is_absolute():
+        raise ValueError(f"{raw} is relative: use an absolute path (not the working directory)")
+    if "{" in str(path) or "}" in str(path):
+        raise ValueError(f"{path} has a brace: Faust formats its data directory's path")
+    if not _writable(path):
+        raise ValueError(f"{path} is not a directory this user (uid {os.getuid()}) can create or write in")
+    return path
+
+
 # field -> (environment variable, default, parser, help); a test checks the README documents each one.
 SPEC: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
     "kafka_bootstrap_servers": ("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092", _bootstrap, "Kafka brokers"),
@@ -304,6 +333,14 @@ SPEC: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
     "log_level": ("STREAMPROC_LOG_LEVEL", "info", str.lower, "debug, info, warning, error"),
     "log_format": ("STREAMPROC_LOG_FORMAT", "auto", _log_format, "json, console, or auto (console on a tty)"),
     "schemas_dir": ("STREAMPROC_SCHEMAS_DIR", "", _schemas_dir, "wire schemas (default: the repo's)"),
+    "state_dir": (
+        "STREAMPROC_STATE_DIR",
+        "",
+        _state_dir,
+        "the worker's local files (Faust's `<app id>-data/`; nothing in it needs to survive a restart); "
+        "default `$XDG_STATE_HOME/streamproc`, else `~/.local/state/streamproc`, else "
+        "`$TMPDIR/streamproc-<uid>` when home is not writable (the image sets `/var/lib/streamproc`)",
+    ),
 }
 
 
@@ -347,6 +384,7 @@ class Settings:
     log_level: str
     log_format: str
     schemas_dir: Path
+    state_dir: Path
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

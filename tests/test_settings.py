@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+from pathlib import Path
+
 import pytest
 
 from streamproc.settings import SPEC, Settings, SettingsError
@@ -32,6 +36,8 @@ def test_namespace_prefixes_topics_group_and_keys() -> None:
         ("STREAMPROC_NAMESPACE", "a b", "letters"),
         ("STREAMPROC_WEB_PORT", "70000", "TCP port"),
         ("STREAMPROC_LOG_LEVEL", "loud", "debug, info"),
+        ("STREAMPROC_STATE_DIR", "state", "absolute path"),
+        ("STREAMPROC_STATE_DIR", "/var/{conf.name}", "brace"),
     ],
 )
 def test_bad_values_fail_naming_the_variable(var: str, value: str, words: str) -> None:
@@ -55,3 +61,28 @@ def test_readme_documents_every_variable_with_its_default() -> None:
             assert f"| `{var}` | `{default}` |" in readme, (
                 f"README's row for {var} lacks its default {default!r}"
             )
+
+
+def test_the_state_dir_is_outside_the_working_directory_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    assert Settings.from_env({}).state_dir == tmp_path / "xdg" / "streamproc"
+    monkeypatch.delenv("XDG_STATE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert Settings.from_env({}).state_dir == tmp_path / "home" / ".local" / "state" / "streamproc"
+    # a home that cannot hold it (here: under a file; in the image: a user without a home) -> temp dir
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("HOME", str(tmp_path / "file" / "home"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    assert Settings.from_env({}).state_dir == tmp_path / "tmp" / f"streamproc-{os.getuid()}"
+    configured = Settings.from_env({"STREAMPROC_STATE_DIR": str(tmp_path / "mine")})
+    assert configured.state_dir == tmp_path / "mine"
+
+
+def test_a_state_dir_that_cannot_be_written_fails_naming_the_variable(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    for bad in (tmp_path / "file", tmp_path / "file" / "below"):
+        with pytest.raises(SettingsError) as err:
+            Settings.from_env({"STREAMPROC_STATE_DIR": str(bad)})
+        assert "STREAMPROC_STATE_DIR" in str(err.value) and "can create or write in" in str(err.value)

@@ -82,6 +82,7 @@ def create_app(
         broker=[f"kafka://{h}" for h in settings.kafka_bootstrap_servers.split(",")],
         broker_credentials=faust_credentials(settings),
         store="memory://",
+        datadir=settings.state_dir / f"{settings.app_id}-data",  # not the working directory
         autodiscover=False,
         consumer_auto_offset_reset="earliest",
         processing_guarantee="at_least_once",
@@ -217,6 +218,7 @@ def run(settings: Settings, *, after_publish: AfterPublish | None = None) -> int
     configure_logging(settings.log_level, settings.log_format)
     log.info("starting worker", **settings.redacted())
     partitions = asyncio.run(prepare(settings))
+    settings.state_dir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level of datadir
     app, _parts = create_app(settings, partitions, after_publish=after_publish)
     # The feed allocates a dict per record: at the default threshold (700) the cyclic collector runs every
     # third of a batch and its older generations walk the whole book. Nothing on the hot paths builds

@@ -53,6 +53,7 @@ class WorkerProcess(worker_process.WorkerProcess):
                 "STREAMPROC_SESSION_TIMEOUT_S": "6",
                 "STREAMPROC_LOG_FORMAT": "json",
                 "STREAMPROC_WEB_PORT": str(free_port()),
+                "STREAMPROC_STATE_DIR": str(log_dir / "state"),  # Faust's data directory: the test's tmp
                 **env,
             },
             log_dir / f"worker-{name}.log",

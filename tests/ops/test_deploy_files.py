@@ -84,3 +84,18 @@ def test_compose_mounts_the_files_prometheus_and_grafana_need() -> None:
     port = scrape["scrape_configs"][0]["dns_sd_configs"][0]["port"]
     assert compose["services"]["worker"]["environment"]["STREAMPROC_WEB_HOST"] == "0.0.0.0"
     assert port == int(SPEC["web_port"][1])
+
+
+def test_the_state_dir_is_writable_outside_the_images_working_directory() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    workdir = re.search(r"^WORKDIR (\S+)", dockerfile, flags=re.M)
+    state = re.search(r"STREAMPROC_STATE_DIR=(\S+)", dockerfile)
+    assert workdir and state, "the image sets STREAMPROC_STATE_DIR (Faust's data directory goes there)"
+    assert not state.group(1).startswith(workdir.group(1)), "the working directory is root-owned"
+    assert re.search(rf"install -d -o streamproc .*{re.escape(state.group(1))}", dockerfile)
+    pod = _manifests()["Deployment"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert state.group(1) in mounts, "the Deployment mounts a writable volume at STREAMPROC_STATE_DIR"
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mounts[state.group(1)]]
+    assert "emptyDir" in volume, "writable whatever uid the pod runs as; nothing in it is kept"
