@@ -8,6 +8,7 @@ import time
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from streamproc import kafka
 from streamproc.clients import kafka_args, redis_client
 from streamproc.settings import Settings
 
@@ -73,19 +74,12 @@ async def newest_timestamps(
     newest: dict[str, int] = {}
     if not tps:
         return newest
-    consumer.assign(tps)
     try:
-        for tp in tps:
-            consumer.seek(tp, ends[tp] - 1)
-        pending = set(tps)
-        deadline = time.monotonic() + 10.0
-        while pending and time.monotonic() < deadline:
-            for tp, records in (await consumer.getmany(*pending, timeout_ms=500)).items():
-                for r in records:
-                    newest[tp.topic] = max(newest.get(tp.topic, 0), r.timestamp)
-                pending.discard(tp)
+        records, _ = await kafka.read_to_end(consumer, tps, {tp: ends[tp] - 1 for tp in tps}, timeout_s=10.0)
     finally:
         consumer.unsubscribe()
+    for r in records:
+        newest[r.topic] = max(newest.get(r.topic, 0), r.timestamp)
     return newest
 
 
