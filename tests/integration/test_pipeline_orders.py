@@ -83,6 +83,10 @@ async def test_band_breaches_become_one_order_each_until_a_fill(
         assert {leg["instrument"]: leg["side"] for leg in second["legs"]}["BOND"] == "buy"
         assert second["weights_after"]["BOND"] == pytest.approx(0.4, abs=2e-3)
     assert worker.alive
+    # an order is recorded once the broker has it: the reader may see it first
+    await wait_for(
+        "the second order recorded", lambda: redis_client.sismember(keys.emitted("A"), second["event_id"])
+    )
     emitted = await redis_client.smembers(keys.emitted("A"))
     assert {e.decode() for e in emitted} == {a["event_id"], second["event_id"]}
 
