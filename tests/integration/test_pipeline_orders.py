@@ -9,6 +9,7 @@ from streamproc.settings import Settings
 from streamproc.sim.messages import position, produce, quote
 from streamproc.state.keys import Keys
 from streamproc.wire.contract import Contract
+from tests.integration.passes import Probe, passes_after
 from tests.integration.scenario import for_account, setup_records
 from tests.integration.workers import TopicReader, wait_for
 
@@ -18,9 +19,10 @@ pytestmark = pytest.mark.integration
 async def test_band_breaches_become_one_order_each_until_a_fill(
     settings: Settings, workers, stack, redis_client
 ):
-    t, keys = settings.topics, Keys(settings.redis_prefix)
+    t, keys, probe = settings.topics, Keys(settings.redis_prefix), Probe(stack.bootstrap, settings.topics)
     contract = Contract(settings.schemas_dir)
-    await produce(stack.bootstrap, setup_records(t, {"A": ("EQ1", 600, 800), "B": ("EQ2", 600, 800)}))
+    books = {"A": ("EQ1", 600, 800), "B": ("EQ2", 600, 800)} | probe.accounts
+    await produce(stack.bootstrap, setup_records(t, books))
     worker = workers()
     key_a = keys.account("A")
     await wait_for("A and B loaded and evaluated", lambda: redis_client.hget(key_a, "drift"), timeout=60)
@@ -58,10 +60,11 @@ async def test_band_breaches_become_one_order_each_until_a_fill(
             timeout=30,
         )
         await wait_for(
-            "the worker to evaluate the last quote",
+            "the price feed to apply the last quote",
             lambda: _seq_at_least(redis_client, keys.quote("EQ1"), 12),
         )
-        await orders.poll()
+        await passes_after(worker, probe)  # passes that would evaluate A, were its order not open
+        await orders.to_end()
         assert len(for_account(orders.values(), "A")) == 1
 
         # A fill of the equity sale only (EQ1 and cash): BOND is now under its band -> a new order buys it.
