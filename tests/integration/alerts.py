@@ -11,6 +11,7 @@ import orjson
 
 from streamproc.settings import Settings
 from streamproc.sim.messages import now_ms, produce, quote
+from streamproc.state.keys import Keys
 
 
 def alerts_of(values: list[dict[str, Any]], type_: str, ident: str | None = None) -> list[dict[str, Any]]:
@@ -59,7 +60,7 @@ async def ticking(ticker: Ticker) -> AsyncIterator[Ticker]:
 
 async def account_field(redis_client: Any, settings: Settings, account: str, field: str) -> Any:
     """A JSON field of an account's hash (``drift``, ``gap``), or None."""
-    raw = await redis_client.hget(f"{settings.redis_prefix}acct:{{{account}}}", field)
+    raw = await redis_client.hget(Keys(settings.redis_prefix).account(account), field)
     return orjson.loads(raw) if raw else None
 
 
@@ -71,5 +72,5 @@ async def status_is(redis_client: Any, settings: Settings, account: str, status:
 
 async def quote_seen(redis_client: Any, settings: Settings, inst: str, seq: int) -> bool:
     """Whether the worker has stored a quote of ``inst`` with seq >= ``seq``."""
-    raw = await redis_client.hget(f"{settings.redis_prefix}quote:{{{inst}}}", "seen")
+    raw = await redis_client.hget(Keys(settings.redis_prefix).quote(inst), "seen")
     return raw is not None and int(raw) >= seq

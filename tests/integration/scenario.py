@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from streamproc.settings import Topics
+from streamproc.settings import Settings, Topics
 from streamproc.sim.messages import instrument, position, quote, targets
+from streamproc.state.keys import Keys
 
 
 def setup_records(t: Topics, accounts: dict[str, tuple[str, float, float]], **target_extra: Any) -> list[Any]:
@@ -42,3 +43,23 @@ async def group_caught_up(admin: Any, group: str, topics: list[str]) -> bool:
     finally:
         await consumer.stop()
     return all(end[tp] == 0 or (tp in committed and committed[tp].offset >= end[tp]) for tp in tps)
+
+
+async def feed_at_end(admin: Any, settings: Settings, redis_client: Any) -> bool:
+    """Whether the worker's price feed has stored quote offsets at the end of every quotes partition
+    (its checkpoint, written once it is idle): every quote published so far has been applied."""
+    from aiokafka import TopicPartition
+
+    from streamproc.kafka import consumer
+
+    raw = await redis_client.hgetall(Keys(settings.redis_prefix).quote_offsets)
+    stored = {int(p): int(o) for p, o in raw.items()}
+    (described,) = await admin.describe_topics([settings.topics.quotes])
+    tps = [TopicPartition(settings.topics.quotes, p["partition"]) for p in described["partitions"]]
+    client = consumer(settings)
+    await client.start()
+    try:
+        end = await client.end_offsets(tps)
+    finally:
+        await client.stop()
+    return bool(end) and all(stored.get(tp.partition, 0) >= n for tp, n in end.items())

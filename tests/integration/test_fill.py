@@ -89,7 +89,8 @@ async def test_an_order_delivered_twice_is_filled_once_at_the_quotes(
         ]
         assert (stats.orders, stats.filled, stats.duplicates, stats.invalid) == (2, 1, 1, 0)
         assert stats.positions_published == 3
-        assert await redis_client.exists(f"{settings.redis_prefix}fill:done:{order['event_id']}") == 1
+        claims = fill.RedisClaims(redis_client, settings.redis_prefix)  # the fill simulator's own keys
+        assert await redis_client.exists(claims.prefix + str(order["event_id"])) == 1
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

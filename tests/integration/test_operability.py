@@ -3,48 +3,18 @@ and /metrics shows counters moving while a scenario runs."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
-import urllib.error
-import urllib.request
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from streamproc.settings import Settings
 from streamproc.sim.messages import produce, quote
 from tests.integration.scenario import setup_records
+from tests.integration.web import get, sample, scrape
 from tests.integration.workers import TopicReader, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-async def _get(port: int, path: str) -> tuple[int, str]:
-    def call() -> tuple[int, str]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
-                return r.status, r.read().decode()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read().decode()
-        except OSError:
-            return 0, ""  # not listening yet
-
-    return await asyncio.to_thread(call)
-
-
-async def _metrics(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    status, text = await _get(port, "/metrics")
-    assert status == 200
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-def _value(m: dict, name: str, **labels: str) -> float:
-    return m.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 async def test_ready_flips_after_load_and_metrics_move_with_the_scenario(settings: Settings, workers, stack):
@@ -56,7 +26,7 @@ async def test_ready_flips_after_load_and_metrics_move_with_the_scenario(setting
     seen: list[tuple[int, dict]] = []
 
     async def ready() -> bool:
-        status, body = await _get(port, "/ready")
+        status, body = await get(port, "/ready")
         if status:
             seen.append((status, json.loads(body)))
         return status == 200
@@ -66,12 +36,12 @@ async def test_ready_flips_after_load_and_metrics_move_with_the_scenario(setting
     assert not_ready, "the worker answered ready before it had loaded its partitions"
     assert all(doc["reasons"] and not doc["ready"] for doc in not_ready)
     assert seen[-1][1] == {"ready": True, "reasons": [], "partitions": [0, 1, 2]}
-    status, body = await _get(port, "/health")
+    status, body = await get(port, "/health")
     assert status == 200 and json.loads(body)["status"] == "ok"
 
-    before = await _metrics(port)
-    assert _value(before, "streamproc_partitions_owned") == 3
-    assert _value(before, "streamproc_messages_consumed_total", topic="positions") == 6
+    before = await scrape(port)
+    assert sample(before, "streamproc_partitions_owned") == 3
+    assert sample(before, "streamproc_messages_consumed_total", topic="positions") == 6
     assert any(name.startswith("streamproc_faust_") for name, _ in before), "faust's sensor is missing"
 
     async with TopicReader(stack, t.orders) as orders:
@@ -81,25 +51,25 @@ async def test_ready_flips_after_load_and_metrics_move_with_the_scenario(setting
         )
         await orders.wait("A's order", lambda v: any(o["account"] == "A" for o in v))
 
-    evaluations_before = _value(before, "streamproc_evaluation_duration_seconds_count")
+    evaluations_before = sample(before, "streamproc_evaluation_duration_seconds_count")
 
     async def moved() -> dict | None:
         # the pass counts its order when it publishes and observes its duration when it ends
-        m = await _metrics(port)
-        done = _value(m, "streamproc_evaluation_duration_seconds_count") > evaluations_before
-        return m if _value(m, "streamproc_orders_total") >= 1 and done else None
+        m = await scrape(port)
+        done = sample(m, "streamproc_evaluation_duration_seconds_count") > evaluations_before
+        return m if sample(m, "streamproc_orders_total") >= 1 and done else None
 
     after = await wait_for("the order counted", moved, timeout=15)
-    quotes = _value(after, "streamproc_messages_consumed_total", topic="quotes")
-    assert quotes == _value(before, "streamproc_messages_consumed_total", topic="quotes") + 1
-    assert _value(after, "streamproc_deadletters_total", topic="positions", reason="invalid_json") == 1
-    assert _value(after, "streamproc_quote_to_order_seconds_count") == 1
+    quotes = sample(after, "streamproc_messages_consumed_total", topic="quotes")
+    assert quotes == sample(before, "streamproc_messages_consumed_total", topic="quotes") + 1
+    assert sample(after, "streamproc_deadletters_total", topic="positions", reason="invalid_json") == 1
+    assert sample(after, "streamproc_quote_to_order_seconds_count") == 1
     assert (
-        _value(after, "streamproc_quote_to_order_seconds_sum") > 0
+        sample(after, "streamproc_quote_to_order_seconds_sum") > 0
     )  # observed, not judged: no timing asserts
-    last_quote = _value(after, "streamproc_last_event_timestamp_seconds", topic="quotes")
+    last_quote = sample(after, "streamproc_last_event_timestamp_seconds", topic="quotes")
     assert abs(last_quote - time.time()) < 60
-    assert _value(after, "streamproc_accounts", state="tracked") == 2
+    assert sample(after, "streamproc_accounts", state="tracked") == 2
     assert any(name == "streamproc_redis_operation_duration_seconds_count" for name, _ in after)
     labels = {dict(lbl).get(k) for _, lbl in after for k in ("account", "instrument")}
     assert labels == {None}, "no account or instrument ids as labels"

@@ -10,6 +10,7 @@ import pytest
 
 from streamproc.settings import Settings
 from streamproc.sim.messages import instrument, position, produce, quote, targets
+from streamproc.state.keys import Keys
 from streamproc.wire.contract import Contract
 from tests.integration.workers import TopicReader
 
@@ -84,7 +85,7 @@ async def test_bad_records_are_dead_lettered_and_the_rest_processed(
     contract.validate("orders", order)
     bond = next(leg for leg in order["legs"] if leg["instrument"] == "BOND")
     assert "." not in bond["qty"], "BOND trades in whole units (lot 1 from the instruments topic)"
-    stored = await redis_client.hgetall(f"{settings.redis_prefix}acct:{{D}}")
+    stored = await redis_client.hgetall(Keys(settings.redis_prefix).account("D"))
     assert stored[b"seq"] == b"2" and float(stored[b"q:EQ1"]) == 600
     assert worker.alive
 

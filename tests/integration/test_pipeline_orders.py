@@ -7,7 +7,9 @@ import pytest
 
 from streamproc.settings import Settings
 from streamproc.sim.messages import position, produce, quote
+from streamproc.state.keys import Keys
 from streamproc.wire.contract import Contract
+from tests.integration.passes import passes_after
 from tests.integration.scenario import for_account, setup_records
 from tests.integration.workers import TopicReader, wait_for
 
@@ -17,11 +19,12 @@ pytestmark = pytest.mark.integration
 async def test_band_breaches_become_one_order_each_until_a_fill(
     settings: Settings, workers, stack, redis_client
 ):
-    t = settings.topics
+    t, keys = settings.topics, Keys(settings.redis_prefix)
     contract = Contract(settings.schemas_dir)
-    await produce(stack.bootstrap, setup_records(t, {"A": ("EQ1", 600, 800), "B": ("EQ2", 600, 800)}))
+    books = {"A": ("EQ1", 600, 800), "B": ("EQ2", 600, 800)}
+    await produce(stack.bootstrap, setup_records(t, books))
     worker = workers()
-    key_a = f"{settings.redis_prefix}acct:{{A}}"
+    key_a = keys.account("A")
     await wait_for("A and B loaded and evaluated", lambda: redis_client.hget(key_a, "drift"), timeout=60)
 
     # EQ1 up: 600 * 132.34 / (600 * 132.34 + 40,000) = 66.5 %; EQ2 down: 53 %.
@@ -53,14 +56,15 @@ async def test_band_breaches_become_one_order_each_until_a_fill(
         await produce(stack.bootstrap, moves)
         await wait_for(
             "the last EQ1 quote stored",
-            lambda: redis_client.hget(f"{settings.redis_prefix}quote:{{EQ1}}", "seq"),
+            lambda: redis_client.hget(keys.quote("EQ1"), "seq"),
             timeout=30,
         )
         await wait_for(
-            "the worker to evaluate the last quote",
-            lambda: _seq_at_least(redis_client, f"{settings.redis_prefix}quote:{{EQ1}}", 12),
+            "the price feed to apply the last quote",
+            lambda: _seq_at_least(redis_client, keys.quote("EQ1"), 12),
         )
-        await orders.poll()
+        await passes_after(worker)  # passes that would evaluate A, were its order not open
+        await orders.to_end()
         assert len(for_account(orders.values(), "A")) == 1
 
         # A fill of the equity sale only (EQ1 and cash): BOND is now under its band -> a new order buys it.
@@ -82,7 +86,11 @@ async def test_band_breaches_become_one_order_each_until_a_fill(
         assert {leg["instrument"]: leg["side"] for leg in second["legs"]}["BOND"] == "buy"
         assert second["weights_after"]["BOND"] == pytest.approx(0.4, abs=2e-3)
     assert worker.alive
-    emitted = await redis_client.smembers(f"{settings.redis_prefix}emitted:{{A}}")
+    # an order is recorded once the broker has it: the reader may see it first
+    await wait_for(
+        "the second order recorded", lambda: redis_client.sismember(keys.emitted("A"), second["event_id"])
+    )
+    emitted = await redis_client.smembers(keys.emitted("A"))
     assert {e.decode() for e in emitted} == {a["event_id"], second["event_id"]}
 
 
@@ -97,9 +105,8 @@ async def test_unanswered_order_is_reissued_after_its_cooldown(
     t = settings.topics
     await produce(stack.bootstrap, setup_records(t, {"C": ("EQ3", 600, 800)}, cooldown_s=1))
     workers()
-    await wait_for(
-        "C evaluated", lambda: redis_client.hget(f"{settings.redis_prefix}acct:{{C}}", "drift"), timeout=60
-    )
+    key_c = Keys(settings.redis_prefix).account("C")
+    await wait_for("C evaluated", lambda: redis_client.hget(key_c, "drift"), timeout=60)
     await produce(stack.bootstrap, [(t.quotes, quote("EQ3", 132.34, 2))])
     async with TopicReader(stack, t.orders) as orders:
         values = await orders.wait("two orders for C (the second after 1 s)", lambda v: len(v) >= 2)

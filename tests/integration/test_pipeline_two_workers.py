@@ -11,6 +11,7 @@ import pytest
 
 from streamproc.settings import Settings
 from streamproc.sim.messages import produce, quote
+from streamproc.state.keys import Keys
 from streamproc.wire.contract import Contract
 from tests.integration.alerts import Ticker, alerts_of, states, ticking
 from tests.integration.scenario import setup_records
@@ -21,13 +22,13 @@ N = 60
 
 
 async def _owners(client, settings: Settings) -> list[bytes | None]:
-    return await client.mget([f"{settings.redis_prefix}owner:{p}" for p in range(3)])
+    return await client.mget([Keys(settings.redis_prefix).owner(p) for p in range(3)])
 
 
 async def _evaluated(client, settings: Settings, accounts) -> bool:
     async with client.pipeline(transaction=False) as pipe:
         for a in accounts:
-            pipe.hexists(f"{settings.redis_prefix}acct:{{{a}}}", "drift")
+            pipe.hexists(Keys(settings.redis_prefix).account(a), "drift")
         return all(await pipe.execute())
 
 
@@ -63,7 +64,7 @@ async def test_two_workers_serve_every_account_once_across_a_rebalance(
     assert max(per_account.values()) == 1, {a: n for a, n in per_account.items() if n > 1}
     for rec, order in zip(records, values, strict=True):
         contract.validate("orders", order)
-        stored_part = await redis_client.hget(f"{settings.redis_prefix}acct:{{{order['account']}}}", "part")
+        stored_part = await redis_client.hget(Keys(settings.redis_prefix).account(order["account"]), "part")
         assert rec.partition == int(stored_part), "orders are co-partitioned with the account's positions"
     assert first.alive and second.alive
 
@@ -80,7 +81,7 @@ async def _n_owners(client, settings: Settings, n: int) -> bool:
 
 async def _partitions_owned(client, settings: Settings) -> list[list[int]]:
     """Partitions of each worker that reported in the last 3 s."""
-    raw = await client.hgetall(f"{settings.redis_prefix}workers")
+    raw = await client.hgetall(Keys(settings.redis_prefix).workers)
     docs = [orjson.loads(v) for v in raw.values()]
     return sorted(d["partitions"] for d in docs if d["ts"] > time.time() * 1000 - 3000 and d["partitions"])
 
@@ -131,7 +132,7 @@ async def test_an_alert_is_announced_and_resolved_once_across_a_rebalance(
 
 async def _summaries(client, settings: Settings) -> list[dict]:
     """Summaries of the workers that reported in the last 3 s."""
-    raw = await client.hgetall(f"{settings.redis_prefix}workers")
+    raw = await client.hgetall(Keys(settings.redis_prefix).workers)
     docs = [orjson.loads(v) for v in raw.values()]
     return [d for d in docs if d["ts"] > time.time() * 1000 - 3000]
 

@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from streamproc import worker_process
+from streamproc.kafka import read_to_end
 from tests.conftest import ROOT, Stack
 
 
@@ -120,6 +121,16 @@ class TopicReader:
         batch = await self._consumer.getmany(timeout_ms=100)
         for records in batch.values():
             self.records.extend(records)
+        return self.records
+
+    async def to_end(self) -> list[Any]:
+        """Fetch everything up to the topic's end offsets as of the call: every record published before
+        it is then in ``records`` (what a "nothing else arrived" assertion must read); returns them all."""
+        assert self._consumer is not None
+        tps = sorted(self._consumer.assignment())
+        start = {tp: await self._consumer.position(tp) for tp in tps}
+        records, _ = await read_to_end(self._consumer, tps, start)
+        self.records.extend(records)
         return self.records
 
     def values(self) -> list[dict[str, Any]]:
