@@ -21,6 +21,7 @@ from tests.integration.alerts import (
     status_is,
     ticking,
 )
+from tests.integration.passes import passes_after
 from tests.integration.scenario import for_account, setup_records
 from tests.integration.workers import TopicReader, wait_for
 
@@ -137,7 +138,7 @@ async def test_a_breach_storm_holds_every_order_until_an_operator_releases_them(
     accounts = {f"S{i:02d}": ("EQ1", 600, 800) for i in range(30)}
     await produce(stack.bootstrap, setup_records(t, accounts))
     async with TopicReader(stack, t.alerts) as alerts, TopicReader(stack, t.orders) as orders:
-        workers(
+        worker = workers(
             STREAMPROC_STORM_MIN_ACCOUNTS="10", STREAMPROC_STORM_SHARE="0.2", STREAMPROC_QUOTE_MAX_AGE_S="600"
         )
         for a in accounts:
@@ -154,7 +155,8 @@ async def test_a_breach_storm_holds_every_order_until_an_operator_releases_them(
         assert "streamproc storm release" in drift["why"]
         status = _cli(stack, settings, "inspect", "status")
         assert "BREACH STORM" in status.stdout, status.stdout
-        await orders.poll()
+        await passes_after(worker)
+        await orders.to_end()
         assert orders.values() == []
 
         released_at = now_ms()
@@ -165,5 +167,6 @@ async def test_a_breach_storm_holds_every_order_until_an_operator_releases_them(
         assert all(o["ts"] >= released_at for o in values)
         values = await alerts.wait("storm resolved", lambda v: len(alerts_of(v, "breach_storm")) == 2)
         assert states(alerts_of(values, "breach_storm")) == ["firing", "resolved"]
-        await orders.poll()
+        await passes_after(worker)
+        await orders.to_end()
         assert len(orders.values()) == len(accounts)

@@ -10,6 +10,7 @@ from streamproc.settings import Settings
 from streamproc.sim.messages import produce
 from streamproc.wire.contract import Contract
 from tests.integration.alerts import Ticker, account_field, alerts_of, quote_seen, states, ticking
+from tests.integration.passes import passes_after
 from tests.integration.scenario import for_account, setup_records
 from tests.integration.workers import TopicReader, wait_for
 
@@ -34,7 +35,7 @@ async def test_a_silent_instrument_goes_stale_suppresses_its_accounts_and_recove
         TopicReader(stack, t.alerts) as alerts,
         TopicReader(stack, t.orders) as orders,
     ):
-        workers(STREAMPROC_QUOTE_MAX_AGE_S="2")
+        worker = workers(STREAMPROC_QUOTE_MAX_AGE_S="2")
         await wait_for(
             "A evaluated in band", lambda: account_field(redis_client, settings, "A", "drift"), timeout=60
         )
@@ -61,7 +62,8 @@ async def test_a_silent_instrument_goes_stale_suppresses_its_accounts_and_recove
         )
         drift = await account_field(redis_client, settings, "A", "drift")
         assert drift["status"] == "suppressed" and drift["why"] == "suppressed: quote_stale BOND"
-        await orders.poll()
+        await passes_after(worker)
+        await orders.to_end()
         assert orders.values() == []
 
         ticker.mids["BOND"] = 50.0  # the feed resumes: resolved, and A gets its order at once
@@ -91,7 +93,9 @@ async def test_gap_crossed_and_outlier_quotes_alert_once_and_never_trade(
         TopicReader(stack, t.orders) as orders,
         TopicReader(stack, t.deadletter) as dead,
     ):
-        workers(STREAMPROC_OUTLIER_MOVE="0.2", STREAMPROC_QUOTE_MAX_AGE_S="600")  # BOND is quoted once
+        worker = workers(
+            STREAMPROC_OUTLIER_MOVE="0.2", STREAMPROC_QUOTE_MAX_AGE_S="600"
+        )  # BOND is quoted once
         await wait_for(
             "A evaluated in band", lambda: account_field(redis_client, settings, "A", "drift"), timeout=60
         )
@@ -127,13 +131,15 @@ async def test_gap_crossed_and_outlier_quotes_alert_once_and_never_trade(
         await send(ticker.next("EQ1", 100.5))
         await alerts.wait("quote_outlier resolved", lambda v: len(alerts_of(v, "quote_outlier")) == 2)
         await wait_for("EQ1 applied", lambda: quote_seen(redis_client, settings, "EQ1", ticker.seq["EQ1"]))
-        await orders.poll()
+        await passes_after(worker)
+        await orders.to_end()
         assert orders.values() == []  # nothing traded on the gap, the crossed quote or the blip
 
         # 4. a real move: held (+32 %) until the next quote confirms it, then A trades once
         await send(ticker.next("EQ1", 132.34))
         await alerts.wait("second outlier", lambda v: len(alerts_of(v, "quote_outlier")) == 3)
-        await orders.poll()
+        await passes_after(worker)
+        await orders.to_end()
         assert orders.values() == []
         await send(ticker.next("EQ1", 132.4))
         (order,) = await orders.wait("A's order on the confirmed price", lambda v: for_account(v, "A"))

@@ -14,6 +14,7 @@ from streamproc.sim.messages import produce, quote
 from streamproc.state.keys import Keys
 from streamproc.wire.contract import Contract
 from tests.integration.alerts import Ticker, alerts_of, states, ticking
+from tests.integration.passes import passes_after
 from tests.integration.scenario import setup_records
 from tests.integration.workers import TopicReader, wait_for
 
@@ -56,7 +57,10 @@ async def test_two_workers_serve_every_account_once_across_a_rebalance(
             lambda: _two_owners(redis_client, settings),
             timeout=60,
         )
-        await orders.poll()
+        for w in (first, second):
+            if w.alive:
+                await passes_after(w)
+        await orders.to_end()
         values = orders.values()
         records = list(orders.records)
     per_account = Counter(o["account"] for o in values)
@@ -72,18 +76,6 @@ async def test_two_workers_serve_every_account_once_across_a_rebalance(
 async def _two_owners(client, settings: Settings) -> bool:
     owners = await _owners(client, settings)
     return None not in owners and len(set(owners)) == 2
-
-
-async def _n_owners(client, settings: Settings, n: int) -> bool:
-    owned = await _partitions_owned(client, settings)
-    return len(owned) == n and sorted(p for ps in owned for p in ps) == [0, 1, 2]
-
-
-async def _partitions_owned(client, settings: Settings) -> list[list[int]]:
-    """Partitions of each worker that reported in the last 3 s."""
-    raw = await client.hgetall(Keys(settings.redis_prefix).workers)
-    docs = [orjson.loads(v) for v in raw.values()]
-    return sorted(d["partitions"] for d in docs if d["ts"] > time.time() * 1000 - 3000 and d["partitions"])
 
 
 async def test_an_alert_is_announced_and_resolved_once_across_a_rebalance(
