@@ -78,8 +78,7 @@ async def _account(store: Store, ident: str, now_ms: int) -> int:
     if rec is None:
         print(f"account {ident}: not in Redis (no positions or targets consumed yet)")
         return 1
-    raw = await store.redis.hget(store.keys.account(ident), "drift")
-    drift = orjson.loads(raw) if raw else None
+    drift = rec.drift
     print(f"account {ident} (partition {rec.partition})")
     print(f"  positions seq  {rec.seq}, last change {_age(now_ms, rec.pts)}")
     print(f"  cash           {rec.cash:g}")

@@ -18,6 +18,7 @@ from streamproc.core.book import RowSpec
 from streamproc.core.gaps import SeqGaps
 from streamproc.core.types import F64, I64, Bool
 from streamproc.state.records import AccountRecord, GapRecord
+from streamproc.wire.documents import OrderInputs
 
 
 class Applied(Enum):
@@ -342,7 +343,7 @@ class Accounts:
         same = self.order_seq[r] == self.seq[r] and self.order_tver[r] == self.tver[r]
         return int(self.attempt[r]) + 1 if same else 0
 
-    def opened(self, r: int, event_id: str, inputs: Mapping[str, int], now: float) -> None:
+    def opened(self, r: int, event_id: str, inputs: OrderInputs, now: float) -> None:
         """An order was published for row r: hold it until a position update or the cooldown."""
         self.last_order[r] = event_id
         self.order_seq[r], self.order_tver[r] = inputs["positions_seq"], inputs["targets_version"]

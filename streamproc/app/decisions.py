@@ -16,6 +16,7 @@ from streamproc.core.book import CASH
 from streamproc.core.evaluate import Evaluation
 from streamproc.core.types import I64
 from streamproc.wire.codec import decimal_str
+from streamproc.wire.documents import DriftDoc, OrderDoc, OrderLeg
 from streamproc.wire.ids import rebalance_event_id
 
 _FLAG_NAMES = {
@@ -36,7 +37,7 @@ class Draft:
     partition: int
     event_id: str
     attempt: int
-    doc: dict[str, Any]
+    doc: OrderDoc
 
 
 @dataclass(slots=True)
@@ -45,7 +46,7 @@ class Decisions:
 
     evaluated: int = 0
     orders: list[Draft] = field(default_factory=list)
-    statuses: dict[int, dict[str, Any]] = field(default_factory=dict)  # row -> drift document
+    statuses: dict[int, DriftDoc] = field(default_factory=dict)  # row -> drift document
     suppressed: int = 0
     new_breaches: int = 0  # accounts breaching now that were in band at their previous evaluation
 
@@ -58,7 +59,7 @@ class Decisions:
         return held
 
 
-def _held_doc(now_ms: int) -> dict[str, Any]:
+def _held_doc(now_ms: int) -> DriftDoc:
     return {"status": "held", "why": "held: breach_storm (streamproc storm release)", "evaluated_at": now_ms}
 
 
@@ -153,7 +154,7 @@ def decide(
     for k, j in enumerate(changed.tolist()):
         r = int(rows[j])
         code = Status(int(codes[j]))
-        doc: dict[str, Any] = {"status": code.name.lower(), "evaluated_at": now_ms}
+        doc: DriftDoc = {"status": code.name.lower(), "evaluated_at": now_ms}
         if code == Status.HELD:
             doc = _held_doc(now_ms)
         elif code == Status.SUPPRESSED:
@@ -186,7 +187,7 @@ def _draft(
     attempt = accounts.attempt_for(r)
     seq, tver = int(accounts.seq[r]), int(accounts.tver[r])
     event_id = rebalance_event_id(account, seq, tver, attempt)
-    legs = []
+    legs: list[OrderLeg] = []
     for leg in plan.legs(j):
         name = names.id_of(leg.instrument)
         legs.append(
@@ -199,7 +200,7 @@ def _draft(
             }
         )
     value = float(br.value[j])
-    doc = {
+    doc: OrderDoc = {
         "event_id": event_id,
         "type": "rebalance",
         "account": account,

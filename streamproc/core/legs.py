@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -41,7 +42,7 @@ class Leg:
     """One trade of one instrument: signed by ``side``, priced at the reference bid or ask."""
 
     instrument: int
-    side: str  # "buy" | "sell"
+    side: Literal["buy", "sell"]
     qty: float
     price: float
     notional: float

@@ -11,6 +11,7 @@ from typing import Any, TypedDict
 import orjson
 
 from streamproc.core.alerts import Episode
+from streamproc.wire.documents import DriftDoc
 
 HashFields = Mapping[bytes, bytes]
 # what an HSET mapping may hold (redis-py encodes each value)
@@ -115,7 +116,12 @@ class AccountRecord:
     targets: dict[str, Any] | None  # the last applied targets document
     order: dict[str, Any] | None  # the last order published
     gap: GapRecord | None = None  # missing position seqs (the account is quarantined)
-    drift: dict[str, Any] | None = None  # the last drift status written
+    drift_json: bytes | None = None  # the last drift status written (parsed on demand: loads skip it)
+
+    @property
+    def drift(self) -> DriftDoc | None:
+        """The last drift status written."""
+        return orjson.loads(self.drift_json) if self.drift_json else None
 
 
 def parse_account(account: str, raw: HashFields) -> AccountRecord:
@@ -132,7 +138,7 @@ def parse_account(account: str, raw: HashFields) -> AccountRecord:
         targets=orjson.loads(targets) if targets else None,
         order=orjson.loads(order) if order else None,
         gap=GapRecord.decode(account, raw.get(b"gap", b"")),
-        drift=orjson.loads(drift) if drift else None,
+        drift_json=drift or None,
     )
 
 
@@ -167,7 +173,7 @@ class AccountPatch:
         self.fields["gap"] = record.encode() if record is not None else b""
         return self
 
-    def drift(self, doc: Mapping[str, Any]) -> AccountPatch:
+    def drift(self, doc: DriftDoc) -> AccountPatch:
         self.fields["drift"] = orjson.dumps(doc)
         return self
 
