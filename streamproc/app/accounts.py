@@ -18,7 +18,7 @@ from streamproc.core.book import RowSpec
 from streamproc.core.gaps import SeqGaps
 from streamproc.core.types import F64, I64, Bool
 from streamproc.state.records import AccountRecord, GapRecord
-from streamproc.wire.documents import OrderInputs
+from streamproc.wire.documents import OrderInputs, position_changes
 
 
 class Applied(Enum):
@@ -103,22 +103,26 @@ class Accounts:
     # ---- input records -----------------------------------------------------------------------
 
     def apply_position(self, doc: Mapping[str, Any], partition: int, now: float) -> Applied:
-        """Apply a validated position record: APPLIED; FILLED when it is a late record of a gap
-        (FILLED_SUPERSEDED when a newer record of the instrument was applied since); REPLAY when its seq
-        was already applied. A seq jump quarantines the account (``position_gap``) until the gap is
-        filled or cleared."""
-        account, inst = doc["account"], doc["instrument"]
+        """Apply a validated position record, all its changes or none (v1: one instrument; v2: several
+        at once, cash included): APPLIED; FILLED when it is a late record of a gap (FILLED_SUPERSEDED
+        when newer records of its instruments were applied since); REPLAY when its seq was already
+        applied. A seq jump quarantines the account (``position_gap``) until the gap is filled or
+        cleared."""
+        account = doc["account"]
+        changes = position_changes(doc)
         r = self.row(account)
         seq, last = int(doc["seq"]), int(self.seq[r])
         gaps = self.gaps.get(r)
+        set_holding = self.book.set_holding
         if seq <= last:
             if gaps is None or not gaps.fill(seq):
                 return Applied.REPLAY
             done = Applied.FILLED_SUPERSEDED
-            if gaps.newest.get(inst, -1) < seq:
-                self.book.set_holding(account, inst, float(doc["qty"]))
-                gaps.newest[inst] = seq
-                done = Applied.FILLED
+            for inst, qty in changes:
+                if gaps.newest.get(inst, -1) < seq:
+                    set_holding(account, inst, qty)
+                    gaps.newest[inst] = seq
+                    done = Applied.FILLED
             if not gaps.ranges:
                 self.clear_gap(r, filled_at_seq=seq)
             self._settle(r, now)
@@ -135,9 +139,10 @@ class Accounts:
                     {"missing_from": last + 1, "missing_to": seq - 1, "seq": seq},
                 )
             gaps.add(last + 1, seq - 1)
-        if gaps is not None:
-            gaps.newest[inst] = seq
-        self.book.set_holding(account, inst, float(doc["qty"]))
+        for inst, qty in changes:
+            if gaps is not None:
+                gaps.newest[inst] = seq
+            set_holding(account, inst, qty)
         self.seq[r] = seq
         self.pts[r] = max(int(self.pts[r]), int(doc["ts"]))
         self.part[r], self.owned[r] = partition, True
@@ -261,6 +266,9 @@ class Accounts:
                 self.tver[r] = -1
                 self.targets_doc.pop(r, None)
             self.restore_order(r, rec.order, now)
+            # its last change may be half applied (a v1 fill is an instrument record, then a cash one):
+            # the records after what the store holds are consumed next, so wait for them to settle
+            self.hold_until[r] = max(float(self.hold_until[r]), now + self.settle_s)
             self._restore_gap(r, rec.gap)
         self.owned[rows] = True
         self.dirty.update(rows.tolist())

@@ -18,6 +18,7 @@ from streamproc.settings import Topics
 from streamproc.state.records import AccountPatch
 from streamproc.wire.codec import Reason, Rejected, decode
 from streamproc.wire.contract import Contract
+from streamproc.wire.documents import position_changes
 
 _OUTCOME = {Applied.APPLIED: Outcome.APPLIED, Applied.REPLAY: Outcome.REPLAYED}
 
@@ -73,12 +74,17 @@ class Intake:
                 if done == Applied.REPLAY:
                     continue
                 patch = patches.setdefault(account, AccountPatch())
-                inst, qty = doc["instrument"], float(doc["qty"])
+                changes = position_changes(doc)
                 r = accounts.row(account)
-                if inst != CASH and qty > 0:
-                    referenced.add(inst)
-                if done != Applied.FILLED_SUPERSEDED:
-                    patch.cash(qty) if inst == CASH else patch.holding(inst, qty)
+                if done != Applied.APPLIED:  # a late record: newer ones may have superseded parts of it
+                    changes = self._current(account, changes)
+                for inst, qty in changes:
+                    if inst == CASH:
+                        patch.cash(qty)
+                    else:
+                        patch.holding(inst, qty)
+                        if qty > 0:
+                            referenced.add(inst)
                 patch.positions(int(accounts.seq[r]), int(accounts.pts[r]))
                 if done != Applied.APPLIED or r in accounts.gaps:
                     patch.gap(accounts.gap_record(r))
@@ -99,3 +105,9 @@ class Intake:
         await self.deadletters.publish(dead)
         await self.store.write_accounts(patches, parts, referenced - self._referenced_sent)
         self._referenced_sent |= referenced
+
+    def _current(self, account: str, changes: list[tuple[str, float]]) -> list[tuple[str, float]]:
+        """The book's quantities now of the instruments a record changed."""
+        book = self.accounts.book
+        held = book.holdings(account)
+        return [(i, book.cash(account) if i == CASH else held.get(i, 0.0)) for i, _ in changes]

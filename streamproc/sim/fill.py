@@ -135,7 +135,8 @@ class Ledger:
         if doc["seq"] <= account.seq:
             return False
         account.seq = doc["seq"]
-        account.qty[doc["instrument"]] = Decimal(str(doc["qty"]))
+        for change in doc.get("changes") or [doc]:
+            account.qty[change["instrument"]] = Decimal(str(change["qty"]))
         return True
 
     def current(self, order: Mapping[str, Any]) -> bool:

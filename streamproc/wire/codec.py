@@ -60,6 +60,11 @@ def _semantic_error(topic: str, doc: dict[str, Any], key: bytes | None) -> tuple
             return f"non-positive quote: bid {doc['bid']}, ask {doc['ask']}; not applied", True
         if bid > ask:
             return f"crossed quote: bid {doc['bid']} > ask {doc['ask']}; not applied", True
+    elif topic == "positions" and "changes" in doc:
+        names = [c["instrument"] for c in doc["changes"]]
+        if len(set(names)) != len(names):
+            twice = sorted({n for n in names if names.count(n) > 1})
+            return f"changes name {', '.join(twice)} more than once: one absolute qty per instrument", False
     elif topic == "targets":
         weights = doc["weights"]
         if CASH in weights:

@@ -238,3 +238,41 @@ def test_a_crossed_quote_followed_by_silence_hands_over_to_quote_stale() -> None
     assert closed.type == "quote_crossed" and closed.details["superseded_by"] == "quote_stale"
     flags = prices.book.price("EQ")[2]
     assert flags & PriceFlag.STALE and not flags & PriceFlag.CROSSED
+
+
+def test_an_atomic_change_is_applied_whole_and_a_late_one_only_where_not_superseded() -> None:
+    accounts, _prices, ev = market()
+    ev.step(T0 + 1.1)
+    fill = {
+        "account": "A",
+        "changes": [{"instrument": "EQ", "qty": "500"}, {"instrument": "CASH", "qty": "10000"}],
+        "seq": 4,
+        "ts": 4,
+    }
+    CONTRACT.validate("positions", fill)
+    assert accounts.apply_position(fill, 0, T0 + 2) == APPLIED
+    assert accounts.book.holdings("A")["EQ"] == 500.0 and accounts.book.cash("A") == 10_000.0
+    # seq 7 arrives before 5 and 6 (a gap); then 5, an atomic change, of which CASH was superseded by 7
+    assert accounts.apply_position(pos("CASH", 20.0, 7), 0, T0 + 3) == APPLIED
+    late = {
+        **fill,
+        "changes": [{"instrument": "BOND", "qty": 1.0}, {"instrument": "CASH", "qty": 9.0}],
+        "seq": 5,
+    }
+    assert accounts.apply_position(late, 0, T0 + 4) == FILLED
+    assert accounts.book.holdings("A")["BOND"] == 1.0 and accounts.book.cash("A") == 20.0
+
+
+def test_a_loaded_account_waits_for_its_settle_window_before_it_is_evaluated() -> None:
+    fresh, _prices, ev = market()
+    targets = {
+        "account": "A",
+        "version": 1,
+        "weights": {"EQ": 0.6, "BOND": 0.4},
+        "band": {"abs": 0.03},
+        "ts": 1,
+    }
+    rec = AccountRecord("A", 0, {"EQ": 600.0, "BOND": 800.0}, 0.0, 3, 3, targets, None)
+    fresh.load([rec], T0 + 10)
+    assert ev.step(T0 + 10.5).evaluated == 0, "a cash record may still follow the instrument record"
+    assert ev.step(T0 + 11.1).evaluated == 1
