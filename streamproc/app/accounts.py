@@ -17,8 +17,8 @@ from streamproc.core.bands import band_pair
 from streamproc.core.book import RowSpec
 from streamproc.core.gaps import SeqGaps
 from streamproc.core.types import F64, I64, Bool
-from streamproc.state.records import AccountRecord, GapRecord
-from streamproc.wire.documents import OrderInputs, position_changes
+from streamproc.state.records import AccountRecord, GapRecord, WorkingLeg, WorkingOrder
+from streamproc.wire.documents import OrderDoc, position_changes
 
 
 class Applied(Enum):
@@ -69,6 +69,8 @@ class Accounts:
         self.attempt: I64 = np.zeros(0, dtype=np.int64)
         self.status: I64 = np.zeros(0, dtype=np.int64)  # last drift status written (a Status)
         self.last_order: dict[int, str] = {}  # row -> event_id of the last order published
+        self.working: dict[int, WorkingOrder] = {}  # row -> the unanswered order holding it
+        self.answered: set[int] = set()  # rows whose working order positions completed (to store)
         self.targets_doc: dict[int, dict[str, Any]] = {}
         self.dirty: set[int] = set()
         self.gaps: dict[int, SeqGaps] = {}  # quarantined rows: missing position seqs
@@ -218,8 +220,19 @@ class Accounts:
 
     def _settle(self, r: int, now: float) -> None:
         """Changed inputs (and an open order's answer) often come as several records: evaluate the
-        account once they have been quiet for ``settle_s``, never on a half-applied change."""
-        self.hold_until[r] = now + self.settle_s
+        account once they have been quiet for ``settle_s``, never on a half-applied change. While an
+        order works, no change releases the account (a partial fill, a dividend, new targets): only
+        positions that complete its legs, or its cooldown."""
+        settled = now + self.settle_s
+        working = self.working.get(r)
+        if working is not None:
+            account = self.book.accounts.id_of(r)
+            if not working.done(self.book.holdings(account), self.book.lot_of):
+                self.hold_until[r] = max(float(self.hold_until[r]), settled)
+                return
+            del self.working[r]
+            self.answered.add(r)
+        self.hold_until[r] = settled
         self.dirty.add(r)
 
     # ---- ownership and loading ---------------------------------------------------------------
@@ -265,7 +278,7 @@ class Accounts:
             else:
                 self.tver[r] = -1
                 self.targets_doc.pop(r, None)
-            self.restore_order(r, rec.order, now)
+            self.restore_order(r, rec.order, now, rec.working)
             # its last change may be half applied (a v1 fill is an instrument record, then a cash one):
             # the records after what the store holds are consumed next, so wait for them to settle
             self.hold_until[r] = max(float(self.hold_until[r]), now + self.settle_s)
@@ -274,9 +287,18 @@ class Accounts:
         self.dirty.update(rows.tolist())
         return rows
 
-    def restore_order(self, r: int, order: Mapping[str, Any] | None, now: float) -> None:
-        """Re-open the hold of a recorded last order when its inputs are still current."""
+    def restore_order(
+        self, r: int, order: Mapping[str, Any] | None, now: float, working: WorkingOrder | None = None
+    ) -> None:
+        """Re-open the hold of a recorded order still working (within its cooldown), or, for an order
+        recorded without its working state (recovered after a crash), when its inputs are current."""
         self.hold_until[r] = 0.0
+        self.working.pop(r, None)
+        if working is not None and order and working.event_id == order["event_id"]:
+            until = working.ts_ms / 1000.0 + self.cooldown_of(r)
+            if until > now:
+                self.working[r] = working
+                self.hold_until[r] = until
         if not order:
             self.last_order.pop(r, None)
             self.order_seq[r] = self.order_tver[r] = -1
@@ -286,7 +308,7 @@ class Accounts:
         self.last_order[r] = order["event_id"]
         self.order_seq[r], self.order_tver[r] = inputs["positions_seq"], inputs["targets_version"]
         self.attempt[r] = inputs.get("attempt", 0)
-        if self.order_seq[r] == self.seq[r] and self.order_tver[r] == self.tver[r]:
+        if r not in self.working and self.order_seq[r] == self.seq[r] and self.order_tver[r] == self.tver[r]:
             self.hold_until[r] = order["ts"] / 1000.0 + self.cooldown_of(r)
 
     def cooldown_of(self, r: int) -> float:
@@ -342,6 +364,9 @@ class Accounts:
         if ended.any():
             mask |= ended
             held[ended] = 0.0
+            if self.working:  # a cooldown ended: the order went unanswered
+                for r in np.flatnonzero(ended).tolist():
+                    self.working.pop(r, None)
         mask &= self.owned[:n] & (self.tver[:n] >= 0) & (held <= now)
         out: I64 = np.flatnonzero(mask)
         return out
@@ -351,11 +376,24 @@ class Accounts:
         same = self.order_seq[r] == self.seq[r] and self.order_tver[r] == self.tver[r]
         return int(self.attempt[r]) + 1 if same else 0
 
-    def opened(self, r: int, event_id: str, inputs: OrderInputs, now: float) -> None:
-        """An order was published for row r: hold it until a position update or the cooldown."""
-        self.last_order[r] = event_id
+    def opened(self, r: int, doc: OrderDoc, now: float) -> WorkingOrder:
+        """An order was published for row r: it works, holding the account, until positions complete
+        its legs or its cooldown ends; returns the working order (stored with the order)."""
+        inputs = doc["inputs"]
+        self.last_order[r] = doc["event_id"]
         self.order_seq[r], self.order_tver[r] = inputs["positions_seq"], inputs["targets_version"]
         self.attempt[r] = inputs["attempt"]
-        current = self.order_seq[r] == self.seq[r] and self.order_tver[r] == self.tver[r]
-        # inputs that changed while the order was being published count as the answer arriving
-        self.hold_until[r] = now + (self.cooldown_of(r) if current else self.settle_s)
+        held = self.book.holdings(self.book.accounts.id_of(r))
+        legs = tuple(
+            WorkingLeg(leg["instrument"], leg["side"], float(leg["qty"]), held.get(leg["instrument"], 0.0))
+            for leg in doc["legs"]
+        )
+        working = self.working[r] = WorkingOrder(doc["event_id"], doc["ts"], legs)
+        self.hold_until[r] = now + self.cooldown_of(r)
+        return working
+
+    def drain_answered(self) -> list[int]:
+        """Rows whose working order was completed since the last call."""
+        out = list(self.answered)
+        self.answered.clear()
+        return out

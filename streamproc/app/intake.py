@@ -102,6 +102,9 @@ class Intake:
                 referenced.update(i for i, w in doc["weights"].items() if float(w) > 0)
             patch.partition(rec.partition)
             parts[account] = rec.partition
+        ids = accounts.book.accounts
+        for r in accounts.drain_answered():  # positions completed its working order
+            patches.setdefault(ids.id_of(r), AccountPatch()).working(None)
         await self.deadletters.publish(dead)
         await self.store.write_accounts(patches, parts, referenced - self._referenced_sent)
         self._referenced_sent |= referenced

@@ -4,7 +4,7 @@ directions. No redis import: the Redis store and its in-memory twin share this o
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
@@ -65,12 +65,58 @@ def order_key(order: Mapping[str, Any]) -> tuple[int, int, int]:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkingLeg:
+    """One leg of a working order, with the holding it started from."""
+
+    instrument: str
+    side: str  # buy | sell
+    qty: float
+    held_before: float
+
+    @property
+    def expected(self) -> float:
+        """The holding once the leg is filled."""
+        return self.held_before - self.qty if self.side == "sell" else self.held_before + self.qty
+
+
+@dataclass(frozen=True, slots=True)
+class WorkingOrder:
+    """An order published and not yet answered: it holds its account (no second order) until positions
+    complete its legs or its cooldown ends."""
+
+    event_id: str
+    ts_ms: int
+    legs: tuple[WorkingLeg, ...]
+
+    def done(self, holdings: Mapping[str, float], lot_of: Callable[[str], float]) -> bool:
+        """Whether ``holdings`` complete every leg, each within a lot."""
+        return all(
+            abs(holdings.get(leg.instrument, 0.0) - leg.expected) <= lot_of(leg.instrument) * (1.0 + 1e-9)
+            for leg in self.legs
+        )
+
+    def encode(self) -> bytes:
+        legs = [[leg.instrument, leg.side, leg.qty, leg.held_before] for leg in self.legs]
+        return orjson.dumps({"event_id": self.event_id, "ts": self.ts_ms, "legs": legs})
+
+    @classmethod
+    def decode(cls, raw: bytes) -> WorkingOrder | None:
+        if not raw:
+            return None
+        doc = orjson.loads(raw)
+        legs = tuple(WorkingLeg(i, side, float(q), float(h)) for i, side, q, h in doc["legs"])
+        return cls(doc["event_id"], int(doc["ts"]), legs)
+
+
+@dataclass(frozen=True, slots=True)
 class RecordedOrder:
-    """A published order, as recorded after its delivery: the account's last order and emitted id."""
+    """A published order, as recorded after its delivery: the account's last order and emitted id, and
+    the working order it holds the account with."""
 
     account: str
     event_id: str
     doc: bytes  # the order document as published
+    working: WorkingOrder | None = None
 
 
 # ---- accounts ------------------------------------------------------------------------------------
@@ -117,6 +163,7 @@ class AccountRecord:
     order: dict[str, Any] | None  # the last order published
     gap: GapRecord | None = None  # missing position seqs (the account is quarantined)
     drift_json: bytes | None = None  # the last drift status written (parsed on demand: loads skip it)
+    working: WorkingOrder | None = None  # the order holding the account, if still unanswered
 
     @property
     def drift(self) -> DriftDoc | None:
@@ -139,6 +186,7 @@ def parse_account(account: str, raw: HashFields) -> AccountRecord:
         order=orjson.loads(order) if order else None,
         gap=GapRecord.decode(account, raw.get(b"gap", b"")),
         drift_json=drift or None,
+        working=WorkingOrder.decode(raw.get(b"working", b"")),
     )
 
 
@@ -179,6 +227,10 @@ class AccountPatch:
 
     def order(self, encoded: bytes) -> AccountPatch:
         self.fields["order"] = encoded
+        return self
+
+    def working(self, order: WorkingOrder | None) -> AccountPatch:
+        self.fields["working"] = order.encode() if order is not None else b""
         return self
 
 

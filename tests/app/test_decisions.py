@@ -94,7 +94,7 @@ def test_one_order_per_breach_until_a_fill_or_the_cooldown() -> None:
         "targets_version": 1,
         "attempt": 0,
     }
-    accounts.opened(order.row, order.event_id, order.doc["inputs"], T0 + 2)
+    accounts.opened(order.row, order.doc, T0 + 2)
     for i in range(5):  # ticks keep it out of band: held
         move_eq(prices, 133.0 + i, 3 + i, T0 + 3 + i)
         assert not ev.step(T0 + 3 + i).orders
@@ -105,13 +105,35 @@ def test_one_order_per_breach_until_a_fill_or_the_cooldown() -> None:
     )
     (again,) = ev.step(T0 + 303).orders
     assert again.doc["inputs"]["attempt"] == 1 and again.event_id != order.event_id
-    accounts.opened(again.row, again.event_id, again.doc["inputs"], T0 + 303)
-    # a fill: evaluated again once settled, attempt back to 0 on the new inputs
-    fill = {"account": "A", "instrument": "EQ", "qty": 580.0, "seq": 4, "ts": 1}  # partial: still out of band
-    accounts.apply_position(fill, 0, T0 + 304)
-    assert not ev.step(T0 + 304.5).orders
-    (after_fill,) = ev.step(T0 + 305.1).orders
-    assert after_fill.doc["inputs"] == {"positions_seq": 4, "targets_version": 1, "attempt": 0}
+    accounts.opened(again.row, again.doc, T0 + 303)
+    legs = {leg["instrument"]: float(leg["qty"]) for leg in again.doc["legs"]}
+    # a partial fill of the EQ sale and a dividend: the order still works, no second order
+    accounts.apply_position(pos("EQ", 600.0 - legs["EQ"] / 3, 4), 0, T0 + 304)
+    accounts.apply_position(pos("CASH", 12.5, 5), 0, T0 + 305)
+    for t in (T0 + 305.5, T0 + 306.1, T0 + 400):
+        assert ev.step(t).evaluated == 0, "held while its order works"
+    # the rest of the fill completes both legs (within a lot): evaluated once settled, on the new cash
+    accounts.apply_position(pos("EQ", 600.0 - legs["EQ"], 6), 0, T0 + 401)
+    assert ev.step(T0 + 401.1).evaluated == 0
+    accounts.apply_position(pos("BOND", 800.0 + legs["BOND"], 7), 0, T0 + 402)
+    assert ev.step(T0 + 402.5).evaluated == 0, "settling"
+    assert ev.step(T0 + 403.1).evaluated == 1 and 0 not in accounts.working
+    assert accounts.drain_answered() == [0]
+
+
+def test_an_unanswered_order_releases_its_account_at_the_cooldown() -> None:
+    accounts, prices, ev = market()
+    ev.step(T0 + 1.1)
+    move_eq(prices, 132.34, 2, T0 + 2)
+    (order,) = ev.step(T0 + 2).orders
+    accounts.opened(order.row, order.doc, T0 + 2)
+    accounts.apply_position(pos("CASH", 1.0, 4), 0, T0 + 3)  # not its answer
+    assert ev.step(T0 + 200).evaluated == 0 and 0 in accounts.working
+    move_eq(prices, 132.5, 3, T0 + 302.5)
+    ts = int((T0 + 302.5) * 1000)
+    prices.accept([{"instrument": "BOND", "bid": 49.99, "ask": 50.01, "seq": 2, "ts": ts}])
+    (again,) = ev.step(T0 + 302.5).orders
+    assert again.doc["inputs"]["positions_seq"] == 4 and 0 not in accounts.working
 
 
 def test_stale_price_suppresses_and_recovery_evaluates_immediately() -> None:
