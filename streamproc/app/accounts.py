@@ -11,13 +11,14 @@ from typing import Any
 import numpy as np
 
 from streamproc.app.status import Status
+from streamproc.app.working import Report, WorkingOrders
 from streamproc.core import Band, Book, Mode
 from streamproc.core.alerts import Episode, Key, episode_id
 from streamproc.core.bands import band_pair
 from streamproc.core.book import RowSpec
 from streamproc.core.gaps import SeqGaps
 from streamproc.core.types import F64, I64, Bool
-from streamproc.state.records import AccountRecord, GapRecord, WorkingLeg, WorkingOrder
+from streamproc.state.records import AccountRecord, GapRecord, WorkingOrder
 from streamproc.wire.documents import OrderDoc, position_changes
 
 
@@ -69,8 +70,7 @@ class Accounts:
         self.attempt: I64 = np.zeros(0, dtype=np.int64)
         self.status: I64 = np.zeros(0, dtype=np.int64)  # last drift status written (a Status)
         self.last_order: dict[int, str] = {}  # row -> event_id of the last order published
-        self.working: dict[int, WorkingOrder] = {}  # row -> the unanswered order holding it
-        self.answered: set[int] = set()  # rows whose working order positions completed (to store)
+        self.working = WorkingOrders()  # the orders holding their accounts
         self.targets_doc: dict[int, dict[str, Any]] = {}
         self.dirty: set[int] = set()
         self.gaps: dict[int, SeqGaps] = {}  # quarantined rows: missing position seqs
@@ -224,16 +224,30 @@ class Accounts:
         order works, no change releases the account (a partial fill, a dividend, new targets): only
         positions that complete its legs, or its cooldown."""
         settled = now + self.settle_s
-        working = self.working.get(r)
-        if working is not None:
+        working = self.working
+        if r in working:
             account = self.book.accounts.id_of(r)
-            if not working.done(self.book.holdings(account), self.book.lot_of):
+            if not working.completed_by(r, self.book.holdings(account), self.book.lot_of):
                 self.hold_until[r] = max(float(self.hold_until[r]), settled)
                 return
-            del self.working[r]
-            self.answered.add(r)
+        working.input_changed(r, retried_at_ms=int(now * 1000))
         self.hold_until[r] = settled
         self.dirty.add(r)
+
+    def apply_execution(self, doc: Mapping[str, Any], partition: int, now: float) -> Report:
+        """Apply a validated execution report. An answered order releases its account once settled; a
+        rejected one holds it (status ``rejected``) until one of its inputs changes."""
+        account = doc["account"]
+        r = self.row(account)
+        self.part[r], self.owned[r] = partition, True
+        done = self.working.report(r, account, doc, int(now * 1000))
+        if done == Report.ANSWERED:
+            self.hold_until[r] = now + self.settle_s
+            self.dirty.add(r)
+        elif done == Report.REJECTED:
+            self.hold_until[r] = math.inf
+            self.status[r] = Status.REJECTED
+        return done
 
     # ---- ownership and loading ---------------------------------------------------------------
 
@@ -279,6 +293,10 @@ class Accounts:
                 self.tver[r] = -1
                 self.targets_doc.pop(r, None)
             self.restore_order(r, rec.order, now, rec.working)
+            if rec.rejected is not None:  # not retried until an input changes, across restarts too
+                self.working.restore(r, self.working.get(r), rec.rejected)
+                self.hold_until[r] = math.inf
+                self.status[r] = Status.REJECTED
             # its last change may be half applied (a v1 fill is an instrument record, then a cash one):
             # the records after what the store holds are consumed next, so wait for them to settle
             self.hold_until[r] = max(float(self.hold_until[r]), now + self.settle_s)
@@ -293,11 +311,11 @@ class Accounts:
         """Re-open the hold of a recorded order still working (within its cooldown), or, for an order
         recorded without its working state (recovered after a crash), when its inputs are current."""
         self.hold_until[r] = 0.0
-        self.working.pop(r, None)
+        self.working.restore(r, None)
         if working is not None and order and working.event_id == order["event_id"]:
             until = working.ts_ms / 1000.0 + self.cooldown_of(r)
             if until > now:
-                self.working[r] = working
+                self.working.restore(r, working)
                 self.hold_until[r] = until
         if not order:
             self.last_order.pop(r, None)
@@ -364,9 +382,9 @@ class Accounts:
         if ended.any():
             mask |= ended
             held[ended] = 0.0
-            if self.working:  # a cooldown ended: the order went unanswered
+            if self.working.orders:  # a cooldown ended: the order went unanswered
                 for r in np.flatnonzero(ended).tolist():
-                    self.working.pop(r, None)
+                    self.working.give_up(r)
         mask &= self.owned[:n] & (self.tver[:n] >= 0) & (held <= now)
         out: I64 = np.flatnonzero(mask)
         return out
@@ -383,17 +401,6 @@ class Accounts:
         self.last_order[r] = doc["event_id"]
         self.order_seq[r], self.order_tver[r] = inputs["positions_seq"], inputs["targets_version"]
         self.attempt[r] = inputs["attempt"]
-        held = self.book.holdings(self.book.accounts.id_of(r))
-        legs = tuple(
-            WorkingLeg(leg["instrument"], leg["side"], float(leg["qty"]), held.get(leg["instrument"], 0.0))
-            for leg in doc["legs"]
-        )
-        working = self.working[r] = WorkingOrder(doc["event_id"], doc["ts"], legs)
+        working = self.working.open(r, doc, self.book.holdings(self.book.accounts.id_of(r)))
         self.hold_until[r] = now + self.cooldown_of(r)
         return working
-
-    def drain_answered(self) -> list[int]:
-        """Rows whose working order was completed since the last call."""
-        out = list(self.answered)
-        self.answered.clear()
-        return out

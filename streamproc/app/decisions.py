@@ -71,6 +71,7 @@ def state_counts(accounts: Accounts) -> dict[str, int]:
         "tracked": accounts.tracked(),
         "suppressed": int(np.count_nonzero(status == Status.SUPPRESSED)),
         "held": int(np.count_nonzero(status == Status.HELD)),
+        "rejected": int(np.count_nonzero(status == Status.REJECTED)),
         "quarantined": int(accounts.quarantined(rows).sum()),
     }
 

@@ -13,6 +13,7 @@ from streamproc.app.counters import Counters, Outcome
 from streamproc.app.deadletters import DeadLetters, Record
 from streamproc.app.ports import AccountStore, Clock
 from streamproc.app.progress import Progress
+from streamproc.app.working import Report
 from streamproc.core.book import CASH
 from streamproc.settings import Topics
 from streamproc.state.records import AccountPatch
@@ -21,6 +22,7 @@ from streamproc.wire.contract import Contract
 from streamproc.wire.documents import position_changes
 
 _OUTCOME = {Applied.APPLIED: Outcome.APPLIED, Applied.REPLAY: Outcome.REPLAYED}
+_REPORT_OUTCOME = {Report.DUPLICATE: Outcome.DUPLICATE, Report.LATE: Outcome.REPLAYED}
 
 
 class Intake:
@@ -88,6 +90,15 @@ class Intake:
                 patch.positions(int(accounts.seq[r]), int(accounts.pts[r]))
                 if done != Applied.APPLIED or r in accounts.gaps:
                     patch.gap(accounts.gap_record(r))
+            elif logical == "executions":
+                report = accounts.apply_execution(doc, rec.partition, now)
+                if report in (Report.UNKNOWN, Report.INVALID):
+                    dead.append((rec, Rejected(Reason.SEMANTIC, accounts.working.error)))
+                    continue
+                messages.inc("executions", _REPORT_OUTCOME.get(report, Outcome.APPLIED))
+                if report in (Report.DUPLICATE, Report.LATE):
+                    continue
+                patch = patches.setdefault(account, AccountPatch())
             else:
                 try:
                     applied = accounts.apply_targets(doc, rec.partition, now)
@@ -102,9 +113,12 @@ class Intake:
                 referenced.update(i for i, w in doc["weights"].items() if float(w) > 0)
             patch.partition(rec.partition)
             parts[account] = rec.partition
-        ids = accounts.book.accounts
-        for r in accounts.drain_answered():  # positions completed its working order
-            patches.setdefault(ids.id_of(r), AccountPatch()).working(None)
+        ids, working, now_ms = accounts.book.accounts, accounts.working, int(now * 1000)
+        for r in working.drain_changed():  # orders answered, reported on, rejected, retried
+            patch = patches.setdefault(ids.id_of(r), AccountPatch()).working(working.get(r))
+            patch.rejected(working.rejected.get(r))
+            if r in working.rejected:
+                patch.drift({"status": "rejected", "why": working.why_rejected(r), "evaluated_at": now_ms})
         await self.deadletters.publish(dead)
         await self.store.write_accounts(patches, parts, referenced - self._referenced_sent)
         self._referenced_sent |= referenced

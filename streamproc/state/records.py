@@ -64,6 +64,9 @@ def order_key(order: Mapping[str, Any]) -> tuple[int, int, int]:
     return (inputs["positions_seq"], inputs["targets_version"], inputs.get("attempt", 0))
 
 
+TERMINAL = frozenset({"filled", "rejected", "cancelled", "expired"})
+
+
 @dataclass(frozen=True, slots=True)
 class WorkingLeg:
     """One leg of a working order, with the holding it started from."""
@@ -72,6 +75,14 @@ class WorkingLeg:
     side: str  # buy | sell
     qty: float
     held_before: float
+    state: str = "new"  # new, or the last execution report's state
+    cum_qty: float = 0.0  # filled, as order management reported
+    leaves_qty: float | None = None  # still working, as reported (None: the whole qty)
+
+    @property
+    def terminal(self) -> bool:
+        """Nothing of the leg works any more (filled, rejected, cancelled, expired)."""
+        return self.state in TERMINAL
 
     @property
     def expected(self) -> float:
@@ -87,6 +98,7 @@ class WorkingOrder:
     event_id: str
     ts_ms: int
     legs: tuple[WorkingLeg, ...]
+    exec_ids: tuple[str, ...] = ()  # execution reports applied (a repeat is ignored)
 
     def done(self, holdings: Mapping[str, float], lot_of: Callable[[str], float]) -> bool:
         """Whether ``holdings`` complete every leg, each within a lot."""
@@ -96,16 +108,20 @@ class WorkingOrder:
         )
 
     def encode(self) -> bytes:
-        legs = [[leg.instrument, leg.side, leg.qty, leg.held_before] for leg in self.legs]
-        return orjson.dumps({"event_id": self.event_id, "ts": self.ts_ms, "legs": legs})
+        legs = [
+            [leg.instrument, leg.side, leg.qty, leg.held_before, leg.state, leg.cum_qty, leg.leaves_qty]
+            for leg in self.legs
+        ]
+        doc = {"event_id": self.event_id, "ts": self.ts_ms, "legs": legs, "exec_ids": list(self.exec_ids)}
+        return orjson.dumps(doc)
 
     @classmethod
     def decode(cls, raw: bytes) -> WorkingOrder | None:
         if not raw:
             return None
         doc = orjson.loads(raw)
-        legs = tuple(WorkingLeg(i, side, float(q), float(h)) for i, side, q, h in doc["legs"])
-        return cls(doc["event_id"], int(doc["ts"]), legs)
+        legs = tuple(WorkingLeg(i, side, float(q), float(h), *rest) for i, side, q, h, *rest in doc["legs"])
+        return cls(doc["event_id"], int(doc["ts"]), legs, tuple(doc.get("exec_ids", ())))
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +180,7 @@ class AccountRecord:
     gap: GapRecord | None = None  # missing position seqs (the account is quarantined)
     drift_json: bytes | None = None  # the last drift status written (parsed on demand: loads skip it)
     working: WorkingOrder | None = None  # the order holding the account, if still unanswered
+    rejected: Episode | None = None  # its order was rejected: held until an input changes
 
     @property
     def drift(self) -> DriftDoc | None:
@@ -187,6 +204,7 @@ def parse_account(account: str, raw: HashFields) -> AccountRecord:
         gap=GapRecord.decode(account, raw.get(b"gap", b"")),
         drift_json=drift or None,
         working=WorkingOrder.decode(raw.get(b"working", b"")),
+        rejected=episode_from(orjson.loads(rej)) if (rej := raw.get(b"rejected")) else None,
     )
 
 
@@ -231,6 +249,10 @@ class AccountPatch:
 
     def working(self, order: WorkingOrder | None) -> AccountPatch:
         self.fields["working"] = order.encode() if order is not None else b""
+        return self
+
+    def rejected(self, episode: Episode | None) -> AccountPatch:
+        self.fields["rejected"] = orjson.dumps(episode_doc(episode)) if episode is not None else b""
         return self
 
 

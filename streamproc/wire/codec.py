@@ -21,6 +21,7 @@ _KEY_FIELD = {
     "positions": "account",
     "targets": "account",
     "instruments": "instrument",
+    "executions": "account",
 }
 
 
@@ -65,6 +66,10 @@ def _semantic_error(topic: str, doc: dict[str, Any], key: bytes | None) -> tuple
         if len(set(names)) != len(names):
             twice = sorted({n for n in names if names.count(n) > 1})
             return f"changes name {', '.join(twice)} more than once: one absolute qty per instrument", False
+    elif topic == "executions":
+        names = [leg["instrument"] for leg in doc["legs"]]
+        if len(set(names)) != len(names):
+            return "legs name an instrument more than once: one state per leg", False
     elif topic == "targets":
         weights = doc["weights"]
         if CASH in weights:
