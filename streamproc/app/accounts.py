@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 
 from streamproc.app.status import Status
+from streamproc.app.targets import targets_args
 from streamproc.app.working import Report, WorkingOrders
-from streamproc.core import Band, Book, Mode
+from streamproc.core import Book
 from streamproc.core.alerts import Episode, Key, episode_id
 from streamproc.core.bands import band_pair
 from streamproc.core.book import RowSpec
@@ -29,25 +30,6 @@ class Applied(Enum):
     APPLIED = "applied"
     FILLED = "filled"  # a late record of a gap, its quantity applied
     FILLED_SUPERSEDED = "filled_superseded"  # a late record of a gap, a newer quantity already applied
-
-
-def _band(doc: Mapping[str, Any] | None) -> Band | None:
-    if not doc:
-        return None
-    rel = float(doc["rel"]) if "rel" in doc else None
-    abs_ = float(doc["abs"]) if "abs" in doc else None
-    return Band(abs=abs_, rel=rel)
-
-
-def targets_args(doc: Mapping[str, Any]) -> dict[str, Any]:
-    """``Book.set_targets`` keyword arguments from a validated targets document (ValueError if unusable)."""
-    return {
-        "weights": {i: float(w) for i, w in doc["weights"].items()},
-        "band": _band(doc.get("band")),
-        "bands": {i: b for i, d in (doc.get("bands") or {}).items() if (b := _band(d)) is not None},
-        "mode": Mode.parse(doc["mode"]) if "mode" in doc else Mode.TARGET,
-        "min_trade": float(doc.get("min_trade", 0.0)),
-    }
 
 
 class Accounts:
