@@ -108,6 +108,21 @@ async def _account(store: Store, ident: str, now_ms: int) -> int:
         print(f"  last order     {o['event_id']} at {o['ts']} ({_age(now_ms, o['ts'])}): {legs}")
     else:
         print("  last order     none")
+    w = rec.working
+    if w is not None:
+        print(f"  WORKING        {w.event_id} since {_age(now_ms, w.ts_ms)} (held: answered or cooled down)")
+        for leg in w.legs:
+            left = leg.qty if leg.leaves_qty is None else leg.leaves_qty
+            print(
+                f"    {leg.side:<4} {leg.qty:g} {leg.instrument:<16} {leg.state:<16} "
+                f"filled {leg.cum_qty:g}, working {left:g} (held {leg.held_before:g} before)"
+            )
+        if w.exec_ids:
+            print(f"    execution reports: {', '.join(w.exec_ids)}")
+    if rec.rejected is not None:
+        d = rec.rejected.details
+        print(f"  REJECTED       order {d['event_id']}: {', '.join(d['instruments'])} ({d['reason']})")
+        print("                 not retried until a position or targets record of the account arrives")
     lines = _alerts_for(await store.firing_alerts(), "account", ident)
     print("alerts firing:" + ("" if lines else " none"))
     for line in lines:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-INPUT_TOPICS = ("quotes", "positions", "targets", "instruments")
+INPUT_TOPICS = ("quotes", "positions", "targets", "instruments", "executions")
 _NAMESPACE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,6 +33,7 @@ class Topics:
     orders: str
     alerts: str
     deadletter: str
+    executions: str
 
     def logical(self, physical: str) -> str:
         """The wire-contract name (``quotes``) of a physical topic name (called per record: cached)."""

@@ -174,7 +174,7 @@ def worker(
     publisher = publisher if publisher is not None else RecordingPublisher(partitions)
     clock = clock or ManualClock()
     counts = dict.fromkeys(
-        ("quotes", "positions", "targets", "instruments", "orders", "deadletter"), partitions
+        ("quotes", "positions", "targets", "instruments", "orders", "deadletter", "executions"), partitions
     )
     parts = build(
         settings,

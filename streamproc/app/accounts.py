@@ -11,14 +11,16 @@ from typing import Any
 import numpy as np
 
 from streamproc.app.status import Status
-from streamproc.core import Band, Book, Mode
+from streamproc.app.targets import targets_args
+from streamproc.app.working import Report, WorkingOrders
+from streamproc.core import Book
 from streamproc.core.alerts import Episode, Key, episode_id
 from streamproc.core.bands import band_pair
 from streamproc.core.book import RowSpec
 from streamproc.core.gaps import SeqGaps
 from streamproc.core.types import F64, I64, Bool
-from streamproc.state.records import AccountRecord, GapRecord
-from streamproc.wire.documents import OrderInputs
+from streamproc.state.records import AccountRecord, GapRecord, WorkingOrder
+from streamproc.wire.documents import OrderDoc, position_changes
 
 
 class Applied(Enum):
@@ -28,25 +30,6 @@ class Applied(Enum):
     APPLIED = "applied"
     FILLED = "filled"  # a late record of a gap, its quantity applied
     FILLED_SUPERSEDED = "filled_superseded"  # a late record of a gap, a newer quantity already applied
-
-
-def _band(doc: Mapping[str, Any] | None) -> Band | None:
-    if not doc:
-        return None
-    rel = float(doc["rel"]) if "rel" in doc else None
-    abs_ = float(doc["abs"]) if "abs" in doc else None
-    return Band(abs=abs_, rel=rel)
-
-
-def targets_args(doc: Mapping[str, Any]) -> dict[str, Any]:
-    """``Book.set_targets`` keyword arguments from a validated targets document (ValueError if unusable)."""
-    return {
-        "weights": {i: float(w) for i, w in doc["weights"].items()},
-        "band": _band(doc.get("band")),
-        "bands": {i: b for i, d in (doc.get("bands") or {}).items() if (b := _band(d)) is not None},
-        "mode": Mode.parse(doc["mode"]) if "mode" in doc else Mode.TARGET,
-        "min_trade": float(doc.get("min_trade", 0.0)),
-    }
 
 
 class Accounts:
@@ -69,6 +52,7 @@ class Accounts:
         self.attempt: I64 = np.zeros(0, dtype=np.int64)
         self.status: I64 = np.zeros(0, dtype=np.int64)  # last drift status written (a Status)
         self.last_order: dict[int, str] = {}  # row -> event_id of the last order published
+        self.working = WorkingOrders()  # the orders holding their accounts
         self.targets_doc: dict[int, dict[str, Any]] = {}
         self.dirty: set[int] = set()
         self.gaps: dict[int, SeqGaps] = {}  # quarantined rows: missing position seqs
@@ -103,22 +87,26 @@ class Accounts:
     # ---- input records -----------------------------------------------------------------------
 
     def apply_position(self, doc: Mapping[str, Any], partition: int, now: float) -> Applied:
-        """Apply a validated position record: APPLIED; FILLED when it is a late record of a gap
-        (FILLED_SUPERSEDED when a newer record of the instrument was applied since); REPLAY when its seq
-        was already applied. A seq jump quarantines the account (``position_gap``) until the gap is
-        filled or cleared."""
-        account, inst = doc["account"], doc["instrument"]
+        """Apply a validated position record, all its changes or none (v1: one instrument; v2: several
+        at once, cash included): APPLIED; FILLED when it is a late record of a gap (FILLED_SUPERSEDED
+        when newer records of its instruments were applied since); REPLAY when its seq was already
+        applied. A seq jump quarantines the account (``position_gap``) until the gap is filled or
+        cleared."""
+        account = doc["account"]
+        changes = position_changes(doc)
         r = self.row(account)
         seq, last = int(doc["seq"]), int(self.seq[r])
         gaps = self.gaps.get(r)
+        set_holding = self.book.set_holding
         if seq <= last:
             if gaps is None or not gaps.fill(seq):
                 return Applied.REPLAY
             done = Applied.FILLED_SUPERSEDED
-            if gaps.newest.get(inst, -1) < seq:
-                self.book.set_holding(account, inst, float(doc["qty"]))
-                gaps.newest[inst] = seq
-                done = Applied.FILLED
+            for inst, qty in changes:
+                if gaps.newest.get(inst, -1) < seq:
+                    set_holding(account, inst, qty)
+                    gaps.newest[inst] = seq
+                    done = Applied.FILLED
             if not gaps.ranges:
                 self.clear_gap(r, filled_at_seq=seq)
             self._settle(r, now)
@@ -135,9 +123,10 @@ class Accounts:
                     {"missing_from": last + 1, "missing_to": seq - 1, "seq": seq},
                 )
             gaps.add(last + 1, seq - 1)
-        if gaps is not None:
-            gaps.newest[inst] = seq
-        self.book.set_holding(account, inst, float(doc["qty"]))
+        for inst, qty in changes:
+            if gaps is not None:
+                gaps.newest[inst] = seq
+            set_holding(account, inst, qty)
         self.seq[r] = seq
         self.pts[r] = max(int(self.pts[r]), int(doc["ts"]))
         self.part[r], self.owned[r] = partition, True
@@ -213,9 +202,34 @@ class Accounts:
 
     def _settle(self, r: int, now: float) -> None:
         """Changed inputs (and an open order's answer) often come as several records: evaluate the
-        account once they have been quiet for ``settle_s``, never on a half-applied change."""
-        self.hold_until[r] = now + self.settle_s
+        account once they have been quiet for ``settle_s``, never on a half-applied change. While an
+        order works, no change releases the account (a partial fill, a dividend, new targets): only
+        positions that complete its legs, or its cooldown."""
+        settled = now + self.settle_s
+        working = self.working
+        if r in working:
+            account = self.book.accounts.id_of(r)
+            if not working.completed_by(r, self.book.holdings(account), self.book.lot_of):
+                self.hold_until[r] = max(float(self.hold_until[r]), settled)
+                return
+        working.input_changed(r, retried_at_ms=int(now * 1000))
+        self.hold_until[r] = settled
         self.dirty.add(r)
+
+    def apply_execution(self, doc: Mapping[str, Any], partition: int, now: float) -> Report:
+        """Apply a validated execution report. An answered order releases its account once settled; a
+        rejected one holds it (status ``rejected``) until one of its inputs changes."""
+        account = doc["account"]
+        r = self.row(account)
+        self.part[r], self.owned[r] = partition, True
+        done = self.working.report(r, account, doc, int(now * 1000))
+        if done == Report.ANSWERED:
+            self.hold_until[r] = now + self.settle_s
+            self.dirty.add(r)
+        elif done == Report.REJECTED:
+            self.hold_until[r] = math.inf
+            self.status[r] = Status.REJECTED
+        return done
 
     # ---- ownership and loading ---------------------------------------------------------------
 
@@ -260,15 +274,31 @@ class Accounts:
             else:
                 self.tver[r] = -1
                 self.targets_doc.pop(r, None)
-            self.restore_order(r, rec.order, now)
+            self.restore_order(r, rec.order, now, rec.working)
+            if rec.rejected is not None:  # not retried until an input changes, across restarts too
+                self.working.restore(r, self.working.get(r), rec.rejected)
+                self.hold_until[r] = math.inf
+                self.status[r] = Status.REJECTED
+            # its last change may be half applied (a v1 fill is an instrument record, then a cash one):
+            # the records after what the store holds are consumed next, so wait for them to settle
+            self.hold_until[r] = max(float(self.hold_until[r]), now + self.settle_s)
             self._restore_gap(r, rec.gap)
         self.owned[rows] = True
         self.dirty.update(rows.tolist())
         return rows
 
-    def restore_order(self, r: int, order: Mapping[str, Any] | None, now: float) -> None:
-        """Re-open the hold of a recorded last order when its inputs are still current."""
+    def restore_order(
+        self, r: int, order: Mapping[str, Any] | None, now: float, working: WorkingOrder | None = None
+    ) -> None:
+        """Re-open the hold of a recorded order still working (within its cooldown), or, for an order
+        recorded without its working state (recovered after a crash), when its inputs are current."""
         self.hold_until[r] = 0.0
+        self.working.restore(r, None)
+        if working is not None and order and working.event_id == order["event_id"]:
+            until = working.ts_ms / 1000.0 + self.cooldown_of(r)
+            if until > now:
+                self.working.restore(r, working)
+                self.hold_until[r] = until
         if not order:
             self.last_order.pop(r, None)
             self.order_seq[r] = self.order_tver[r] = -1
@@ -278,7 +308,7 @@ class Accounts:
         self.last_order[r] = order["event_id"]
         self.order_seq[r], self.order_tver[r] = inputs["positions_seq"], inputs["targets_version"]
         self.attempt[r] = inputs.get("attempt", 0)
-        if self.order_seq[r] == self.seq[r] and self.order_tver[r] == self.tver[r]:
+        if r not in self.working and self.order_seq[r] == self.seq[r] and self.order_tver[r] == self.tver[r]:
             self.hold_until[r] = order["ts"] / 1000.0 + self.cooldown_of(r)
 
     def cooldown_of(self, r: int) -> float:
@@ -334,6 +364,9 @@ class Accounts:
         if ended.any():
             mask |= ended
             held[ended] = 0.0
+            if self.working.orders:  # a cooldown ended: the order went unanswered
+                for r in np.flatnonzero(ended).tolist():
+                    self.working.give_up(r)
         mask &= self.owned[:n] & (self.tver[:n] >= 0) & (held <= now)
         out: I64 = np.flatnonzero(mask)
         return out
@@ -343,11 +376,13 @@ class Accounts:
         same = self.order_seq[r] == self.seq[r] and self.order_tver[r] == self.tver[r]
         return int(self.attempt[r]) + 1 if same else 0
 
-    def opened(self, r: int, event_id: str, inputs: OrderInputs, now: float) -> None:
-        """An order was published for row r: hold it until a position update or the cooldown."""
-        self.last_order[r] = event_id
+    def opened(self, r: int, doc: OrderDoc, now: float) -> WorkingOrder:
+        """An order was published for row r: it works, holding the account, until positions complete
+        its legs or its cooldown ends; returns the working order (stored with the order)."""
+        inputs = doc["inputs"]
+        self.last_order[r] = doc["event_id"]
         self.order_seq[r], self.order_tver[r] = inputs["positions_seq"], inputs["targets_version"]
         self.attempt[r] = inputs["attempt"]
-        current = self.order_seq[r] == self.seq[r] and self.order_tver[r] == self.tver[r]
-        # inputs that changed while the order was being published count as the answer arriving
-        self.hold_until[r] = now + (self.cooldown_of(r) if current else self.settle_s)
+        working = self.working.open(r, doc, self.book.holdings(self.book.accounts.id_of(r)))
+        self.hold_until[r] = now + self.cooldown_of(r)
+        return working

@@ -108,7 +108,7 @@ class Alerter:
         await self.store.record_alerts(firing, resolved)
 
 
-DATA_ALERTS = ("quote_stale", "quote_gap", "quote_crossed", "quote_outlier", "position_gap")
+DATA_ALERTS = ("quote_stale", "quote_gap", "quote_crossed", "quote_outlier", "position_gap", "order_rejected")
 TOPIC_ALERTS = ("feed_silent", "deadletter_rate", "breach_storm")
 
 
@@ -133,7 +133,8 @@ class DataAlerts:
         prices, accounts, alerter = self.prices, self.accounts, self.alerter
         open_now = prices.checks.open_episodes()
         open_now.update(accounts.open_gap_episodes())
-        closed = prices.checks.drain_closed() + accounts.drain_closed()
+        open_now.update(accounts.working.open_episodes(lambda r: bool(accounts.owned[r])))
+        closed = prices.checks.drain_closed() + accounts.drain_closed() + accounts.working.drain_closed()
         types: tuple[str, ...] = DATA_ALERTS
         if self.watch.tick == 0:  # which instruments are referenced is not known yet: judge staleness later
             types = tuple(t for t in types if t != "quote_stale")

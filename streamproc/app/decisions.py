@@ -15,7 +15,7 @@ from streamproc.core import LegLimits, PriceFlag
 from streamproc.core.book import CASH
 from streamproc.core.evaluate import Evaluation
 from streamproc.core.types import I64
-from streamproc.wire.codec import decimal_str
+from streamproc.wire.codec import decimal_str, leg_qty
 from streamproc.wire.documents import DriftDoc, OrderDoc, OrderLeg
 from streamproc.wire.ids import rebalance_event_id
 
@@ -71,6 +71,7 @@ def state_counts(accounts: Accounts) -> dict[str, int]:
         "tracked": accounts.tracked(),
         "suppressed": int(np.count_nonzero(status == Status.SUPPRESSED)),
         "held": int(np.count_nonzero(status == Status.HELD)),
+        "rejected": int(np.count_nonzero(status == Status.REJECTED)),
         "quarantined": int(accounts.quarantined(rows).sum()),
     }
 
@@ -190,15 +191,10 @@ def _draft(
     legs: list[OrderLeg] = []
     for leg in plan.legs(j):
         name = names.id_of(leg.instrument)
-        legs.append(
-            {
-                "instrument": name,
-                "side": leg.side,
-                "qty": decimal_str(leg.qty, book.lot_of(name)),
-                "price": decimal_str(leg.price),
-                "notional": decimal_str(leg.notional),
-            }
-        )
+        qty, price = leg_qty(leg.side, leg.qty, leg.held, book.lot_of(name)), decimal_str(leg.price)
+        # the notional of what is emitted (an exit's exact holding, a sell cut to the grid)
+        notional = decimal_str(float(qty) * float(price))
+        legs.append({"instrument": name, "side": leg.side, "qty": qty, "price": price, "notional": notional})
     value = float(br.value[j])
     doc: OrderDoc = {
         "event_id": event_id,

@@ -91,9 +91,6 @@ class Evaluator:
         accounts = self.accounts
         drafts = [d for d in decisions.orders if accounts.last_order.get(d.row) != d.event_id]
         published = await self.orders.publish(drafts)
-        now = self.clock.time()
-        for d in published:
-            accounts.opened(d.row, d.event_id, d.doc["inputs"], now)
         ids = accounts.book.accounts
         await self.store.write_accounts(
             {ids.id_of(r): AccountPatch().drift(doc) for r, doc in decisions.statuses.items()}, {}

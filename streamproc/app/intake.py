@@ -13,13 +13,16 @@ from streamproc.app.counters import Counters, Outcome
 from streamproc.app.deadletters import DeadLetters, Record
 from streamproc.app.ports import AccountStore, Clock
 from streamproc.app.progress import Progress
+from streamproc.app.working import Report
 from streamproc.core.book import CASH
 from streamproc.settings import Topics
 from streamproc.state.records import AccountPatch
 from streamproc.wire.codec import Reason, Rejected, decode
 from streamproc.wire.contract import Contract
+from streamproc.wire.documents import position_changes
 
 _OUTCOME = {Applied.APPLIED: Outcome.APPLIED, Applied.REPLAY: Outcome.REPLAYED}
+_REPORT_OUTCOME = {Report.DUPLICATE: Outcome.DUPLICATE, Report.LATE: Outcome.REPLAYED}
 
 
 class Intake:
@@ -73,15 +76,29 @@ class Intake:
                 if done == Applied.REPLAY:
                     continue
                 patch = patches.setdefault(account, AccountPatch())
-                inst, qty = doc["instrument"], float(doc["qty"])
+                changes = position_changes(doc)
                 r = accounts.row(account)
-                if inst != CASH and qty > 0:
-                    referenced.add(inst)
-                if done != Applied.FILLED_SUPERSEDED:
-                    patch.cash(qty) if inst == CASH else patch.holding(inst, qty)
+                if done != Applied.APPLIED:  # a late record: newer ones may have superseded parts of it
+                    changes = self._current(account, changes)
+                for inst, qty in changes:
+                    if inst == CASH:
+                        patch.cash(qty)
+                    else:
+                        patch.holding(inst, qty)
+                        if qty > 0:
+                            referenced.add(inst)
                 patch.positions(int(accounts.seq[r]), int(accounts.pts[r]))
                 if done != Applied.APPLIED or r in accounts.gaps:
                     patch.gap(accounts.gap_record(r))
+            elif logical == "executions":
+                report = accounts.apply_execution(doc, rec.partition, now)
+                if report in (Report.UNKNOWN, Report.INVALID):
+                    dead.append((rec, Rejected(Reason.SEMANTIC, accounts.working.error)))
+                    continue
+                messages.inc("executions", _REPORT_OUTCOME.get(report, Outcome.APPLIED))
+                if report in (Report.DUPLICATE, Report.LATE):
+                    continue
+                patch = patches.setdefault(account, AccountPatch())
             else:
                 try:
                     applied = accounts.apply_targets(doc, rec.partition, now)
@@ -96,6 +113,18 @@ class Intake:
                 referenced.update(i for i, w in doc["weights"].items() if float(w) > 0)
             patch.partition(rec.partition)
             parts[account] = rec.partition
+        ids, working, now_ms = accounts.book.accounts, accounts.working, int(now * 1000)
+        for r in working.drain_changed():  # orders answered, reported on, rejected, retried
+            patch = patches.setdefault(ids.id_of(r), AccountPatch()).working(working.get(r))
+            patch.rejected(working.rejected.get(r))
+            if r in working.rejected:
+                patch.drift({"status": "rejected", "why": working.why_rejected(r), "evaluated_at": now_ms})
         await self.deadletters.publish(dead)
         await self.store.write_accounts(patches, parts, referenced - self._referenced_sent)
         self._referenced_sent |= referenced
+
+    def _current(self, account: str, changes: list[tuple[str, float]]) -> list[tuple[str, float]]:
+        """The book's quantities now of the instruments a record changed."""
+        book = self.accounts.book
+        held = book.holdings(account)
+        return [(i, book.cash(account) if i == CASH else held.get(i, 0.0)) for i, _ in changes]

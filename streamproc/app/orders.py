@@ -28,7 +28,8 @@ class _Store(OrderStore, AccountStore, Protocol):
 
 
 class Orders:
-    """publish -> await -> record, and the recovery scan of partitions taken over."""
+    """publish -> await -> record (the order then works, holding its account), and the recovery scan of
+    partitions taken over."""
 
     def __init__(
         self,
@@ -80,7 +81,8 @@ class Orders:
                 continue
             ok.append(d)
             offsets[meta.partition] = max(offsets.get(meta.partition, 0), meta.offset + 1)
-            records.append(RecordedOrder(d.account, d.event_id, value))
+            working = self.accounts.opened(d.row, d.doc, self.clock.time())
+            records.append(RecordedOrder(d.account, d.event_id, value, working))
             log.info(
                 "order",
                 account=d.account,

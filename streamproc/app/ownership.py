@@ -81,7 +81,7 @@ class Ownership:
 
     def reads(self, logical: str, partition: int) -> bool:
         """Whether this worker consumes ``partition`` of an input topic (for its lag)."""
-        if logical in ("positions", "targets"):
+        if logical in ("positions", "targets", "executions"):
             return self.owns_partition(partition % self.partitions["positions"])
         return True
 

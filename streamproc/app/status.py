@@ -14,6 +14,7 @@ class Status(IntEnum):
     UNTRADABLE = 2  # breached, but no leg survived lots, minimum notional or spread limits
     SUPPRESSED = 3  # not evaluated: a held or targeted instrument's price is missing, stale, ...
     HELD = 4  # breached, but orders are held by a breach storm until an operator releases them
+    REJECTED = 5  # its order was rejected: not retried until one of its inputs changes
 
 
 BREACHED = (Status.ORDERED, Status.UNTRADABLE, Status.HELD)

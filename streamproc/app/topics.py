@@ -13,7 +13,7 @@ from streamproc.clients import kafka_args, redis_client
 from streamproc.settings import Settings
 
 # Co-partitioned by account: the owner of partition p of positions and targets publishes p of orders.
-CO_PARTITIONED = ("positions", "targets", "orders")
+CO_PARTITIONED = ("positions", "targets", "orders", "executions")
 _METADATA_WAIT_S = 15.0
 _CONFIGS = {"instruments": {"cleanup.policy": "compact"}}
 
@@ -27,16 +27,32 @@ async def ensure_topics(settings: Settings, admin: AIOKafkaAdminClient) -> dict[
     topics = settings.topics
     names = {
         f: getattr(topics, f)
-        for f in ("quotes", "positions", "targets", "instruments", "orders", "alerts", "deadletter")
+        for f in (
+            "quotes",
+            "positions",
+            "targets",
+            "instruments",
+            "orders",
+            "alerts",
+            "deadletter",
+            "executions",
+        )
     }
     existing = set(await admin.list_topics())
     missing = [n for n in names.values() if n not in existing]
+    # a topic added to a namespace that exists (executions) is co-partitioned with its accounts' topics
+    co_partitions = settings.partitions
+    if names["positions"] in existing:
+        (described,) = await admin.describe_topics([names["positions"]])
+        co_partitions = len(described["partitions"]) or settings.partitions
     if missing:
         await admin.create_topics(
             [
                 NewTopic(
                     n,
-                    num_partitions=settings.partitions,
+                    num_partitions=co_partitions
+                    if topics.logical(n) in CO_PARTITIONED
+                    else settings.partitions,
                     replication_factor=settings.replication,
                     topic_configs=_CONFIGS.get(topics.logical(n), {}),
                 )
@@ -60,7 +76,7 @@ async def ensure_topics(settings: Settings, admin: AIOKafkaAdminClient) -> dict[
     if len(set(sizes.values())) != 1:
         raise TopicError(
             f"{', '.join(f'{k} has {v}' for k, v in sizes.items())} partitions: "
-            "positions, targets and orders must have the same number of partitions "
+            "positions, targets, orders and executions must have the same number of partitions "
             "(they are co-partitioned by account); add partitions with kafka-topics --alter to match"
         )
     return counts

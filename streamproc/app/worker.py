@@ -103,6 +103,7 @@ def create_app(
     account_topics = app.topic(
         topics.positions,
         topics.targets,
+        topics.executions,
         key_type=bytes,
         value_type=bytes,
         key_serializer="raw",

@@ -30,6 +30,11 @@ ALERT_TYPES: dict[str, AlertType] = {
         AlertType("quote_crossed", "warning", "an instrument's quote is crossed (bid > ask) or non-positive"),
         AlertType("quote_outlier", "warning", "an instrument's mid jumped beyond the outlier threshold"),
         AlertType("position_gap", "critical", "an account's position seq jumped: the account is quarantined"),
+        AlertType(
+            "order_rejected",
+            "warning",
+            "order management rejected an order: not retried until an input changes",
+        ),
         AlertType("feed_silent", "critical", "an input topic that was live has received nothing for a while"),
         AlertType("breach_storm", "critical", "too many accounts breached at once: all orders are held"),
         AlertType("deadletter_rate", "warning", "dead letters per minute above the threshold"),

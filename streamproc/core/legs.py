@@ -46,6 +46,7 @@ class Leg:
     qty: float
     price: float
     notional: float
+    held: float = 0.0  # the quantity held before the trade
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +62,7 @@ class LegPlan:
     breach_slots: Bool
     cash_after: F64
     weights_after: F64
+    held: F64  # quantities before the trades
 
     @property
     def has_legs(self) -> Bool:
@@ -80,6 +82,7 @@ class LegPlan:
                     qty=abs(q),
                     price=float(self.price[j, s]),
                     notional=float(self.notional[j, s]),
+                    held=float(self.held[j, s]),
                 )
             )
         out.sort(key=lambda leg: (leg.side != "sell", leg.instrument))
@@ -179,4 +182,5 @@ def plan_legs(
         breach_slots=breach,
         cash_after=cash_after,
         weights_after=weights_after,
+        held=q,
     )

@@ -101,12 +101,38 @@ def plain(x: Decimal) -> str:
 
 
 def position_records(account: str, holdings: Mapping[str, Decimal], last_seq: int, ts: int) -> list[Record]:
-    """Positions records of ``holdings`` with the account's next seqs after ``last_seq``."""
-    key = account.encode()
-    return [
-        (key, orjson.dumps({"account": account, "instrument": name, "qty": plain(q), "seq": seq, "ts": ts}))
-        for seq, (name, q) in enumerate(holdings.items(), start=last_seq + 1)
-    ]
+    """The positions record of a fill: ``holdings`` as one atomic change (instruments and cash under
+    the account's next seq after ``last_seq``), as a broker's fill should arrive."""
+    if not holdings:
+        return []
+    changes = [{"instrument": name, "qty": plain(q)} for name, q in holdings.items()]
+    doc = {"account": account, "changes": changes, "seq": last_seq + 1, "ts": ts}
+    return [(account.encode(), orjson.dumps(doc))]
+
+
+def execution_report(order: Mapping[str, Any], done: Fill | None, ts: int, reason: str = "") -> Record:
+    """The execution report (``executions`` topic) answering ``order``: each leg filled, or cut short
+    (cancelled with what was filled: not enough held or cash), or, without ``done``, rejected."""
+    executed = {e.instrument: e for e in done.executions} if done is not None else {}
+    legs = []
+    for leg in order["legs"]:
+        name, ordered = leg["instrument"], Decimal(leg["qty"])
+        e = executed.get(name)
+        filled = e.qty if e is not None else ZERO
+        state = "rejected" if done is None else ("filled" if filled >= ordered else "cancelled")
+        out: dict[str, Any] = {
+            "instrument": name,
+            "state": state,
+            "cum_qty": plain(filled),
+            "leaves_qty": "0",
+        }
+        if e is not None:
+            out["avg_price"] = plain(e.price)
+        if state != "filled":
+            out["reason"] = reason or "not enough held or cash"
+        legs.append(out)
+    doc = {"account": order["account"], "event_id": order["event_id"], "exec_id": f"{order['event_id']}:1"}
+    return (order["account"].encode(), orjson.dumps({**doc, "legs": legs, "ts": ts}))
 
 
 class Ledger:
@@ -135,7 +161,8 @@ class Ledger:
         if doc["seq"] <= account.seq:
             return False
         account.seq = doc["seq"]
-        account.qty[doc["instrument"]] = Decimal(str(doc["qty"]))
+        for change in doc.get("changes") or [doc]:
+            account.qty[change["instrument"]] = Decimal(str(change["qty"]))
         return True
 
     def current(self, order: Mapping[str, Any]) -> bool:
@@ -223,6 +250,7 @@ class FillStats:
     invalid: int = 0
     behind: int = 0  # the account's positions did not arrive in time
     partial: int = 0  # a leg was cut: not enough held or not enough cash
+    rejected: int = 0  # a leg's instrument is restricted (--reject)
     positions_published: int = 0
     quotes: int = 0
     positions: int = 0  # positions records applied (echoes and replays not counted)
@@ -230,20 +258,37 @@ class FillStats:
     def summary(self) -> str:
         """One line for the console."""
         return (
-            f"orders {self.orders}: filled {self.filled} (partial {self.partial}), duplicates "
-            f"{self.duplicates}, unfillable {self.unfillable}, invalid {self.invalid}, behind {self.behind}; "
-            f"positions published {self.positions_published}"
+            f"orders {self.orders}: filled {self.filled} (partial {self.partial}), rejected {self.rejected}, "
+            f"duplicates {self.duplicates}, unfillable {self.unfillable}, invalid {self.invalid}, "
+            f"behind {self.behind}; positions published {self.positions_published}"
         )
 
 
-class Desk:
-    """Takes orders: validates, deduplicates and fills them against the ledger."""
+@dataclass
+class Outbox:
+    """What taking an order publishes: positions records and execution reports."""
 
-    def __init__(self, ledger: Ledger, claims: Claims, stats: FillStats, fee_bps: Decimal = ZERO) -> None:
+    positions: list[Record] = field(default_factory=list)
+    executions: list[Record] = field(default_factory=list)
+
+
+class Desk:
+    """Takes orders: validates, deduplicates and fills them against the ledger, rejecting those with a
+    leg in a restricted instrument; answers each with an execution report."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        claims: Claims,
+        stats: FillStats,
+        fee_bps: Decimal = ZERO,
+        reject: frozenset[str] = frozenset(),
+    ) -> None:
         self.ledger = ledger
         self.claims = claims
         self.stats = stats
         self.fee_bps = fee_bps
+        self.reject = reject
 
     def parse(self, value: bytes | None) -> dict[str, Any] | None:
         """The order document, or None (counted invalid) when it breaks the contract."""
@@ -258,25 +303,32 @@ class Desk:
             return None
         return doc
 
-    async def take(self, order: Mapping[str, Any], ts: int) -> list[Record]:
-        """Fill a parsed order once; returns the positions records to publish (none for a duplicate, an
-        order on an account not yet current, or one with an unquoted instrument)."""
+    async def take(self, order: Mapping[str, Any], ts: int) -> Outbox:
+        """Fill a parsed order once; returns its positions record and execution report (nothing for a
+        duplicate, an order on an account not yet current, or one with an unquoted instrument; only a
+        report for a rejected one)."""
         if not self.ledger.current(order):
             self.stats.behind += 1
-            return []
+            return Outbox()
         if not await self.claims.claim(order["event_id"]):
             self.stats.duplicates += 1
-            return []
+            return Outbox()
+        restricted = sorted({leg["instrument"] for leg in order["legs"]} & self.reject)
+        if restricted:
+            self.stats.rejected += 1
+            return Outbox(
+                executions=[execution_report(order, None, ts, f"restricted: {', '.join(restricted)}")]
+            )
         prices = self.ledger.prices(order)
         if prices is None:
             await self.claims.release(order["event_id"])
             self.stats.unfillable += 1
-            return []
+            return Outbox()
         done, records = self.ledger.fill(order, prices, ts, self.fee_bps)
         self.stats.filled += 1
         self.stats.partial += done.partial
         self.stats.positions_published += len(records)
-        return records
+        return Outbox(records, [execution_report(order, done, ts)])
 
 
 # ---- the process: Kafka in and out, Redis for the claims ----
@@ -291,6 +343,7 @@ async def run(
     quote_lookback: int = QUOTE_LOOKBACK,
     catchup_timeout_s: float = 10.0,
     stats: FillStats | None = None,
+    reject: Iterable[str] = (),
 ) -> FillStats:
     """Fill the namespace's orders until ``duration_s`` (0: until cancelled). Positions are read from the
     beginning and quotes from ``quote_lookback`` records before the end of each partition (-1: all), both
@@ -303,7 +356,8 @@ async def run(
     t = settings.topics
     ledger = Ledger(Contract(settings.schemas_dir))
     client = redis_client(settings)
-    desk = Desk(ledger, RedisClaims(client, settings.redis_prefix), stats, Decimal(str(fee_bps)))
+    claims = RedisClaims(client, settings.redis_prefix)
+    desk = Desk(ledger, claims, stats, Decimal(str(fee_bps)), frozenset(reject))
     feed = kafka.consumer(settings)
     orders = AIOKafkaConsumer(
         t.orders,
@@ -329,12 +383,15 @@ async def run(
         while time.monotonic() < deadline:
             await _read_feed(feed, ledger, stats, topics, 0)
             batch = await orders.getmany(timeout_ms=200)
-            records: list[Record] = []
+            out = Outbox()
             for rows in batch.values():
                 for r in rows:
-                    records += await _order(desk, feed, stats, topics, r.value, catchup_timeout_s)
+                    taken = await _order(desk, feed, stats, topics, r.value, catchup_timeout_s)
+                    out.positions += taken.positions
+                    out.executions += taken.executions
             if batch:
-                futures = [await producer.send(t.positions, key=k, value=v) for k, v in records]
+                futures = [await producer.send(t.positions, key=k, value=v) for k, v in out.positions]
+                futures += [await producer.send(t.executions, key=k, value=v) for k, v in out.executions]
                 await asyncio.gather(*futures)
                 await orders.commit()
     finally:
@@ -363,11 +420,11 @@ async def _order(
     topics: tuple[str, str],
     value: bytes | None,
     catchup_timeout_s: float,
-) -> list[Record]:
+) -> Outbox:
     """One order record: parsed, its account's positions awaited up to its seq, then taken."""
     order = desk.parse(value)
     if order is None:
-        return []
+        return Outbox()
     deadline = time.monotonic() + catchup_timeout_s
     while not desk.ledger.current(order) and time.monotonic() < deadline:
         await _read_feed(feed, desk.ledger, stats, topics, 100)
@@ -387,6 +444,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=QUOTE_LOOKBACK,
         help=f"quotes read back per partition at start for current prices; -1: all ({QUOTE_LOOKBACK})",
     )
+    parser.add_argument(
+        "--reject",
+        default="",
+        help="comma-separated instruments that are restricted: orders with a leg in one are rejected",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -401,5 +463,6 @@ def main(args: argparse.Namespace) -> int:
         fee_bps=args.fee_bps,
         quote_lookback=args.quote_lookback,
         stats=stats,
+        reject=[i for i in args.reject.split(",") if i],
     )
     return run_command("fill", work, stats)

@@ -96,7 +96,10 @@ class MemoryStore:
             return
         self._count("record_orders")
         for o in orders:
-            self.accounts.setdefault(o.account, {})[b"order"] = o.doc
+            fields = self.accounts.setdefault(o.account, {})
+            fields[b"order"] = o.doc
+            if o.working is not None:
+                fields[b"working"] = o.working.encode()
             self.emitted.setdefault(o.account, set()).add(o.event_id)
         self.order_offsets_.update(offsets)
 

@@ -4,7 +4,7 @@ directions. No redis import: the Redis store and its in-memory twin share this o
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
@@ -64,13 +64,75 @@ def order_key(order: Mapping[str, Any]) -> tuple[int, int, int]:
     return (inputs["positions_seq"], inputs["targets_version"], inputs.get("attempt", 0))
 
 
+TERMINAL = frozenset({"filled", "rejected", "cancelled", "expired"})
+
+
+@dataclass(frozen=True, slots=True)
+class WorkingLeg:
+    """One leg of a working order, with the holding it started from."""
+
+    instrument: str
+    side: str  # buy | sell
+    qty: float
+    held_before: float
+    state: str = "new"  # new, or the last execution report's state
+    cum_qty: float = 0.0  # filled, as order management reported
+    leaves_qty: float | None = None  # still working, as reported (None: the whole qty)
+
+    @property
+    def terminal(self) -> bool:
+        """Nothing of the leg works any more (filled, rejected, cancelled, expired)."""
+        return self.state in TERMINAL
+
+    @property
+    def expected(self) -> float:
+        """The holding once the leg is filled."""
+        return self.held_before - self.qty if self.side == "sell" else self.held_before + self.qty
+
+
+@dataclass(frozen=True, slots=True)
+class WorkingOrder:
+    """An order published and not yet answered: it holds its account (no second order) until positions
+    complete its legs or its cooldown ends."""
+
+    event_id: str
+    ts_ms: int
+    legs: tuple[WorkingLeg, ...]
+    exec_ids: tuple[str, ...] = ()  # execution reports applied (a repeat is ignored)
+
+    def done(self, holdings: Mapping[str, float], lot_of: Callable[[str], float]) -> bool:
+        """Whether ``holdings`` complete every leg, each within a lot."""
+        return all(
+            abs(holdings.get(leg.instrument, 0.0) - leg.expected) <= lot_of(leg.instrument) * (1.0 + 1e-9)
+            for leg in self.legs
+        )
+
+    def encode(self) -> bytes:
+        legs = [
+            [leg.instrument, leg.side, leg.qty, leg.held_before, leg.state, leg.cum_qty, leg.leaves_qty]
+            for leg in self.legs
+        ]
+        doc = {"event_id": self.event_id, "ts": self.ts_ms, "legs": legs, "exec_ids": list(self.exec_ids)}
+        return orjson.dumps(doc)
+
+    @classmethod
+    def decode(cls, raw: bytes) -> WorkingOrder | None:
+        if not raw:
+            return None
+        doc = orjson.loads(raw)
+        legs = tuple(WorkingLeg(i, side, float(q), float(h), *rest) for i, side, q, h, *rest in doc["legs"])
+        return cls(doc["event_id"], int(doc["ts"]), legs, tuple(doc.get("exec_ids", ())))
+
+
 @dataclass(frozen=True, slots=True)
 class RecordedOrder:
-    """A published order, as recorded after its delivery: the account's last order and emitted id."""
+    """A published order, as recorded after its delivery: the account's last order and emitted id, and
+    the working order it holds the account with."""
 
     account: str
     event_id: str
     doc: bytes  # the order document as published
+    working: WorkingOrder | None = None
 
 
 # ---- accounts ------------------------------------------------------------------------------------
@@ -117,6 +179,8 @@ class AccountRecord:
     order: dict[str, Any] | None  # the last order published
     gap: GapRecord | None = None  # missing position seqs (the account is quarantined)
     drift_json: bytes | None = None  # the last drift status written (parsed on demand: loads skip it)
+    working: WorkingOrder | None = None  # the order holding the account, if still unanswered
+    rejected: Episode | None = None  # its order was rejected: held until an input changes
 
     @property
     def drift(self) -> DriftDoc | None:
@@ -139,6 +203,8 @@ def parse_account(account: str, raw: HashFields) -> AccountRecord:
         order=orjson.loads(order) if order else None,
         gap=GapRecord.decode(account, raw.get(b"gap", b"")),
         drift_json=drift or None,
+        working=WorkingOrder.decode(raw.get(b"working", b"")),
+        rejected=episode_from(orjson.loads(rej)) if (rej := raw.get(b"rejected")) else None,
     )
 
 
@@ -179,6 +245,14 @@ class AccountPatch:
 
     def order(self, encoded: bytes) -> AccountPatch:
         self.fields["order"] = encoded
+        return self
+
+    def working(self, order: WorkingOrder | None) -> AccountPatch:
+        self.fields["working"] = order.encode() if order is not None else b""
+        return self
+
+    def rejected(self, episode: Episode | None) -> AccountPatch:
+        self.fields["rejected"] = orjson.dumps(episode_doc(episode)) if episode is not None else b""
         return self
 
 

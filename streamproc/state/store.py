@@ -48,6 +48,12 @@ def _mapping(fields: Mapping[str, FieldValue]) -> Mapping[FieldT, EncodableT]:
     return cast("Mapping[FieldT, EncodableT]", fields)
 
 
+def _order_patch(o: RecordedOrder) -> AccountPatch:
+    """What recording an order changes in its account's hash."""
+    patch = AccountPatch().order(o.doc)
+    return patch.working(o.working) if o.working is not None else patch
+
+
 class Store:
     """The worker's view of Redis; every method is one or a few pipelined round trips."""
 
@@ -159,9 +165,7 @@ class Store:
         async def op() -> None:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for o in orders:
-                    pipe.hset(
-                        self.keys.account(o.account), mapping=_mapping(AccountPatch().order(o.doc).fields)
-                    )
+                    pipe.hset(self.keys.account(o.account), mapping=_mapping(_order_patch(o).fields))
                     pipe.sadd(self.keys.emitted(o.account), o.event_id)
                     pipe.expire(self.keys.emitted(o.account), EMITTED_TTL_S)
                 if offsets:

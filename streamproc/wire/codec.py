@@ -6,6 +6,7 @@ import base64
 import functools
 import math
 from dataclasses import dataclass
+from decimal import ROUND_DOWN, Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -20,6 +21,7 @@ _KEY_FIELD = {
     "positions": "account",
     "targets": "account",
     "instruments": "instrument",
+    "executions": "account",
 }
 
 
@@ -59,6 +61,15 @@ def _semantic_error(topic: str, doc: dict[str, Any], key: bytes | None) -> tuple
             return f"non-positive quote: bid {doc['bid']}, ask {doc['ask']}; not applied", True
         if bid > ask:
             return f"crossed quote: bid {doc['bid']} > ask {doc['ask']}; not applied", True
+    elif topic == "positions" and "changes" in doc:
+        names = [c["instrument"] for c in doc["changes"]]
+        if len(set(names)) != len(names):
+            twice = sorted({n for n in names if names.count(n) > 1})
+            return f"changes name {', '.join(twice)} more than once: one absolute qty per instrument", False
+    elif topic == "executions":
+        names = [leg["instrument"] for leg in doc["legs"]]
+        if len(set(names)) != len(names):
+            return "legs name an instrument more than once: one state per leg", False
     elif topic == "targets":
         weights = doc["weights"]
         if CASH in weights:
@@ -128,6 +139,37 @@ def decimal_str(x: float, step: float | None = None) -> str:
         return f"{x:.{_decimals(step)}f}"
     text = f"{x:.10f}".rstrip("0")
     return text[:-1] if text.endswith(".") else text
+
+
+# a quantity within this relative distance of a lot multiple (or of the holding) is taken as on it:
+# 58.9 computed as 58.899999999999999 is 58.9, not 58.8
+_QTY_EPS = 1e-12
+
+
+def leg_qty(side: str, qty: float, held: float, lot: float) -> str:
+    """The emitted quantity of a leg, never more than is held: a buy to the lot's decimals; a sell
+    toward zero on the lot grid; a sell of the whole holding (an exit) exactly as held, even off the
+    grid (a holding of 358.080275 with lot 0.0001 goes out as 358.080275, not 358.0803)."""
+    if side != "sell":
+        return decimal_str(qty, lot)
+    if qty >= held * (1.0 - _QTY_EPS):
+        return _plain(Decimal(repr(held)))
+    step = _step(lot)
+    down = Decimal(repr(qty * (1.0 + _QTY_EPS))).quantize(step, rounding=ROUND_DOWN)
+    return _plain(min(down, Decimal(repr(held))))
+
+
+@functools.lru_cache(maxsize=256)
+def _step(lot: float) -> Decimal:
+    return Decimal(decimal_str(lot))
+
+
+def _plain(d: Decimal) -> str:
+    """A decimal without exponent or trailing zeros after the point."""
+    text = f"{d:f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
 
 
 @functools.lru_cache(maxsize=256)

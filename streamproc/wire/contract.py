@@ -9,7 +9,7 @@ from typing import Any
 import fastjsonschema
 import orjson
 
-TOPICS = ("quotes", "positions", "targets", "instruments", "orders", "alerts", "deadletter")
+TOPICS = ("quotes", "positions", "targets", "instruments", "orders", "alerts", "deadletter", "executions")
 
 
 class SchemaViolation(ValueError):

@@ -3,7 +3,8 @@ tests validate what is built against it) and of the drift status it stores."""
 
 from __future__ import annotations
 
-from typing import Literal, NotRequired, TypedDict
+from collections.abc import Mapping
+from typing import Any, Literal, NotRequired, TypedDict
 
 
 class OrderReason(TypedDict):
@@ -54,3 +55,11 @@ class DriftDoc(TypedDict):
     evaluated_at: int
     why: NotRequired[str]
     weights: NotRequired[dict[str, float]]
+
+
+def position_changes(doc: Mapping[str, Any]) -> list[tuple[str, float]]:
+    """(instrument, absolute qty) of a validated positions record: v2's ``changes``, else v1's one."""
+    changes = doc.get("changes")
+    if changes is not None:
+        return [(c["instrument"], float(c["qty"])) for c in changes]
+    return [(doc["instrument"], float(doc["qty"]))]

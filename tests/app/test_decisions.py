@@ -94,7 +94,7 @@ def test_one_order_per_breach_until_a_fill_or_the_cooldown() -> None:
         "targets_version": 1,
         "attempt": 0,
     }
-    accounts.opened(order.row, order.event_id, order.doc["inputs"], T0 + 2)
+    accounts.opened(order.row, order.doc, T0 + 2)
     for i in range(5):  # ticks keep it out of band: held
         move_eq(prices, 133.0 + i, 3 + i, T0 + 3 + i)
         assert not ev.step(T0 + 3 + i).orders
@@ -105,13 +105,35 @@ def test_one_order_per_breach_until_a_fill_or_the_cooldown() -> None:
     )
     (again,) = ev.step(T0 + 303).orders
     assert again.doc["inputs"]["attempt"] == 1 and again.event_id != order.event_id
-    accounts.opened(again.row, again.event_id, again.doc["inputs"], T0 + 303)
-    # a fill: evaluated again once settled, attempt back to 0 on the new inputs
-    fill = {"account": "A", "instrument": "EQ", "qty": 580.0, "seq": 4, "ts": 1}  # partial: still out of band
-    accounts.apply_position(fill, 0, T0 + 304)
-    assert not ev.step(T0 + 304.5).orders
-    (after_fill,) = ev.step(T0 + 305.1).orders
-    assert after_fill.doc["inputs"] == {"positions_seq": 4, "targets_version": 1, "attempt": 0}
+    accounts.opened(again.row, again.doc, T0 + 303)
+    legs = {leg["instrument"]: float(leg["qty"]) for leg in again.doc["legs"]}
+    # a partial fill of the EQ sale and a dividend: the order still works, no second order
+    accounts.apply_position(pos("EQ", 600.0 - legs["EQ"] / 3, 4), 0, T0 + 304)
+    accounts.apply_position(pos("CASH", 12.5, 5), 0, T0 + 305)
+    for t in (T0 + 305.5, T0 + 306.1, T0 + 400):
+        assert ev.step(t).evaluated == 0, "held while its order works"
+    # the rest of the fill completes both legs (within a lot): evaluated once settled, on the new cash
+    accounts.apply_position(pos("EQ", 600.0 - legs["EQ"], 6), 0, T0 + 401)
+    assert ev.step(T0 + 401.1).evaluated == 0
+    accounts.apply_position(pos("BOND", 800.0 + legs["BOND"], 7), 0, T0 + 402)
+    assert ev.step(T0 + 402.5).evaluated == 0, "settling"
+    assert ev.step(T0 + 403.1).evaluated == 1 and 0 not in accounts.working
+    assert accounts.working.drain_changed() == [0] and accounts.working.last[0] == again.event_id
+
+
+def test_an_unanswered_order_releases_its_account_at_the_cooldown() -> None:
+    accounts, prices, ev = market()
+    ev.step(T0 + 1.1)
+    move_eq(prices, 132.34, 2, T0 + 2)
+    (order,) = ev.step(T0 + 2).orders
+    accounts.opened(order.row, order.doc, T0 + 2)
+    accounts.apply_position(pos("CASH", 1.0, 4), 0, T0 + 3)  # not its answer
+    assert ev.step(T0 + 200).evaluated == 0 and 0 in accounts.working
+    move_eq(prices, 132.5, 3, T0 + 302.5)
+    ts = int((T0 + 302.5) * 1000)
+    prices.accept([{"instrument": "BOND", "bid": 49.99, "ask": 50.01, "seq": 2, "ts": ts}])
+    (again,) = ev.step(T0 + 302.5).orders
+    assert again.doc["inputs"]["positions_seq"] == 4 and 0 not in accounts.working
 
 
 def test_stale_price_suppresses_and_recovery_evaluates_immediately() -> None:
@@ -238,3 +260,41 @@ def test_a_crossed_quote_followed_by_silence_hands_over_to_quote_stale() -> None
     assert closed.type == "quote_crossed" and closed.details["superseded_by"] == "quote_stale"
     flags = prices.book.price("EQ")[2]
     assert flags & PriceFlag.STALE and not flags & PriceFlag.CROSSED
+
+
+def test_an_atomic_change_is_applied_whole_and_a_late_one_only_where_not_superseded() -> None:
+    accounts, _prices, ev = market()
+    ev.step(T0 + 1.1)
+    fill = {
+        "account": "A",
+        "changes": [{"instrument": "EQ", "qty": "500"}, {"instrument": "CASH", "qty": "10000"}],
+        "seq": 4,
+        "ts": 4,
+    }
+    CONTRACT.validate("positions", fill)
+    assert accounts.apply_position(fill, 0, T0 + 2) == APPLIED
+    assert accounts.book.holdings("A")["EQ"] == 500.0 and accounts.book.cash("A") == 10_000.0
+    # seq 7 arrives before 5 and 6 (a gap); then 5, an atomic change, of which CASH was superseded by 7
+    assert accounts.apply_position(pos("CASH", 20.0, 7), 0, T0 + 3) == APPLIED
+    late = {
+        **fill,
+        "changes": [{"instrument": "BOND", "qty": 1.0}, {"instrument": "CASH", "qty": 9.0}],
+        "seq": 5,
+    }
+    assert accounts.apply_position(late, 0, T0 + 4) == FILLED
+    assert accounts.book.holdings("A")["BOND"] == 1.0 and accounts.book.cash("A") == 20.0
+
+
+def test_a_loaded_account_waits_for_its_settle_window_before_it_is_evaluated() -> None:
+    fresh, _prices, ev = market()
+    targets = {
+        "account": "A",
+        "version": 1,
+        "weights": {"EQ": 0.6, "BOND": 0.4},
+        "band": {"abs": 0.03},
+        "ts": 1,
+    }
+    rec = AccountRecord("A", 0, {"EQ": 600.0, "BOND": 800.0}, 0.0, 3, 3, targets, None)
+    fresh.load([rec], T0 + 10)
+    assert ev.step(T0 + 10.5).evaluated == 0, "a cash record may still follow the instrument record"
+    assert ev.step(T0 + 11.1).evaluated == 1

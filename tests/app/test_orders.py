@@ -4,8 +4,10 @@ is published by the next pass."""
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
+from streamproc.app.deadletters import Record
 from streamproc.app.decisions import Draft
 from streamproc.testkit import worker
 from tests.app.kit import CONTRACT, market, open_account, orders, own, quote, settings
@@ -67,3 +69,43 @@ async def test_a_failed_send_records_nothing_and_the_next_pass_publishes_it() ->
     stored = await w.store.load_account("A")
     assert stored is not None and stored.order == order
     assert w.store.emitted == {"A": {order["event_id"]}}
+
+
+async def test_a_working_order_survives_a_handover_and_a_partial_fill_makes_no_second_order() -> None:
+    s = settings()
+    w = worker(s, CONTRACT)
+    await own(w, 0)
+    market(w)
+    await open_account(w, "A")
+    w.clock.advance(1)
+    await w.parts.evaluator.run_once()
+    quote(w, "EQ", 132.0, 2)
+    assert await w.parts.evaluator.run_once() == 1
+    (order,) = orders(w)
+    stored = await w.store.load_account("A")
+    assert stored is not None and stored.working is not None
+    assert stored.working.event_id == order["event_id"]
+    sold = next(float(leg["qty"]) for leg in order["legs"] if leg["instrument"] == "EQ")
+    # a third of the sale fills, then the account changes owner
+    partial = {"account": "A", "instrument": "EQ", "qty": 600.0 - sold / 3, "seq": 4, "ts": 4}
+    await w.parts.intake.on_records([_record(s.topics.positions, 20, partial)])
+    for _ in range(3):
+        w.clock.advance(1)
+        await w.parts.evaluator.run_once()
+    assert len(orders(w)) == 1, "the partial fill is not an answer: the order still works"
+    nxt = worker(s, CONTRACT, store=w.store, publisher=w.publisher, clock=w.clock)
+    market(nxt, eq=132.0, seq=2)
+    await own(nxt, 0)
+    for _ in range(3):
+        nxt.clock.advance(1)
+        await nxt.parts.evaluator.run_once()
+    assert len(orders(nxt)) == 1, "the new owner knows the order still works"
+    # the cooldown passes unanswered: the account is evaluated again (re-issued)
+    nxt.clock.advance(300)
+    quote(nxt, "EQ", 132.5, 3)
+    quote(nxt, "BOND", 50.0, 3)
+    assert await nxt.parts.evaluator.run_once() == 1
+
+
+def _record(topic: str, offset: int, doc: dict[str, object]) -> Record:
+    return Record(topic, 0, offset, str(doc["account"]).encode(), orjson.dumps(doc))

@@ -69,7 +69,7 @@ async def test_an_order_delivered_twice_is_filled_once_at_the_quotes(
     task = asyncio.create_task(fill.run(settings, stats=stats))
     try:
         async with TopicReader(stack, t.positions) as positions:
-            await positions.wait("the fill's positions", lambda v: len(v) >= 6)
+            await positions.wait("the fill's positions", lambda v: len(v) >= 4)
             await wait_for(
                 "both deliveries taken", lambda: stats.filled + stats.duplicates == 2 or task.done()
             )
@@ -77,18 +77,28 @@ async def test_an_order_delivered_twice_is_filled_once_at_the_quotes(
                 "the orders committed",
                 lambda: group_caught_up(admin, f"{settings.namespace}.fill", [t.orders]),
             )
-            await positions.poll()
+            await positions.to_end()
             values = positions.values()
+        async with TopicReader(stack, t.executions) as reports:  # the fill created it at start
+            (report,) = await reports.wait("the execution report", lambda v: len(v) >= 1)
+            await reports.to_end()
         for v in values:
             contract.validate("positions", v)
         # sell 10 at the bid 99.98 = 999.80, buy 20 at the ask 50.01 = 1000.20: cash 1000 - 0.40
-        assert [(v["account"], v["instrument"], v["qty"], v["seq"]) for v in values[3:]] == [
-            ("ACC-1", "LC-0001", "90.0000", 4),
-            ("ACC-1", "BD-0001", "220.00", 5),
-            ("ACC-1", "CASH", "999.6", 6),
+        (fill_doc,) = values[3:]
+        assert fill_doc["account"] == "ACC-1" and fill_doc["seq"] == 4
+        assert [(c["instrument"], c["qty"]) for c in fill_doc["changes"]] == [
+            ("LC-0001", "90.0000"),
+            ("BD-0001", "220.00"),
+            ("CASH", "999.6"),
         ]
+        contract.validate("executions", report)
+        assert len(reports.values()) == 1, "one report: the duplicate delivery was not filled again"
+        assert report["event_id"] == order["event_id"] and {leg["state"] for leg in report["legs"]} == {
+            "filled"
+        }
         assert (stats.orders, stats.filled, stats.duplicates, stats.invalid) == (2, 1, 1, 0)
-        assert stats.positions_published == 3
+        assert stats.positions_published == 1
         claims = fill.RedisClaims(redis_client, settings.redis_prefix)  # the fill simulator's own keys
         assert await redis_client.exists(claims.prefix + str(order["event_id"])) == 1
     finally:

@@ -1,12 +1,14 @@
 """Orders end to end on the real broker and Redis: a 60/40 account out of band gets exactly one order
-back to target; no second order while it is open; a fill or the cooldown re-opens it."""
+back to target; no second order while it works, a partial fill included; positions that complete it,
+or the cooldown, re-open the account."""
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from streamproc.settings import Settings
-from streamproc.sim.messages import position, produce, quote
+from streamproc.sim.messages import now_ms, position, produce, quote
 from streamproc.state.keys import Keys
 from streamproc.wire.contract import Contract
 from tests.integration.passes import passes_after
@@ -67,31 +69,52 @@ async def test_band_breaches_become_one_order_each_until_a_fill(
         await orders.to_end()
         assert len(for_account(orders.values(), "A")) == 1
 
-        # A fill of the equity sale only (EQ1 and cash): BOND is now under its band -> a new order buys it.
+        # A fill of the equity sale only (EQ1 and cash): BOND is under its band now, but the order still
+        # works (its buy is open): no second order.
         sell = next(leg for leg in a["legs"] if leg["side"] == "sell")
+        buy = next(leg for leg in a["legs"] if leg["side"] == "buy")
+        cash = float(sell["notional"])
         await produce(
             stack.bootstrap,
             [
                 (t.positions, position("A", "EQ1", 600 - float(sell["qty"]), 4)),
-                (t.positions, position("A", "CASH", float(sell["notional"]), 5)),
+                (t.positions, position("A", "CASH", cash, 5)),
             ],
         )
-        values = await orders.wait(
-            "a second order for A after the fill", lambda v: len(for_account(v, "A")) == 2
+        await wait_for("the partial fill applied", lambda: _seq_at_least(redis_client, key_a, 5))
+        await passes_after(worker)
+        await orders.to_end()
+        assert len(for_account(orders.values(), "A")) == 1, "a partial fill is not an answer"
+        # the buy fills too, as one atomic record: the order is answered, A is evaluated in band
+        filled_at = now_ms()
+        changes = [
+            {"instrument": "BOND", "qty": 800 + float(buy["qty"])},
+            {"instrument": "CASH", "qty": round(cash - float(buy["notional"]), 6)},
+        ]
+        await produce(stack.bootstrap, [(t.positions, _atomic("A", changes, 6))])
+        drift = await wait_for(
+            "A evaluated after the fill", lambda: _evaluated_since(redis_client, key_a, filled_at), timeout=30
         )
-        second = for_account(values, "A")[1]
-        contract.validate("orders", second)
-        assert second["event_id"] != a["event_id"]
-        assert second["inputs"]["positions_seq"] == 5
-        assert {leg["instrument"]: leg["side"] for leg in second["legs"]}["BOND"] == "buy"
-        assert second["weights_after"]["BOND"] == pytest.approx(0.4, abs=2e-3)
+        assert drift["status"] == "ok" and drift["weights"]["BOND"] == pytest.approx(0.4, abs=0.03)  # in band
+        assert await redis_client.hget(key_a, "working") == b""
+        await passes_after(worker)
+        await orders.to_end()
+        assert len(for_account(orders.values(), "A")) == 1
     assert worker.alive
-    # an order is recorded once the broker has it: the reader may see it first
-    await wait_for(
-        "the second order recorded", lambda: redis_client.sismember(keys.emitted("A"), second["event_id"])
-    )
     emitted = await redis_client.smembers(keys.emitted("A"))
-    assert {e.decode() for e in emitted} == {a["event_id"], second["event_id"]}
+    assert {e.decode() for e in emitted} == {a["event_id"]}
+
+
+def _atomic(account: str, changes: list[dict[str, object]], seq: int) -> tuple[bytes, bytes]:
+    return account.encode(), orjson.dumps(
+        {"account": account, "changes": changes, "seq": seq, "ts": now_ms()}
+    )
+
+
+async def _evaluated_since(client, key, since_ms):
+    raw = await client.hget(key, "drift")
+    doc = orjson.loads(raw) if raw else None
+    return doc if doc is not None and doc["evaluated_at"] >= since_ms else None
 
 
 async def _seq_at_least(client, key, seq):

@@ -17,6 +17,7 @@ from streamproc.sim.fill import (
     FillStats,
     Ledger,
     MemoryClaims,
+    Outbox,
     fill_legs,
     plain,
     position_records,
@@ -45,10 +46,10 @@ def _order(account: str, legs: list[dict[str, str]], positions_seq: int, attempt
     return doc
 
 
-def _docs(records: list[tuple[bytes, bytes]]) -> list[dict[str, Any]]:
+def _docs(records: list[tuple[bytes, bytes]], topic: str = "positions") -> list[dict[str, Any]]:
     out = []
     for key, value in records:
-        doc = decode(CONTRACT, "positions", key, value)
+        doc = decode(CONTRACT, topic, key, value)
         assert not isinstance(doc, Rejected), doc
         out.append(doc)
     return out
@@ -105,15 +106,17 @@ def test_a_fee_in_bps_of_each_legs_notional_comes_out_of_cash() -> None:
     assert fill.holdings["CASH"] == D("498.50")
 
 
-def test_position_records_continue_the_seq_with_cash_last_and_plain_decimals() -> None:
+def test_a_fill_is_one_atomic_positions_record_with_the_next_seq_cash_last_and_plain_decimals() -> None:
     records = position_records("A", {"EQ": D("0E-4"), "BOND": D("1.50"), "CASH": D("-0")}, 6, 1795000000000)
-    docs = _docs(records)
-    assert [(d["instrument"], d["qty"], d["seq"]) for d in docs] == [
-        ("EQ", "0.0000", 7),
-        ("BOND", "1.50", 8),
-        ("CASH", "0", 9),
+    ((key, _),) = records
+    (doc,) = _docs(records)
+    CONTRACT.validate("positions", doc)
+    assert key == b"A" and doc["seq"] == 7 and doc["ts"] == 1795000000000
+    assert [(c["instrument"], c["qty"]) for c in doc["changes"]] == [
+        ("EQ", "0.0000"),
+        ("BOND", "1.50"),
+        ("CASH", "0"),
     ]
-    assert all(k == b"A" and d["ts"] == 1795000000000 for (k, _), d in zip(records, docs, strict=True))
     assert plain(D("12345.6789")) == "12345.6789"
 
 
@@ -146,35 +149,57 @@ async def test_an_order_is_filled_once_its_seqs_continue_and_its_echo_is_ignored
     ledger, stats = _ledger(), FillStats()
     desk = Desk(ledger, MemoryClaims(), stats)
     order = _order("A", [_leg("EQ", "sell", "10.0000"), _leg("BOND", "buy", "20.00")], positions_seq=3)
-    records = await desk.take(order, 1795000000000)
+    out = await desk.take(order, 1795000000000)
     # 10 * 132.34 = 1323.40 in, 20 * 50.01 (the ask of 50 ± 2 bps) = 1000.20 out
-    assert [(d["instrument"], d["qty"], d["seq"]) for d in _docs(records)] == [
-        ("EQ", "590.0000", 4),
-        ("BOND", "820.00", 5),
-        ("CASH", "323.2", 6),
+    (doc,) = _docs(out.positions)
+    assert doc["seq"] == 4 and [(c["instrument"], c["qty"]) for c in doc["changes"]] == [
+        ("EQ", "590.0000"),
+        ("BOND", "820.00"),
+        ("CASH", "323.2"),
     ]
-    assert await desk.take(order, 1795000000001) == []
-    assert (stats.filled, stats.duplicates, stats.positions_published) == (1, 1, 3)
-    assert not any(ledger.on_position(k, v) for k, v in records)  # our own echo
-    again = _order("A", [_leg("EQ", "sell", "1")], positions_seq=6)
-    assert [d["seq"] for d in _docs(await desk.take(again, 1795000000002))] == [7, 8]
-    assert ledger.accounts["A"].seq == 8 and ledger.accounts["A"].qty["EQ"] == D("589.0000")
+    (report,) = _docs(out.executions, "executions")
+    CONTRACT.validate("executions", report)
+    assert report["event_id"] == order["event_id"] and report["exec_id"] == f"{order['event_id']}:1"
+    assert [
+        (leg["instrument"], leg["state"], leg["cum_qty"], leg["leaves_qty"]) for leg in report["legs"]
+    ] == [
+        ("EQ", "filled", "10.0000", "0"),
+        ("BOND", "filled", "20.00", "0"),
+    ]
+    assert await desk.take(order, 1795000000001) == Outbox()
+    assert (stats.filled, stats.duplicates, stats.positions_published) == (1, 1, 1)
+    assert not any(ledger.on_position(k, v) for k, v in out.positions)  # our own echo
+    again = _order("A", [_leg("EQ", "sell", "1")], positions_seq=4)
+    assert [d["seq"] for d in _docs((await desk.take(again, 1795000000002)).positions)] == [5]
+    assert ledger.accounts["A"].seq == 5 and ledger.accounts["A"].qty["EQ"] == D("589.0000")
+
+
+async def test_an_order_with_a_restricted_instrument_is_rejected_with_a_report_and_nothing_filled() -> None:
+    ledger, stats = _ledger(), FillStats()
+    desk = Desk(ledger, MemoryClaims(), stats, reject=frozenset({"BOND"}))
+    order = _order("A", [_leg("EQ", "sell", "10.0000"), _leg("BOND", "buy", "20.00")], positions_seq=3)
+    out = await desk.take(order, 1)
+    (report,) = _docs(out.executions, "executions")
+    CONTRACT.validate("executions", report)
+    assert out.positions == [] and stats.rejected == 1 and stats.filled == 0
+    assert {leg["state"] for leg in report["legs"]} == {"rejected"}
+    assert report["legs"][0]["reason"] == "restricted: BOND"
 
 
 async def test_unquoted_instruments_make_an_order_unfillable_until_quoted() -> None:
     ledger, stats = _ledger(), FillStats()
     desk = Desk(ledger, MemoryClaims(), stats)
     order = _order("A", [_leg("EQ", "sell", "10"), _leg("NEW", "buy", "1")], positions_seq=3)
-    assert await desk.take(order, 1) == [] and stats.unfillable == 1
+    assert await desk.take(order, 1) == Outbox() and stats.unfillable == 1
     ledger.on_quote(*quote("NEW", 10.0, 1))
-    assert await desk.take(order, 2) != [] and stats.filled == 1 and stats.duplicates == 0
+    assert (await desk.take(order, 2)).positions and stats.filled == 1 and stats.duplicates == 0
 
 
 async def test_orders_for_positions_not_yet_seen_are_not_filled() -> None:
     ledger, stats = _ledger(), FillStats()
     desk = Desk(ledger, MemoryClaims(), stats)
-    assert await desk.take(_order("A", [_leg("EQ", "sell", "1")], positions_seq=4), 1) == []
-    assert await desk.take(_order("B", [_leg("EQ", "sell", "1")], positions_seq=1), 1) == []
+    assert await desk.take(_order("A", [_leg("EQ", "sell", "1")], positions_seq=4), 1) == Outbox()
+    assert await desk.take(_order("B", [_leg("EQ", "sell", "1")], positions_seq=1), 1) == Outbox()
     assert stats.behind == 2 and stats.filled == 0
 
 

@@ -111,3 +111,16 @@ def test_event_ids_are_deterministic_uuid5s_of_the_inputs() -> None:
         == 4
     )
     CONTRACT.validate("orders", {**CONTRACT.examples("orders")[0], "event_id": a})
+
+
+def test_positions_carry_one_instrument_or_several_changes_not_both() -> None:
+    base = {"account": "A", "seq": 1, "ts": 1}
+    one = {**base, "instrument": "EQ", "qty": "1"}
+    many = {**base, "changes": [{"instrument": "EQ", "qty": "1"}, {"instrument": "CASH", "qty": 2}]}
+    assert decode(CONTRACT, "positions", b"A", orjson.dumps(one)) == one
+    assert decode(CONTRACT, "positions", b"A", orjson.dumps(many)) == many
+    for bad in ({**many, "instrument": "EQ"}, {**base, "changes": []}, base):
+        assert decode(CONTRACT, "positions", b"A", orjson.dumps(bad)).reason == "schema", bad
+    twice = {**base, "changes": [{"instrument": "EQ", "qty": 1}, {"instrument": "EQ", "qty": 2}]}
+    rejected = decode(CONTRACT, "positions", b"A", orjson.dumps(twice))
+    assert rejected.reason == "semantic" and "EQ more than once" in rejected.error
