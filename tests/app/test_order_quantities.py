@@ -4,6 +4,7 @@ cent); the document checked is the one published, bytes and all."""
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal
 
 import orjson
@@ -30,7 +31,7 @@ def books(draw: st.DrawFn) -> dict[str, object]:
         "lots": [draw(st.sampled_from(LOTS)) for _ in names],
         "held": [draw(holding) for _ in names],
         "exits": [draw(st.booleans()) for _ in names],  # a target of 0: sell it all
-        "weights": [round(r / total, 6) for r in raw],
+        "weights": [math.floor(r / total * 1e6) / 1e6 for r in raw],  # never above 1 in sum
         "prices": [draw(st.floats(0.5, 500.0)) for _ in names],
         "moves": [draw(st.floats(0.3, 3.0)) for _ in names],
         "cash": draw(st.decimals(min_value=Decimal(0), max_value=Decimal(10_000), places=2).map(str)),
