@@ -3,6 +3,8 @@ applied as the feed would, and the evaluation passes run by hand."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 
 from streamproc.app.deadletters import Record
@@ -69,3 +71,16 @@ def market(w: InMemoryWorker, eq: float = 100.0, seq: int = 1) -> None:
 
 def orders(w: InMemoryWorker) -> list[dict[str, object]]:
     return [orjson.loads(r.value) for r in w.publisher.sent(w.parts.settings.topics.orders)]
+
+
+async def ordered(w: InMemoryWorker) -> dict[str, Any]:
+    """Account A owned, opened in band, then EQ rallies: its one order (sell EQ, buy BOND)."""
+    await own(w, 0)
+    market(w)
+    await open_account(w, "A")
+    w.clock.advance(1)
+    await w.parts.evaluator.run_once()
+    quote(w, "EQ", 132.0, 2)
+    assert await w.parts.evaluator.run_once() == 1
+    (order,) = orders(w)
+    return order

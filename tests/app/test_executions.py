@@ -11,20 +11,7 @@ import orjson
 from streamproc.app.counters import Outcome
 from streamproc.app.deadletters import Record
 from streamproc.testkit import InMemoryWorker, worker
-from tests.app.kit import CONTRACT, market, open_account, orders, own, quote, settings
-
-
-async def ordered(w: InMemoryWorker) -> dict[str, Any]:
-    """A's order after EQ rallies (sell EQ, buy BOND)."""
-    await own(w, 0)
-    market(w)
-    await open_account(w, "A")
-    w.clock.advance(1)
-    await w.parts.evaluator.run_once()
-    quote(w, "EQ", 132.0, 2)
-    assert await w.parts.evaluator.run_once() == 1
-    (order,) = orders(w)
-    return order
+from tests.app.kit import CONTRACT, market, ordered, orders, own, quote, settings
 
 
 def report(order: dict[str, Any], exec_id: str, **states: tuple[str, float]) -> dict[str, Any]:

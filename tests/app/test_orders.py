@@ -10,7 +10,7 @@ import pytest
 from streamproc.app.deadletters import Record
 from streamproc.app.decisions import Draft
 from streamproc.testkit import worker
-from tests.app.kit import CONTRACT, market, open_account, orders, own, quote, settings
+from tests.app.kit import CONTRACT, market, open_account, ordered, orders, own, quote, settings
 
 
 class Died(Exception):
@@ -74,14 +74,7 @@ async def test_a_failed_send_records_nothing_and_the_next_pass_publishes_it() ->
 async def test_a_working_order_survives_a_handover_and_a_partial_fill_makes_no_second_order() -> None:
     s = settings()
     w = worker(s, CONTRACT)
-    await own(w, 0)
-    market(w)
-    await open_account(w, "A")
-    w.clock.advance(1)
-    await w.parts.evaluator.run_once()
-    quote(w, "EQ", 132.0, 2)
-    assert await w.parts.evaluator.run_once() == 1
-    (order,) = orders(w)
+    order = await ordered(w)
     stored = await w.store.load_account("A")
     assert stored is not None and stored.working is not None
     assert stored.working.event_id == order["event_id"]
