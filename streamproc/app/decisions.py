@@ -16,7 +16,7 @@ from streamproc.core.book import CASH
 from streamproc.core.evaluate import Evaluation
 from streamproc.core.types import I64
 from streamproc.wire.codec import decimal_str, leg_qty
-from streamproc.wire.documents import DriftDoc, OrderDoc, OrderLeg
+from streamproc.wire.documents import ORDERS_VERSION, DriftDoc, OrderDoc, OrderLeg
 from streamproc.wire.ids import rebalance_event_id
 
 _FLAG_NAMES = {
@@ -197,6 +197,7 @@ def _draft(
         legs.append({"instrument": name, "side": leg.side, "qty": qty, "price": price, "notional": notional})
     value = float(br.value[j])
     doc: OrderDoc = {
+        "schema_version": ORDERS_VERSION,
         "event_id": event_id,
         "type": "rebalance",
         "account": account,

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal, NotRequired, TypedDict
 
+ORDERS_VERSION = 2  # the orders contract this worker publishes (schemas/orders.json)
+
 
 class OrderReason(TypedDict):
     """The worst breach of an order: the slot furthest outside its band relative to the band."""
@@ -32,9 +34,19 @@ class OrderInputs(TypedDict):
     attempt: int
 
 
-class OrderDoc(TypedDict):
-    """An ``orders`` record (schemas/orders.json)."""
+class WorkingRef(TypedDict):
+    """What of an earlier order is still believed to be working (an order's ``working``)."""
 
+    event_id: str
+    instrument: str
+    side: Literal["buy", "sell"]
+    qty: str
+
+
+class OrderDoc(TypedDict):
+    """An ``orders`` record of type rebalance (schemas/orders.json, v2)."""
+
+    schema_version: int
     event_id: str
     type: Literal["rebalance"]
     account: str
@@ -45,6 +57,31 @@ class OrderDoc(TypedDict):
     weights_before: dict[str, float]
     weights_after: dict[str, float]
     inputs: OrderInputs
+    replaces: NotRequired[str]  # the working order this one replaces (its cancel precedes it)
+    working: NotRequired[list[WorkingRef]]  # earlier orders' legs it was sized on top of
+
+
+class CancelLeg(TypedDict):
+    instrument: str
+    side: Literal["buy", "sell"]
+    qty: str
+
+
+CancelWhy = Literal["targets_changed", "unanswered", "back_in_band", "operator"]
+
+
+class CancelDoc(TypedDict):
+    """An ``orders`` record of type cancel: retract a working order (schemas/orders.json, v2)."""
+
+    schema_version: int
+    event_id: str
+    type: Literal["cancel"]
+    account: str
+    ts: int
+    cancels: str
+    why: CancelWhy
+    legs: list[CancelLeg]
+    replaced_by: NotRequired[str]
 
 
 class DriftDoc(TypedDict):

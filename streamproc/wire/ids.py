@@ -10,3 +10,8 @@ _ORDERS = uuid.UUID("6c1b8e52-3f0c-4f43-9d7e-2b8a4c5e7a10")
 def rebalance_event_id(account: str, positions_seq: int, targets_version: int, attempt: int) -> str:
     """UUIDv5 of the inputs an order answers: the account's positions seq, targets version, and attempt."""
     return str(uuid.uuid5(_ORDERS, f"rebalance|{account}|{positions_seq}|{targets_version}|{attempt}"))
+
+
+def cancel_event_id(order_event_id: str) -> str:
+    """UUIDv5 of the cancel of one order: one cancel per order, however often it is decided."""
+    return str(uuid.uuid5(_ORDERS, f"cancel|{order_event_id}"))
