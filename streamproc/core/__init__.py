@@ -2,7 +2,7 @@
 
 from streamproc.core.bands import Band, BandPolicy
 from streamproc.core.book import CASH, Book
-from streamproc.core.evaluate import Evaluation
+from streamproc.core.evaluate import Evaluation, Shift
 from streamproc.core.legs import Leg, LegLimits, LegPlan
 from streamproc.core.types import Mode, PriceFlag
 
@@ -17,4 +17,5 @@ __all__ = [
     "LegPlan",
     "Mode",
     "PriceFlag",
+    "Shift",
 ]

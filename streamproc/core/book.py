@@ -14,6 +14,7 @@ price batch affect" without a scan: CSR arrays rebuilt lazily, plus a list of sl
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from typing import TypeVar, cast
 import numpy as np
 
 from streamproc.core.bands import UNSET, Band, BandPolicy, band_pair, effective_limits
-from streamproc.core.evaluate import Evaluation, evaluate_arrays
+from streamproc.core.evaluate import Evaluation, Shift, evaluate_arrays
 from streamproc.core.ids import IdMap
 from streamproc.core.legs import LegLimits, LegPlan, plan_legs
 from streamproc.core.types import F64, I32, I64, Bool, Mode, PriceFlag
@@ -497,8 +498,9 @@ class Book:
 
     # ---- evaluation and legs -----------------------------------------------------------------
 
-    def evaluate(self, rows: I64 | None = None) -> Evaluation:
-        """Evaluate ``rows`` (all accounts when None) in one vectorized pass, re-arming recovered bands."""
+    def evaluate(self, rows: I64 | None = None, shift: Shift | None = None) -> Evaluation:
+        """Evaluate ``rows`` (all accounts when None) in one vectorized pass, re-arming recovered bands;
+        with ``shift``, on holdings projected by what working orders will still trade."""
         self._settle_limits()
         n = self.n_accounts
         if rows is None:
@@ -512,7 +514,12 @@ class Book:
         limit = _take_rows(self._limit, rows, full)
         disarmed = _take_rows(self._disarmed, rows, full)
         cash = _take_rows(self._cash, rows, full)
+        sellable = spendable = None
+        if shift is not None:
+            qty, cash, sellable, spendable = shift.apply(inst, qty, cash)
         ev = evaluate_arrays(rows, inst, qty, target, limit, disarmed, cash, self._mid, self._flags)
+        if sellable is not None and spendable is not None:
+            ev = dataclasses.replace(ev, sellable=sellable, spendable=spendable)
         if disarmed.any():
             with np.errstate(invalid="ignore"):  # NaN deviations of unevaluable rows stay disarmed
                 inside = np.abs(ev.deviations) <= self.policy.rearm_fraction * ev.limits

@@ -32,6 +32,8 @@ class Evaluation:
     excess: F64  # |deviation| - limit where an armed slot of an evaluable row breaches, else 0
     status: U8  # OR of PriceFlag over held/targeted instruments, plus EMPTY_ACCOUNT; 0 = evaluable
     breaching: Bool  # evaluable accounts with at least one armed slot outside its band
+    sellable: F64  # what a new sell may take per slot: ``qty`` less what working orders still sell
+    spendable: F64  # the cash new buys may use: ``cash`` less what working orders still buy
 
     @property
     def weights(self) -> F64:
@@ -62,6 +64,41 @@ class Evaluation:
     def take(self, which: Bool | I64) -> Evaluation:
         """The same evaluation restricted to some of its accounts (a mask or positions)."""
         return Evaluation(**{f.name: getattr(self, f.name)[which] for f in fields(self)})
+
+
+@dataclass(frozen=True, slots=True)
+class Shift:
+    """What working orders will still trade, to evaluate their accounts on projected holdings: per
+    entry, a position into the evaluated rows, an instrument, and the quantity still to buy (> 0) or
+    sell (< 0) at ``price``. Cash moves the other way."""
+
+    at: I64
+    instrument: I64
+    qty: F64
+    price: F64
+
+    def apply(self, instruments: I64, qty: F64, cash: F64) -> tuple[F64, F64, F64, F64]:
+        """(projected qty, projected cash, sellable qty, spendable cash) for slot arrays ``instruments``,
+        ``qty`` and ``cash`` of the evaluated rows (not changed). An entry whose instrument has no slot
+        in its row (no longer held nor targeted) moves cash only."""
+        projected, proj_cash = qty.copy(), cash.copy()
+        sellable, spendable = qty.copy(), cash.copy()
+        if self.at.size == 0:
+            return projected, proj_cash, sellable, spendable
+        match = instruments[self.at] == self.instrument[:, None]
+        found = match.any(axis=1)
+        slot = match.argmax(axis=1)
+        at, sl, q = self.at[found], slot[found], self.qty[found]
+        np.add.at(projected, (at, sl), q)
+        np.add.at(sellable, (at, sl), np.minimum(q, 0.0))
+        flow = -self.qty * self.price  # a buy spends, a sell brings cash
+        np.add.at(proj_cash, self.at, flow)
+        np.add.at(spendable, self.at, np.minimum(flow, 0.0))
+        np.maximum(projected, 0.0, out=projected)
+        np.maximum(proj_cash, 0.0, out=proj_cash)
+        np.maximum(sellable, 0.0, out=sellable)
+        np.maximum(spendable, 0.0, out=spendable)
+        return projected, proj_cash, sellable, spendable
 
 
 def evaluate_arrays(
@@ -124,4 +161,6 @@ def evaluate_arrays(
         excess=excess,
         status=status.astype(np.uint8, copy=False),
         breaching=breaching,
+        sellable=qty,
+        spendable=cash,
     )

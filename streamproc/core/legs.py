@@ -62,7 +62,7 @@ class LegPlan:
     breach_slots: Bool
     cash_after: F64
     weights_after: F64
-    held: F64  # quantities before the trades
+    held: F64  # what could be sold before the trades (the holding, less what working orders sell)
 
     @property
     def has_legs(self) -> Bool:
@@ -146,15 +146,17 @@ def plan_legs(
             cap = _round_to_lot(limits.max_notional / price, lots, exact=True)
         qty = np.clip(qty, -cap, cap)
     exiting = selling & (desired == 0.0) & ~skipped
-    qty = np.where(exiting & (limits.max_notional >= q * b), -q, qty)
-    qty = np.maximum(qty, -q)  # never sell more than is held
+    # what working orders still sell is not for sale again (``sellable``; ``q`` is the projected holding)
+    held = np.minimum(q, ev.sellable)
+    qty = np.where(exiting & (limits.max_notional >= held * b), -held, qty)
+    qty = np.maximum(qty, -held)  # never sell more than is held
 
     min_t = min_trade[:, None]
     notional = np.abs(qty) * price
     qty = np.where((qty < 0) & (notional < min_t), 0.0, qty)
 
     proceeds = np.where(qty < 0, -qty * price, 0.0).sum(axis=1)
-    free_cash = np.maximum(0.0, ev.cash - cash_target * ev.value)
+    free_cash = np.maximum(0.0, np.minimum(ev.cash, ev.spendable) - cash_target * ev.value)
     available = proceeds + free_cash
     buys = np.where(qty > 0, qty * price, 0.0).sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -182,5 +184,5 @@ def plan_legs(
         breach_slots=breach,
         cash_after=cash_after,
         weights_after=weights_after,
-        held=q,
+        held=held,
     )
