@@ -15,7 +15,7 @@ from streamproc.app.counters import Counters
 from streamproc.app.decisions import Draft
 from streamproc.app.ports import AccountStore, Clock, OrderLog, OrderStore, Publisher
 from streamproc.app.status import Status
-from streamproc.state.records import RecordedOrder, order_key
+from streamproc.state.records import RecordedOrder, WorkingOrder, order_key
 
 log = structlog.get_logger(__name__)
 
@@ -115,7 +115,10 @@ class Orders:
         for account, order in found.items():
             stored = await self.store.load_account(account)
             if stored is None or stored.order is None or order_key(order) > order_key(stored.order):
-                latest.append(RecordedOrder(account, str(order["event_id"]), orjson.dumps(order)))
+                # it works (holds its account) from the holdings stored: those it was computed from, or
+                # ones already part-filled towards it (then it holds until its cooldown, never trades twice)
+                working = WorkingOrder.of(order, stored.holdings) if stored is not None else None
+                latest.append(RecordedOrder(account, str(order["event_id"]), orjson.dumps(order), working))
         await self.store.record_orders(latest, end)
         if latest:
             log.warning("recovered orders published before a crash", orders=len(latest), partitions=parts)

@@ -10,7 +10,7 @@ from enum import Enum
 from typing import Any
 
 from streamproc.core.alerts import Episode, Key, episode_id
-from streamproc.state.records import TERMINAL, WorkingLeg, WorkingOrder
+from streamproc.state.records import TERMINAL, WorkingOrder
 from streamproc.wire.documents import OrderDoc
 
 _QTY_TOLERANCE = 1e-9  # relative: cum + leaves == ordered qty
@@ -47,11 +47,7 @@ class WorkingOrders:
 
     def open(self, r: int, doc: OrderDoc, held: Mapping[str, float]) -> WorkingOrder:
         """An order was published: it works from the holdings ``held``."""
-        legs = tuple(
-            WorkingLeg(leg["instrument"], leg["side"], float(leg["qty"]), held.get(leg["instrument"], 0.0))
-            for leg in doc["legs"]
-        )
-        order = self.orders[r] = WorkingOrder(doc["event_id"], doc["ts"], legs)
+        order = self.orders[r] = WorkingOrder.of(doc, held)
         return order
 
     def restore(self, r: int, order: WorkingOrder | None, rejected: Episode | None = None) -> None:

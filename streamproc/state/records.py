@@ -100,6 +100,15 @@ class WorkingOrder:
     legs: tuple[WorkingLeg, ...]
     exec_ids: tuple[str, ...] = ()  # execution reports applied (a repeat is ignored)
 
+    @classmethod
+    def of(cls, doc: Mapping[str, Any], held: Mapping[str, float]) -> WorkingOrder:
+        """A published order document working from the holdings ``held``."""
+        legs = tuple(
+            WorkingLeg(leg["instrument"], leg["side"], float(leg["qty"]), held.get(leg["instrument"], 0.0))
+            for leg in doc["legs"]
+        )
+        return cls(str(doc["event_id"]), int(doc["ts"]), legs)
+
     def done(self, holdings: Mapping[str, float], lot_of: Callable[[str], float]) -> bool:
         """Whether ``holdings`` complete every leg, each within a lot."""
         return all(

@@ -43,11 +43,27 @@ async def test_an_order_published_before_a_crash_is_recovered_and_never_publishe
     assert crashed.store.emitted == {"A": {order["event_id"]}}
     stored = await restarted.store.load_account("A")
     assert stored is not None and stored.order == order
+    # it works from the holdings it was computed from: the account shows it working, held by it
+    assert stored.working is not None and stored.working.event_id == order["event_id"]
+    assert {leg.instrument: leg.held_before for leg in stored.working.legs} == {"EQ": 600.0, "BOND": 800.0}
     for _ in range(5):
         restarted.clock.advance(1)
         await restarted.parts.evaluator.run_once()
     assert restarted.parts.counters.passes.total == 5
     assert [o["event_id"] for o in orders(restarted)] == [order["event_id"]], "published once"
+    # its fill (EQ sold, BOND bought) answers it before its cooldown
+    fills = {
+        leg["instrument"]: float(leg["qty"]) * (1 if leg["side"] == "buy" else -1) for leg in order["legs"]
+    }
+    t = s.topics.positions
+    filled = [
+        _record(t, 10 + k, {"account": "A", "instrument": i, "qty": held + fills[i], "seq": 4 + k, "ts": 4})
+        for k, (i, held) in enumerate((("EQ", 600.0), ("BOND", 800.0)))
+    ]
+    await restarted.parts.intake.on_records(filled)
+    assert "A" not in {
+        restarted.parts.accounts.book.accounts.id_of(r) for r in restarted.parts.accounts.working.orders
+    }
 
 
 async def test_a_failed_send_records_nothing_and_the_next_pass_publishes_it() -> None:

@@ -89,7 +89,14 @@ async def test_sigkill_mid_stream_applies_every_update_once(
         assert float(stored[b"q:EQ1"]) == qty and int(stored[b"seq"]) == seq, (acct, stored)
         assert float(stored[b"q:BOND"]) == 800
     # each account evaluated, or held by its order still working (the swings are not its answer)
-    await wait_for("the restarted worker to evaluate", lambda: _all_evaluated(redis_client, keys, accounts))
+    try:
+        await wait_for(
+            "the restarted worker to evaluate", lambda: _all_evaluated(redis_client, keys, accounts)
+        )
+    except AssertionError as timed_out:
+        unevaluated = {a: await redis_client.hgetall(keys.account(a)) for a in accounts}
+        unevaluated = {a: h for a, h in unevaluated.items() if b"drift" not in h and b"working" not in h}
+        raise AssertionError(f"{timed_out}: {unevaluated}") from None
     await wait_for("the price feed to apply every quote", lambda: feed_at_end(admin, settings, redis_client))
     # every update applied: passes after them (and after the settle hold they started) end the orders
     await passes_after(restarted)
