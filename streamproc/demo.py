@@ -36,6 +36,7 @@ from streamproc.worker_process import Samples, WorkerProcess
 
 console = Console()
 OUT = Path("bench-results")
+_STOP_S = 20.0  # grace for each part and worker to stop
 
 
 @dataclass(frozen=True)
@@ -361,8 +362,14 @@ async def _run(s: Settings, args: argparse.Namespace) -> dict[str, Any]:
     finally:
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        codes = await asyncio.gather(*(asyncio.to_thread(w.stop) for w in workers))
+        # bounded: a part stuck in a Kafka client's shutdown must not keep the demo from ending
+        _, stuck = await asyncio.wait(tasks, timeout=_STOP_S)
+        if stuck:
+            console.print(
+                f"[yellow]parts not stopped after {_STOP_S:.0f} s: {sorted(t.get_name() for t in stuck)}"
+            )
+        # crash-only workers: SIGKILL after the grace period loses nothing
+        codes = await asyncio.gather(*(asyncio.to_thread(w.stop, _STOP_S) for w in workers))
     drift = await drift_statuses(s)
     doc = summary(view, sim, desk, drift)
     doc["namespace"] = s.namespace

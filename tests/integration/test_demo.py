@@ -17,18 +17,23 @@ from tests.conftest import ROOT, Stack
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.timeout(300)  # above the run's own limit, so a hang fails with the demo's output
 def test_demo_closes_the_loop_and_alerts_on_the_faults_it_injects(stack: Stack, tmp_path: Path) -> None:
     summary = tmp_path / "summary.json"
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap, "REDIS_URL": stack.redis_url}
     args = ["demo", "--duration-s", "55", "--web-port", "6266", "--summary", str(summary)]
-    proc = subprocess.run(
-        [sys.executable, "-m", "streamproc", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "streamproc", *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+    except subprocess.TimeoutExpired as hung:
+        logs = "".join(f"\n---- {p.name} ----\n" + p.read_text()[-2000:] for p in _worker_logs())
+        pytest.fail(f"the demo did not end in 240 s: {_tail(hung.stdout)}{_tail(hung.stderr)}{logs}")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     doc = orjson.loads(summary.read_bytes())
     assert doc["worker_exit_codes"] == [0, 0]
@@ -44,3 +49,12 @@ def test_demo_closes_the_loop_and_alerts_on_the_faults_it_injects(stack: Stack, 
     # nothing of the demo's namespace is left behind
     client = redis.Redis.from_url(stack.redis_url)
     assert not list(client.scan_iter(match=f"{doc['namespace']}:*", count=1000))
+
+
+def _tail(out: bytes | str | None) -> str:
+    text = out.decode(errors="replace") if isinstance(out, bytes) else (out or "")
+    return text[-3000:]
+
+
+def _worker_logs() -> list[Path]:
+    return sorted((ROOT / "bench-results").glob("demo-worker-*.log"))
