@@ -103,6 +103,12 @@ def _cmd_reconcile(args: argparse.Namespace) -> int:
     return reconcile(_settings(), args.account)
 
 
+def _cmd_orders(args: argparse.Namespace) -> int:
+    from streamproc.inspect import order_action
+
+    return order_action(_settings(), args.orders, args.account)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand (the runbook tests read it too)."""
     from streamproc.demo import add_arguments as demo_options
@@ -165,6 +171,16 @@ def build_parser() -> argparse.ArgumentParser:
     rec = sub.add_parser("reconcile", help="lift an account's position-gap quarantine (holdings verified)")
     rec.add_argument("account")
     rec.set_defaults(func=_cmd_reconcile)
+
+    orders = sub.add_parser("orders", help="decide on an account whose orders went unanswered")
+    orders_sub = orders.add_subparsers(dest="orders", required=True)
+    for action, what in (
+        ("retry", "issue another order (the unanswered count starts again)"),
+        ("release", "forget its open orders (settled with order management) and start over"),
+    ):
+        p = orders_sub.add_parser(action, help=what)
+        p.add_argument("account")
+        p.set_defaults(func=_cmd_orders)
 
     bt = sub.add_parser("backtest", help="band vs calendar vs buy-and-hold through the live engine")
     bt.add_argument(

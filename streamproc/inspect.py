@@ -15,7 +15,7 @@ from aiokafka import TopicPartition
 from streamproc import kafka
 from streamproc.clients import redis_client
 from streamproc.settings import Settings
-from streamproc.state.records import EpisodeDoc
+from streamproc.state.records import EpisodeDoc, OrderAction, OrderRequest, WorkingOrder
 from streamproc.state.store import Store
 
 _WORKER_FRESH_MS = 30_000
@@ -106,19 +106,28 @@ async def _account(store: Store, ident: str, now_ms: int) -> int:
         o = rec.order
         legs = ", ".join(f"{leg['side']} {leg['qty']} {leg['instrument']}" for leg in o["legs"])
         print(f"  last order     {o['event_id']} at {o['ts']} ({_age(now_ms, o['ts'])}): {legs}")
+        if "replaces" in o:
+            print(f"                 replaces {o['replaces']} (cancelled)")
+        for ref in o.get("working", []):
+            print(
+                f"                 sized on top of {ref['event_id']}: "
+                f"{ref['side']} {ref['qty']} {ref['instrument']}"
+            )
     else:
         print("  last order     none")
-    w = rec.working
-    if w is not None:
-        print(f"  WORKING        {w.event_id} since {_age(now_ms, w.ts_ms)} (held: answered or cooled down)")
-        for leg in w.legs:
-            left = leg.qty if leg.leaves_qty is None else leg.leaves_qty
-            print(
-                f"    {leg.side:<4} {leg.qty:g} {leg.instrument:<16} {leg.state:<16} "
-                f"filled {leg.cum_qty:g}, working {left:g} (held {leg.held_before:g} before)"
-            )
-        if w.exec_ids:
-            print(f"    execution reports: {', '.join(w.exec_ids)}")
+    if rec.working is not None:
+        w = rec.working
+        _open_order(
+            f"  WORKING        {w.event_id} since {_age(now_ms, w.ts_ms)} (held: answered or cooled down)", w
+        )
+    for c in rec.cancelling:
+        _open_order(
+            f"  CANCELLED      {c.event_id}: cancel sent {_age(now_ms, c.cancelled_ms)}, not confirmed", c
+        )
+    if rec.unanswered is not None:
+        d = rec.unanswered.details
+        print(f"  UNANSWERED     {d['attempts']} orders in a row, the last {d['event_id']}")
+        print(f"                 (streamproc orders retry {ident} | streamproc orders release {ident})")
     if rec.rejected is not None:
         d = rec.rejected.details
         print(f"  REJECTED       order {d['event_id']}: {', '.join(d['instruments'])} ({d['reason']})")
@@ -128,6 +137,18 @@ async def _account(store: Store, ident: str, now_ms: int) -> int:
     for line in lines:
         print(line)
     return 0
+
+
+def _open_order(title: str, w: WorkingOrder) -> None:
+    print(title)
+    for leg in w.legs:
+        left = leg.qty if leg.leaves_qty is None else leg.leaves_qty
+        print(
+            f"    {leg.side:<4} {leg.qty:g} {leg.instrument:<16} {leg.state:<16} "
+            f"filled {leg.cum_qty:g}, working {left:g} (held {leg.held_before:g} before)"
+        )
+    if w.exec_ids:
+        print(f"    execution reports: {', '.join(w.exec_ids)}")
 
 
 async def _live_workers(store: Store, now_ms: int) -> dict[str, dict[str, Any]]:
@@ -289,6 +310,24 @@ def inspect(settings: Settings, what: str, ident: str) -> int:
 def storm_release(settings: Settings, mute_s: float) -> int:
     """`streamproc storm release`."""
     return run(settings, lambda store, now: _storm_release(store, mute_s, now))
+
+
+async def _order_action(store: Store, ident: str, action: OrderAction, now_ms: int) -> int:
+    rec = await store.load_account(ident)
+    if rec is None:
+        print(f"account {ident} is not stored; nothing to do")
+        return 1
+    if action == OrderAction.RETRY and rec.unanswered is None:
+        print(f"account {ident} has no unanswered orders (no order_unanswered episode); nothing to retry")
+        return 1
+    await store.request_order_action(ident, OrderRequest(action, now_ms))
+    print(f"asked the owner of {ident} to {action.value} it; check with: streamproc inspect account {ident}")
+    return 0
+
+
+def order_action(settings: Settings, action: str, account: str) -> int:
+    """`streamproc orders retry|release ACCOUNT`."""
+    return run(settings, lambda store, now: _order_action(store, account, OrderAction(action), now))
 
 
 def reconcile(settings: Settings, account: str) -> int:

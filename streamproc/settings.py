@@ -308,6 +308,12 @@ SPEC: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
         _non_negative_float,
         "default wait before re-issuing an unanswered order (targets `cooldown_s` overrides)",
     ),
+    "order_max_attempts": (
+        "STREAMPROC_ORDER_MAX_ATTEMPTS",
+        "3",
+        _non_negative_int,
+        "unanswered orders in a row before an account waits for `streamproc orders` (0: no cap)",
+    ),
     "order_settle_s": (
         "STREAMPROC_ORDER_SETTLE_S",
         "1",
@@ -374,6 +380,7 @@ class Settings:
     deadletter_rate_per_min: int
     deadletter_window_s: float
     order_cooldown_s: float
+    order_max_attempts: int
     order_settle_s: float
     session_timeout_s: float
     batch_max: int

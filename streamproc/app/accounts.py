@@ -13,13 +13,13 @@ import numpy as np
 from streamproc.app.status import Status
 from streamproc.app.targets import targets_args
 from streamproc.app.working import Report, WorkingOrders
-from streamproc.core import Book
+from streamproc.core import Book, Shift
 from streamproc.core.alerts import Episode, Key, episode_id
 from streamproc.core.bands import band_pair
 from streamproc.core.book import RowSpec
 from streamproc.core.gaps import SeqGaps
 from streamproc.core.types import F64, I64, Bool
-from streamproc.state.records import AccountRecord, GapRecord, WorkingOrder
+from streamproc.state.records import AccountRecord, GapRecord, OrderAction, WorkingOrder
 from streamproc.wire.documents import OrderDoc, position_changes
 
 
@@ -35,10 +35,11 @@ class Applied(Enum):
 class Accounts:
     """Per-account pipeline state in numpy columns indexed like the book's rows."""
 
-    def __init__(self, book: Book, *, cooldown_s: float, settle_s: float) -> None:
+    def __init__(self, book: Book, *, cooldown_s: float, settle_s: float, max_attempts: int = 0) -> None:
         self.book = book
         self.default_cooldown_s = cooldown_s
         self.settle_s = settle_s
+        self.max_attempts = max_attempts  # unanswered orders in a row before an operator decides (0: no cap)
         self.seq: I64 = np.zeros(0, dtype=np.int64)  # last applied positions seq, -1 none
         self.pts: I64 = np.zeros(0, dtype=np.int64)  # newest positions ts
         self.tver: I64 = np.zeros(0, dtype=np.int64)  # targets version, -1 none (not managed)
@@ -197,17 +198,18 @@ class Accounts:
         self.part[r], self.owned[r] = partition, True
         self.cooldown[r] = float(doc["cooldown_s"]) if "cooldown_s" in doc else math.nan
         self.targets_doc[r] = dict(doc)
+        self.working.make_obsolete(r, "targets_changed")  # cancelled, and replaced if still needed
         self._settle(r, now)
         return True
 
     def _settle(self, r: int, now: float) -> None:
         """Changed inputs (and an open order's answer) often come as several records: evaluate the
         account once they have been quiet for ``settle_s``, never on a half-applied change. While an
-        order works, no change releases the account (a partial fill, a dividend, new targets): only
-        positions that complete its legs, or its cooldown."""
+        order works, no change releases the account (a partial fill, a dividend): only positions that
+        complete its legs, its cooldown, or new targets (then it is cancelled)."""
         settled = now + self.settle_s
         working = self.working
-        if r in working:
+        if r in working and r not in working.obsolete:
             account = self.book.accounts.id_of(r)
             if not working.completed_by(r, self.book.holdings(account), self.book.lot_of):
                 self.hold_until[r] = max(float(self.hold_until[r]), settled)
@@ -222,9 +224,10 @@ class Accounts:
         account = doc["account"]
         r = self.row(account)
         self.part[r], self.owned[r] = partition, True
+        capped = self.status[r] == Status.UNANSWERED
         done = self.working.report(r, account, doc, int(now * 1000))
-        if done == Report.ANSWERED:
-            self.hold_until[r] = now + self.settle_s
+        if (done == Report.ANSWERED and r not in self.working) or (capped and done != Report.REJECTED):
+            self.hold_until[r] = now + self.settle_s  # a working replacement still holds it
             self.dirty.add(r)
         elif done == Report.REJECTED:
             self.hold_until[r] = math.inf
@@ -275,8 +278,12 @@ class Accounts:
                 self.tver[r] = -1
                 self.targets_doc.pop(r, None)
             self.restore_order(r, rec.order, now, rec.working)
+            self.working.restore(r, self.working.get(r), None, rec.cancelling, rec.unanswered)
+            if self.capped(r):
+                self.hold_until[r] = math.inf
+                self.status[r] = Status.UNANSWERED
             if rec.rejected is not None:  # not retried until an input changes, across restarts too
-                self.working.restore(r, self.working.get(r), rec.rejected)
+                self.working.rejected[r] = rec.rejected
                 self.hold_until[r] = math.inf
                 self.status[r] = Status.REJECTED
             # its last change may be half applied (a v1 fill is an instrument record, then a cash one):
@@ -305,6 +312,9 @@ class Accounts:
             self.attempt[r] = 0
             return
         inputs = order["inputs"]
+        if r in self.working and inputs["targets_version"] < self.tver[r]:  # new targets came meanwhile
+            self.working.make_obsolete(r, "targets_changed")
+            self.hold_until[r] = 0.0
         self.last_order[r] = order["event_id"]
         self.order_seq[r], self.order_tver[r] = inputs["positions_seq"], inputs["targets_version"]
         self.attempt[r] = inputs.get("attempt", 0)
@@ -364,9 +374,11 @@ class Accounts:
         if ended.any():
             mask |= ended
             held[ended] = 0.0
-            if self.working.orders:  # a cooldown ended: the order went unanswered
+            working = self.working
+            if working.orders or working.cancelling:  # a cooldown ended: the order went unanswered
+                ids, now_ms = self.book.accounts, int(now * 1000)
                 for r in np.flatnonzero(ended).tolist():
-                    self.working.give_up(r)
+                    working.give_up(r, ids.id_of(r), now_ms, self.cooldown_of(r) * 1000)
         mask &= self.owned[:n] & (self.tver[:n] >= 0) & (held <= now)
         out: I64 = np.flatnonzero(mask)
         return out
@@ -376,13 +388,73 @@ class Accounts:
         same = self.order_seq[r] == self.seq[r] and self.order_tver[r] == self.tver[r]
         return int(self.attempt[r]) + 1 if same else 0
 
-    def opened(self, r: int, doc: OrderDoc, now: float) -> WorkingOrder:
+    def opened(
+        self, r: int, doc: OrderDoc, now: float, held: Mapping[str, float] | None = None
+    ) -> WorkingOrder:
         """An order was published for row r: it works, holding the account, until positions complete
-        its legs or its cooldown ends; returns the working order (stored with the order)."""
+        its legs or its cooldown ends; returns the working order (stored with the order). ``held``:
+        the projected holdings it was sized on (default: the holdings now)."""
         inputs = doc["inputs"]
         self.last_order[r] = doc["event_id"]
         self.order_seq[r], self.order_tver[r] = inputs["positions_seq"], inputs["targets_version"]
         self.attempt[r] = inputs["attempt"]
-        working = self.working.open(r, doc, self.book.holdings(self.book.accounts.id_of(r)))
+        if held is None:
+            held = self.book.holdings(self.book.accounts.id_of(r))
+        working = self.working.open(r, doc, held)
         self.hold_until[r] = now + self.cooldown_of(r)
         return working
+
+    def cancelled(self, r: int, event_id: str, now: float) -> WorkingOrder | None:
+        """The cancel of row r's working order was delivered; without a replacement working, the
+        account waits for order management's confirmation, or a cooldown. Returns it as cancelled."""
+        if not self.working.cancelled(r, event_id, int(now * 1000)):
+            return None
+        if r not in self.working:
+            self.hold_until[r] = max(float(self.hold_until[r]), now + self.cooldown_of(r))
+        return self.working.cancelling[r][-1]
+
+    def capped(self, r: int) -> bool:
+        """Row r's orders went unanswered ``max_attempts`` times in a row: it waits for an operator."""
+        return 0 < self.max_attempts <= self.working.attempts_unanswered(r)
+
+    def projection(self, rows: I64) -> Shift | None:
+        """What the open orders of ``rows`` still trade (None when none has any): evaluations count it,
+        so a new order never oversells or overspends together with them."""
+        working = self.working
+        if not (working.orders or working.cancelling):
+            return None
+        book = self.book
+        at: list[int] = []
+        inst: list[int] = []
+        qty: list[float] = []
+        price: list[float] = []
+        for j, r in enumerate(rows.tolist()):
+            orders = working.open_orders(r)
+            if not orders:
+                continue
+            holdings = book.holdings(book.accounts.id_of(r))
+            for order in orders:
+                for name, left in order.remaining(holdings):
+                    at.append(j)
+                    inst.append(book.instrument(name))
+                    qty.append(left)
+                    bid, ask, _ = book.price(name)
+                    px = ask if left > 0 else bid  # what a buy spends, a sell brings
+                    price.append(0.0 if math.isnan(px) else px)  # unpriced: the row is suppressed
+        if not at:
+            return None
+        return Shift(
+            np.array(at, dtype=np.int64), np.array(inst, dtype=np.int64), np.array(qty), np.array(price)
+        )
+
+    def operator(self, r: int, action: OrderAction, now: float) -> None:
+        """``streamproc orders retry|release``: another attempt, or forget what is open and start over
+        from the holdings (the operator settled it with order management)."""
+        if action == OrderAction.RELEASE:
+            self.working.forget(r, released_by="operator")
+        else:
+            self.working.retry(r, retried_by="operator")
+        if self.status[r] == Status.UNANSWERED:
+            self.status[r] = Status.UNKNOWN
+        self.hold_until[r] = now
+        self.dirty.add(r)

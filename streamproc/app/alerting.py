@@ -108,7 +108,15 @@ class Alerter:
         await self.store.record_alerts(firing, resolved)
 
 
-DATA_ALERTS = ("quote_stale", "quote_gap", "quote_crossed", "quote_outlier", "position_gap", "order_rejected")
+DATA_ALERTS = (
+    "quote_stale",
+    "quote_gap",
+    "quote_crossed",
+    "quote_outlier",
+    "position_gap",
+    "order_rejected",
+    "order_unanswered",
+)
 TOPIC_ALERTS = ("feed_silent", "deadletter_rate", "breach_storm")
 
 

@@ -11,13 +11,14 @@ import numpy as np
 from streamproc.app.accounts import Accounts
 from streamproc.app.prices import Prices
 from streamproc.app.status import BREACHED, Status
+from streamproc.app.working import projected
 from streamproc.core import LegLimits, PriceFlag
 from streamproc.core.book import CASH
 from streamproc.core.evaluate import Evaluation
-from streamproc.core.types import I64
+from streamproc.core.types import I64, Bool
 from streamproc.wire.codec import decimal_str, leg_qty
-from streamproc.wire.documents import ORDERS_VERSION, DriftDoc, OrderDoc, OrderLeg
-from streamproc.wire.ids import rebalance_event_id
+from streamproc.wire.documents import ORDERS_VERSION, CancelDoc, CancelLeg, DriftDoc, OrderDoc, OrderLeg
+from streamproc.wire.ids import cancel_event_id, rebalance_event_id
 
 _FLAG_NAMES = {
     PriceFlag.MISSING: "quote_missing",
@@ -38,6 +39,17 @@ class Draft:
     event_id: str
     attempt: int
     doc: OrderDoc
+    held: dict[str, float] | None = None  # the projected holdings it was sized on (None: the holdings)
+
+
+@dataclass(slots=True)
+class CancelDraft:
+    """The cancel of a working order, ready to publish (before the order replacing it, if any)."""
+
+    row: int
+    account: str
+    partition: int
+    doc: CancelDoc
 
 
 @dataclass(slots=True)
@@ -46,6 +58,7 @@ class Decisions:
 
     evaluated: int = 0
     orders: list[Draft] = field(default_factory=list)
+    cancels: list[CancelDraft] = field(default_factory=list)  # never held by a breach storm
     statuses: dict[int, DriftDoc] = field(default_factory=dict)  # row -> drift document
     suppressed: int = 0
     new_breaches: int = 0  # accounts breaching now that were in band at their previous evaluation
@@ -72,6 +85,7 @@ def state_counts(accounts: Accounts) -> dict[str, int]:
         "suppressed": int(np.count_nonzero(status == Status.SUPPRESSED)),
         "held": int(np.count_nonzero(status == Status.HELD)),
         "rejected": int(np.count_nonzero(status == Status.REJECTED)),
+        "unanswered": int(np.count_nonzero(status == Status.UNANSWERED)),
         "quarantined": int(accounts.quarantined(rows).sum()),
     }
 
@@ -111,15 +125,17 @@ def decide(
     if rows.size == 0:
         return out
     book = accounts.book
-    ev = book.evaluate(rows)
+    ev = book.evaluate(rows, accounts.projection(rows))
     now_ms = int(now * 1000)
     quarantined = accounts.quarantined(rows)
     codes = np.full(rows.size, Status.OK, dtype=np.int64)
     suppressed = ~ev.evaluable | quarantined
     codes[suppressed] = Status.SUPPRESSED
     out.suppressed = int(suppressed.sum())
-    breaching = np.flatnonzero(ev.breaching & ~quarantined)
+    capped = _capped(accounts, rows)
+    breaching = np.flatnonzero(ev.breaching & ~quarantined & ~capped)
     codes[breaching] = Status.HELD if hold else Status.UNTRADABLE
+    codes[capped] = Status.UNANSWERED
     plan = book.plan(ev.take(breaching), limits) if breaching.size and not hold else None
     if plan is not None:
         br = ev.take(breaching)
@@ -146,6 +162,7 @@ def decide(
                     now_ms,
                 )
             )
+    out.cancels = _cancels(accounts, rows, out.orders, now_ms)
     before = accounts.status[rows]
     # only in band -> breached counts: after a load (status unknown) or a suppression the account may
     # have been out of band all along, and counting it would make every restart look like a storm
@@ -158,6 +175,8 @@ def decide(
         doc: DriftDoc = {"status": code.name.lower(), "evaluated_at": now_ms}
         if code == Status.HELD:
             doc = _held_doc(now_ms)
+        elif code == Status.UNANSWERED:
+            doc["why"] = _unanswered_why(accounts, r)
         elif code == Status.SUPPRESSED:
             doc["why"] = suppressed_why(accounts, ev, j, bool(quarantined[j]))
         else:
@@ -167,6 +186,62 @@ def decide(
             )
         out.statuses[r] = doc
     accounts.status[rows] = codes
+    if capped.any():
+        accounts.hold_until[rows[capped]] = np.inf  # until an operator retries or releases it
+    return out
+
+
+def _capped(accounts: Accounts, rows: I64) -> Bool:
+    """Per row: its orders went unanswered too often in a row (it waits for an operator)."""
+    out: Bool = np.zeros(rows.size, dtype=bool)
+    if accounts.working.unanswered and accounts.max_attempts > 0:
+        for j, r in enumerate(rows.tolist()):
+            out[j] = accounts.capped(r)
+    return out
+
+
+def _unanswered_why(accounts: Accounts, r: int) -> str:
+    account = accounts.book.accounts.id_of(r)
+    details = accounts.working.unanswered[r].details
+    return (
+        f"unanswered: {details['attempts']} orders in a row (last {details['event_id']}); waiting for an"
+        f" operator: streamproc orders retry {account} | streamproc orders release {account}"
+    )
+
+
+def _cancels(accounts: Accounts, rows: I64, orders: list[Draft], now_ms: int) -> list[CancelDraft]:
+    """Cancels of the obsolete working orders among ``rows``, chained to the orders replacing them."""
+    working = accounts.working
+    if not working.obsolete:
+        return []
+    replacing = {d.row: d for d in orders}
+    book = accounts.book
+    out = []
+    for r in rows.tolist():
+        why = working.obsolete.get(r)
+        order = working.get(r)
+        if why is None or order is None:
+            continue
+        account = book.accounts.id_of(r)
+        legs: list[CancelLeg] = [
+            {"instrument": name, "side": "sell" if left < 0 else "buy", "qty": decimal_str(abs(left))}
+            for name, left in order.remaining(book.holdings(account))
+        ]
+        doc: CancelDoc = {
+            "schema_version": ORDERS_VERSION,
+            "event_id": cancel_event_id(order.event_id),
+            "type": "cancel",
+            "account": account,
+            "ts": now_ms,
+            "cancels": order.event_id,
+            "why": why,
+            "legs": legs,
+        }
+        replacement = replacing.get(r)
+        if replacement is not None:
+            doc["replaced_by"] = replacement.event_id
+            replacement.doc["replaces"] = order.event_id
+        out.append(CancelDraft(r, account, int(accounts.part[r]), doc))
     return out
 
 
@@ -214,6 +289,27 @@ def _draft(
         "weights_after": _weights(names, plan.instruments[j], plan.weights_after[j], cash_after_w),
         "inputs": {"positions_seq": max(seq, 0), "targets_version": tver, "attempt": attempt},
     }
+    held = None
+    open_orders = accounts.working.open_orders(r)
+    if open_orders:  # sized on top of what they still trade: it works from the projected holdings
+        holdings = book.holdings(account)
+        doc["working"] = [
+            {
+                "event_id": o.event_id,
+                "instrument": name,
+                "side": "sell" if left < 0 else "buy",
+                "qty": decimal_str(abs(left)),
+            }
+            for o in open_orders
+            for name, left in o.remaining(holdings)
+        ]
+        held = projected(holdings, open_orders)
     return Draft(
-        row=r, account=account, partition=int(accounts.part[r]), event_id=event_id, attempt=attempt, doc=doc
+        row=r,
+        account=account,
+        partition=int(accounts.part[r]),
+        event_id=event_id,
+        attempt=attempt,
+        doc=doc,
+        held=held,
     )

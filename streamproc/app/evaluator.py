@@ -83,18 +83,20 @@ class Evaluator:
     async def _pass(self, now: float) -> int:
         started = time.perf_counter()
         decisions = self.step(now)
-        if decisions.evaluated == 0:
+        if decisions.evaluated == 0 and not self.accounts.working.changed:
             return 0
         self.counters.evaluations.inc(n=decisions.evaluated)
         self.counters.breaches.inc(n=decisions.new_breaches)
         await self.storm.guard(decisions, now)
         accounts = self.accounts
         drafts = [d for d in decisions.orders if accounts.last_order.get(d.row) != d.event_id]
-        published = await self.orders.publish(drafts)
+        published = await self.orders.publish(drafts, decisions.cancels)
         ids = accounts.book.accounts
-        await self.store.write_accounts(
-            {ids.id_of(r): AccountPatch().drift(doc) for r, doc in decisions.statuses.items()}, {}
-        )
+        patches = {ids.id_of(r): AccountPatch().drift(doc) for r, doc in decisions.statuses.items()}
+        working = accounts.working
+        for r in working.drain_changed():  # given up at their cooldown, confirmed, counted unanswered
+            working.stored(r, patches.setdefault(ids.id_of(r), AccountPatch()))
+        await self.store.write_accounts(patches, {})
         self.observe_pass(time.perf_counter() - started)
         return len(published)
 

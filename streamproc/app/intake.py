@@ -115,8 +115,7 @@ class Intake:
             parts[account] = rec.partition
         ids, working, now_ms = accounts.book.accounts, accounts.working, int(now * 1000)
         for r in working.drain_changed():  # orders answered, reported on, rejected, retried
-            patch = patches.setdefault(ids.id_of(r), AccountPatch()).working(working.get(r))
-            patch.rejected(working.rejected.get(r))
+            patch = working.stored(r, patches.setdefault(ids.id_of(r), AccountPatch()))
             if r in working.rejected:
                 patch.drift({"status": "rejected", "why": working.why_rejected(r), "evaluated_at": now_ms})
         await self.deadletters.publish(dead)

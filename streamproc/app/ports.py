@@ -14,6 +14,7 @@ from streamproc.state.records import (
     AccountPatch,
     AccountRecord,
     EpisodeDoc,
+    OrderRequest,
     RecordedOrder,
     StoredQuote,
     StormDoc,
@@ -162,6 +163,10 @@ class ControlStore(Protocol):
     async def reconcile_requests(self) -> dict[str, int]: ...
 
     async def reconciled(self, accounts: Iterable[str]) -> None: ...
+
+    async def order_requests(self) -> dict[str, OrderRequest]: ...
+
+    async def order_requests_handled(self, accounts: Iterable[str]) -> None: ...
 
     async def write_worker(self, token: str, doc: Mapping[str, Any]) -> None: ...
 

@@ -84,7 +84,12 @@ def build(
     topics = settings.topics
     lock = asyncio.Lock()  # one evaluation / rebalance / watch step at a time
     book = Book()
-    accounts = Accounts(book, cooldown_s=settings.order_cooldown_s, settle_s=settings.order_settle_s)
+    accounts = Accounts(
+        book,
+        cooldown_s=settings.order_cooldown_s,
+        settle_s=settings.order_settle_s,
+        max_attempts=settings.order_max_attempts,
+    )
     prices = Prices(
         book,
         max_age_s=settings.quote_max_age_s,

@@ -15,6 +15,7 @@ class Status(IntEnum):
     SUPPRESSED = 3  # not evaluated: a held or targeted instrument's price is missing, stale, ...
     HELD = 4  # breached, but orders are held by a breach storm until an operator releases them
     REJECTED = 5  # its order was rejected: not retried until one of its inputs changes
+    UNANSWERED = 6  # its orders went unanswered too often in a row: it waits for an operator
 
 
 BREACHED = (Status.ORDERED, Status.UNTRADABLE, Status.HELD)

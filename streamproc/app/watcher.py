@@ -24,7 +24,7 @@ from streamproc.app.storm import StormGuard
 from streamproc.app.topics import newest_timestamps
 from streamproc.app.watch import Watch
 from streamproc.settings import Settings, Topics
-from streamproc.state.records import AccountPatch
+from streamproc.state.records import AccountPatch, OrderRequest
 
 log = structlog.get_logger(__name__)
 WATCHED = ("quotes", "positions", "targets", "instruments", "deadletter")
@@ -73,13 +73,16 @@ class Watcher:
         if watch.tick % 5 == 0:
             watch.held = await store.held_instruments()
         requests = await store.reconcile_requests()
+        decided = await store.order_requests()
         async with self.lock:
             if released:
                 self.storm.on_released()
             watch.refresh_referenced(self.book)
             handled, lifted = self._lift_quarantines(requests, now_ms)
+            acted = self._order_actions(decided, now)
         await store.write_accounts({a: AccountPatch().gap(None) for a in lifted}, {})
         await store.reconciled(handled)
+        await store.order_requests_handled(acted)
         if self.alerter.stale:
             await self.alerter.load()
         open_now = watch.topic_episodes(now, offsets, self.topics, self.alerter.firing, self.storm.episode())
@@ -94,17 +97,33 @@ class Watcher:
             log.info("accounts suppressed", count=summary["suppressed"], by=summary["suppressed_by"])
         watch.tick += 1
 
+    def _owned_row(self, account: str) -> int | None:
+        """The row of an account this worker owns (None: another worker's, or unknown)."""
+        accounts = self.accounts
+        r = self.book.accounts.get(account)
+        if r is None or r >= len(accounts.part) or not self.ownership.owns_partition(int(accounts.part[r])):
+            return None
+        return r
+
+    def _order_actions(self, requests: Mapping[str, OrderRequest], now: float) -> list[str]:
+        """Operator decisions (`streamproc orders retry|release`) on owned accounts; returns them."""
+        handled = []
+        for account, request in requests.items():
+            r = self._owned_row(account)
+            if r is None:
+                continue
+            handled.append(account)
+            self.accounts.operator(r, request.action, now)
+            log.warning("orders: operator decision", account=account, action=request.action.value)
+        return handled
+
     def _lift_quarantines(self, requests: Mapping[str, int], now_ms: int) -> tuple[list[str], list[str]]:
         """Operator reconciliations of owned accounts, and timed-out gaps; returns (the requests
         handled, the accounts whose quarantine was lifted)."""
         accounts, handled, lifted = self.accounts, [], []
         for account, at_ms in requests.items():
-            r = self.book.accounts.get(account)
-            if (
-                r is None
-                or r >= len(accounts.part)
-                or not self.ownership.owns_partition(int(accounts.part[r]))
-            ):
+            r = self._owned_row(account)
+            if r is None:
                 continue
             handled.append(account)
             if accounts.clear_gap(r, reconciled_at=at_ms):

@@ -35,6 +35,11 @@ ALERT_TYPES: dict[str, AlertType] = {
             "warning",
             "order management rejected an order: not retried until an input changes",
         ),
+        AlertType(
+            "order_unanswered",
+            "warning",
+            "an order got no answer within its cooldown: cancelled; capped, then an operator decides",
+        ),
         AlertType("feed_silent", "critical", "an input topic that was live has received nothing for a while"),
         AlertType("breach_storm", "critical", "too many accounts breached at once: all orders are held"),
         AlertType("deadletter_rate", "warning", "dead letters per minute above the threshold"),

@@ -73,6 +73,12 @@ class Keys:
         return f"{self.prefix}control:reconcile"
 
     @property
+    def order_requests(self) -> str:
+        """HASH: account -> ``retry|release:<ms>``, an operator's decision on an account whose orders
+        went unanswered."""
+        return f"{self.prefix}control:orders"
+
+    @property
     def workers(self) -> str:
         """HASH: worker token -> its latest summary (partitions, accounts, suppressed), JSON."""
         return f"{self.prefix}workers"

@@ -12,6 +12,7 @@ from streamproc.state.records import (
     AccountPatch,
     AccountRecord,
     EpisodeDoc,
+    OrderRequest,
     RecordedOrder,
     StoredQuote,
     StormDoc,
@@ -36,6 +37,7 @@ class MemoryStore:
         self.storm_: StormDoc | None = None
         self.muted = False
         self.reconcile: dict[str, int] = {}
+        self.order_requests_: dict[str, OrderRequest] = {}
         self.workers: dict[str, dict[str, Any]] = {}
         self.calls: dict[str, int] = {}  # operation -> how many times it was called
 
@@ -97,10 +99,8 @@ class MemoryStore:
         self._count("record_orders")
         for o in orders:
             fields = self.accounts.setdefault(o.account, {})
-            fields[b"order"] = o.doc
-            if o.working is not None:
-                fields[b"working"] = o.working.encode()
-            self.emitted.setdefault(o.account, set()).add(o.event_id)
+            fields.update({k.encode(): encoded(v) for k, v in o.patch().fields.items()})
+            self.emitted.setdefault(o.account, set()).update(o.ids)
         self.order_offsets_.update(offsets)
 
     async def order_offsets(self) -> dict[int, int]:
@@ -159,6 +159,16 @@ class MemoryStore:
     async def reconciled(self, accounts: Iterable[str]) -> None:
         for a in accounts:
             self.reconcile.pop(a, None)
+
+    async def order_requests(self) -> dict[str, OrderRequest]:
+        return dict(self.order_requests_)
+
+    async def request_order_action(self, account: str, request: OrderRequest) -> None:
+        self.order_requests_[account] = request
+
+    async def order_requests_handled(self, accounts: Iterable[str]) -> None:
+        for a in accounts:
+            self.order_requests_.pop(a, None)
 
     async def write_worker(self, token: str, doc: Mapping[str, Any]) -> None:
         self.workers[token] = dict(doc)

@@ -4,8 +4,9 @@ directions. No redis import: the Redis store and its in-memory twin share this o
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, TypedDict
 
 import orjson
@@ -93,12 +94,14 @@ class WorkingLeg:
 @dataclass(frozen=True, slots=True)
 class WorkingOrder:
     """An order published and not yet answered: it holds its account (no second order) until positions
-    complete its legs or its cooldown ends."""
+    complete its legs or its cooldown ends. Once cancelled (``cancelled_ms``) it may still trade until
+    order management confirms: evaluations count what it has open."""
 
     event_id: str
     ts_ms: int
     legs: tuple[WorkingLeg, ...]
     exec_ids: tuple[str, ...] = ()  # execution reports applied (a repeat is ignored)
+    cancelled_ms: int = 0  # when its cancel was published (0: not cancelled)
 
     @classmethod
     def of(cls, doc: Mapping[str, Any], held: Mapping[str, float]) -> WorkingOrder:
@@ -116,32 +119,105 @@ class WorkingOrder:
             for leg in self.legs
         )
 
-    def encode(self) -> bytes:
+    def remaining(self, holdings: Mapping[str, float]) -> list[tuple[str, float]]:
+        """(instrument, qty still to trade: > 0 buys, < 0 sells) per leg: what execution reports say is
+        working, else the ordered qty less what positions show filled since it started."""
+        out = []
+        for leg in self.legs:
+            if leg.terminal:
+                continue
+            if leg.leaves_qty is not None:
+                left = leg.leaves_qty
+            else:
+                moved = holdings.get(leg.instrument, 0.0) - leg.held_before
+                filled = -moved if leg.side == "sell" else moved
+                left = leg.qty - min(max(filled, 0.0), leg.qty)
+            if left > 0:
+                out.append((leg.instrument, -left if leg.side == "sell" else left))
+        return out
+
+    def to_doc(self) -> dict[str, Any]:
         legs = [
             [leg.instrument, leg.side, leg.qty, leg.held_before, leg.state, leg.cum_qty, leg.leaves_qty]
             for leg in self.legs
         ]
         doc = {"event_id": self.event_id, "ts": self.ts_ms, "legs": legs, "exec_ids": list(self.exec_ids)}
-        return orjson.dumps(doc)
+        if self.cancelled_ms:
+            doc["cancelled"] = self.cancelled_ms
+        return doc
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> WorkingOrder:
+        legs = tuple(WorkingLeg(i, side, float(q), float(h), *rest) for i, side, q, h, *rest in doc["legs"])
+        exec_ids = tuple(doc.get("exec_ids", ()))
+        return cls(doc["event_id"], int(doc["ts"]), legs, exec_ids, int(doc.get("cancelled", 0)))
+
+    def encode(self) -> bytes:
+        return orjson.dumps(self.to_doc())
 
     @classmethod
     def decode(cls, raw: bytes) -> WorkingOrder | None:
-        if not raw:
-            return None
-        doc = orjson.loads(raw)
-        legs = tuple(WorkingLeg(i, side, float(q), float(h), *rest) for i, side, q, h, *rest in doc["legs"])
-        return cls(doc["event_id"], int(doc["ts"]), legs, tuple(doc.get("exec_ids", ())))
+        return cls.from_doc(orjson.loads(raw)) if raw else None
+
+
+def encode_orders(orders: Iterable[WorkingOrder]) -> bytes:
+    """Several working orders as one field (an account's cancelled orders not yet confirmed)."""
+    return orjson.dumps([o.to_doc() for o in orders])
+
+
+def decode_orders(raw: bytes) -> tuple[WorkingOrder, ...]:
+    return tuple(WorkingOrder.from_doc(d) for d in orjson.loads(raw)) if raw else ()
 
 
 @dataclass(frozen=True, slots=True)
 class RecordedOrder:
-    """A published order, as recorded after its delivery: the account's last order and emitted id, and
-    the working order it holds the account with."""
+    """What a pass published for one account, as recorded after delivery: its emitted ids (cancels
+    and the order), the account's last order, the order working, and the cancelled orders still open."""
 
     account: str
-    event_id: str
-    doc: bytes  # the order document as published
+    event_id: str  # the rebalance published ("" when only cancels were)
+    doc: bytes  # the order document as published (b"" when only cancels were)
     working: WorkingOrder | None = None
+    cancels: tuple[str, ...] = ()  # event_ids of the cancels published with it
+    cancelling: tuple[WorkingOrder, ...] | None = None  # None: unchanged
+
+    @property
+    def ids(self) -> list[str]:
+        return ([self.event_id] if self.event_id else []) + list(self.cancels)
+
+    def patch(self) -> AccountPatch:
+        """What recording it changes in its account's hash."""
+        patch = AccountPatch()
+        if self.doc:
+            patch.order(self.doc)
+        if self.working is not None or self.cancelling is not None:
+            patch.working(self.working)
+        if self.cancelling is not None:
+            patch.cancelling(self.cancelling)
+        return patch
+
+
+class OrderAction(Enum):
+    """An operator's decision on an account whose orders went unanswered."""
+
+    RETRY = "retry"  # another attempt, the unanswered count starting again
+    RELEASE = "release"  # nothing is open any more (settled with order management): start over
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRequest:
+    """``streamproc orders retry|release ACCOUNT``, waiting for the account's owner."""
+
+    action: OrderAction
+    at_ms: int
+
+    def encode(self) -> bytes:
+        return f"{self.action.value}:{self.at_ms}".encode()
+
+    @classmethod
+    def decode(cls, raw: bytes | str) -> OrderRequest:
+        action, _, at = (raw.decode() if isinstance(raw, bytes) else raw).partition(":")
+        return cls(OrderAction(action), int(at))
 
 
 # ---- accounts ------------------------------------------------------------------------------------
@@ -190,6 +266,8 @@ class AccountRecord:
     drift_json: bytes | None = None  # the last drift status written (parsed on demand: loads skip it)
     working: WorkingOrder | None = None  # the order holding the account, if still unanswered
     rejected: Episode | None = None  # its order was rejected: held until an input changes
+    cancelling: tuple[WorkingOrder, ...] = ()  # cancelled, not yet confirmed: may still trade
+    unanswered: Episode | None = None  # its orders went unanswered (details: attempts)
 
     @property
     def drift(self) -> DriftDoc | None:
@@ -214,6 +292,8 @@ def parse_account(account: str, raw: HashFields) -> AccountRecord:
         drift_json=drift or None,
         working=WorkingOrder.decode(raw.get(b"working", b"")),
         rejected=episode_from(orjson.loads(rej)) if (rej := raw.get(b"rejected")) else None,
+        cancelling=decode_orders(raw.get(b"cancelling", b"")),
+        unanswered=episode_from(orjson.loads(una)) if (una := raw.get(b"unanswered")) else None,
     )
 
 
@@ -262,6 +342,14 @@ class AccountPatch:
 
     def rejected(self, episode: Episode | None) -> AccountPatch:
         self.fields["rejected"] = orjson.dumps(episode_doc(episode)) if episode is not None else b""
+        return self
+
+    def cancelling(self, orders: Iterable[WorkingOrder]) -> AccountPatch:
+        self.fields["cancelling"] = encode_orders(orders)
+        return self
+
+    def unanswered(self, episode: Episode | None) -> AccountPatch:
+        self.fields["unanswered"] = orjson.dumps(episode_doc(episode)) if episode is not None else b""
         return self
 
 

@@ -21,6 +21,7 @@ from streamproc.state.records import (
     EpisodeDoc,
     FieldValue,
     HashFields,
+    OrderRequest,
     RecordedOrder,
     StoredQuote,
     StormDoc,
@@ -46,12 +47,6 @@ def _text(v: bytes | str) -> str:
 def _mapping(fields: Mapping[str, FieldValue]) -> Mapping[FieldT, EncodableT]:
     """An HSET mapping (redis-py's types are wider than the records' field values)."""
     return cast("Mapping[FieldT, EncodableT]", fields)
-
-
-def _order_patch(o: RecordedOrder) -> AccountPatch:
-    """What recording an order changes in its account's hash."""
-    patch = AccountPatch().order(o.doc)
-    return patch.working(o.working) if o.working is not None else patch
 
 
 class Store:
@@ -156,8 +151,8 @@ class Store:
         orders: Iterable[RecordedOrder],
         offsets: Mapping[int, int],
     ) -> None:
-        """After publication: each order becomes its account's last order and joins its emitted set;
-        ``offsets`` advance the orders scan start."""
+        """After publication: each order becomes its account's last order, its ids (cancels too) join the
+        emitted set; ``offsets`` advance the orders scan start."""
         orders = list(orders)
         if not orders and not offsets:
             return
@@ -165,8 +160,8 @@ class Store:
         async def op() -> None:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for o in orders:
-                    pipe.hset(self.keys.account(o.account), mapping=_mapping(_order_patch(o).fields))
-                    pipe.sadd(self.keys.emitted(o.account), o.event_id)
+                    pipe.hset(self.keys.account(o.account), mapping=_mapping(o.patch().fields))
+                    pipe.sadd(self.keys.emitted(o.account), *o.ids)
                     pipe.expire(self.keys.emitted(o.account), EMITTED_TTL_S)
                 if offsets:
                     pipe.hset(self.keys.order_offsets, mapping={str(p): o for p, o in offsets.items()})
@@ -319,6 +314,23 @@ class Store:
         names = list(accounts)
         if names:
             await self.retry("reconciled", lambda: self.redis.hdel(self.keys.reconcile, *names))
+
+    async def order_requests(self) -> dict[str, OrderRequest]:
+        """Accounts an operator decided on (``streamproc orders retry|release``)."""
+        raw = await self.retry("order requests", lambda: self.redis.hgetall(self.keys.order_requests))
+        return {_text(k): OrderRequest.decode(v) for k, v in raw.items()}
+
+    async def request_order_action(self, account: str, request: OrderRequest) -> None:
+        """Ask the account's owner to retry or release it."""
+        key = self.keys.order_requests
+        await self.retry("request order action", lambda: self.redis.hset(key, account, request.encode()))
+
+    async def order_requests_handled(self, accounts: Iterable[str]) -> None:
+        names = list(accounts)
+        if names:
+            await self.retry(
+                "order requests handled", lambda: self.redis.hdel(self.keys.order_requests, *names)
+            )
 
     async def write_worker(self, token: str, doc: Mapping[str, Any]) -> None:
         """This worker's summary for `streamproc inspect status`."""

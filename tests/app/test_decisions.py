@@ -98,30 +98,39 @@ def test_one_order_per_breach_until_a_fill_or_the_cooldown() -> None:
     for i in range(5):  # ticks keep it out of band: held
         move_eq(prices, 133.0 + i, 3 + i, T0 + 3 + i)
         assert not ev.step(T0 + 3 + i).orders
-    # cooldown over (300 s), no fill: re-issued with the next attempt and a new id
-    move_eq(prices, 133.0, 8, T0 + 303)
-    prices.accept(
-        [{"instrument": "BOND", "bid": 49.99, "ask": 50.01, "seq": 2, "ts": int((T0 + 303) * 1000)}]
-    )
-    (again,) = ev.step(T0 + 303).orders
+    # cooldown over (300 s), no fill: cancelled; the replacement is sized on top of it (it may still
+    # fill), so none; once the cancel went unconfirmed for a cooldown too, re-issued (next attempt)
+    fresh(prices, 133.0, 8, T0 + 303)
+    d = ev.step(T0 + 303)
+    (cancel,) = d.cancels
+    CONTRACT.validate("orders", cancel.doc)
+    assert not d.orders and cancel.doc["cancels"] == order.event_id and cancel.doc["why"] == "unanswered"
+    assert {(leg["instrument"], leg["side"]) for leg in cancel.doc["legs"]} == {("EQ", "sell"), ("BOND", "buy")}
+    accounts.cancelled(cancel.row, order.event_id, T0 + 303)
+    assert ev.step(T0 + 400).evaluated == 0, "waiting for the cancel's confirmation"
+    t1 = T0 + 603
+    fresh(prices, 133.0, 9, t1)
+    (again,) = ev.step(t1).orders
     assert again.doc["inputs"]["attempt"] == 1 and again.event_id != order.event_id
-    accounts.opened(again.row, again.doc, T0 + 303)
+    assert "working" not in again.doc and accounts.working.attempts_unanswered(0) == 1
+    accounts.opened(again.row, again.doc, t1)
     legs = {leg["instrument"]: float(leg["qty"]) for leg in again.doc["legs"]}
     # a partial fill of the EQ sale and a dividend: the order still works, no second order
-    accounts.apply_position(pos("EQ", 600.0 - legs["EQ"] / 3, 4), 0, T0 + 304)
-    accounts.apply_position(pos("CASH", 12.5, 5), 0, T0 + 305)
-    for t in (T0 + 305.5, T0 + 306.1, T0 + 400):
+    accounts.apply_position(pos("EQ", 600.0 - legs["EQ"] / 3, 4), 0, t1 + 1)
+    accounts.apply_position(pos("CASH", 12.5, 5), 0, t1 + 2)
+    for t in (t1 + 2.5, t1 + 3.1, t1 + 97):
         assert ev.step(t).evaluated == 0, "held while its order works"
     # the rest of the fill completes both legs (within a lot): evaluated once settled, on the new cash
-    accounts.apply_position(pos("EQ", 600.0 - legs["EQ"], 6), 0, T0 + 401)
-    assert ev.step(T0 + 401.1).evaluated == 0
-    accounts.apply_position(pos("BOND", 800.0 + legs["BOND"], 7), 0, T0 + 402)
-    assert ev.step(T0 + 402.5).evaluated == 0, "settling"
-    assert ev.step(T0 + 403.1).evaluated == 1 and 0 not in accounts.working
+    accounts.apply_position(pos("EQ", 600.0 - legs["EQ"], 6), 0, t1 + 98)
+    assert ev.step(t1 + 98.1).evaluated == 0
+    accounts.apply_position(pos("BOND", 800.0 + legs["BOND"], 7), 0, t1 + 99)
+    assert ev.step(t1 + 99.5).evaluated == 0, "settling"
+    assert ev.step(t1 + 100.1).evaluated == 1 and 0 not in accounts.working
     assert accounts.working.drain_changed() == [0] and accounts.working.last[0] == again.event_id
+    assert accounts.working.attempts_unanswered(0) == 0, "its fill answered it"
 
 
-def test_an_unanswered_order_releases_its_account_at_the_cooldown() -> None:
+def test_an_unanswered_order_is_cancelled_and_reissued_on_the_holdings_after_its_cancel() -> None:
     accounts, prices, ev = market()
     ev.step(T0 + 1.1)
     move_eq(prices, 132.34, 2, T0 + 2)
@@ -129,11 +138,22 @@ def test_an_unanswered_order_releases_its_account_at_the_cooldown() -> None:
     accounts.opened(order.row, order.doc, T0 + 2)
     accounts.apply_position(pos("CASH", 1.0, 4), 0, T0 + 3)  # not its answer
     assert ev.step(T0 + 200).evaluated == 0 and 0 in accounts.working
-    move_eq(prices, 132.5, 3, T0 + 302.5)
-    ts = int((T0 + 302.5) * 1000)
-    prices.accept([{"instrument": "BOND", "bid": 49.99, "ask": 50.01, "seq": 2, "ts": ts}])
-    (again,) = ev.step(T0 + 302.5).orders
-    assert again.doc["inputs"]["positions_seq"] == 4 and 0 not in accounts.working
+    fresh(prices, 132.5, 3, T0 + 302.5)
+    d = ev.step(T0 + 302.5)
+    (cancel,) = d.cancels
+    assert not d.orders, "sized on top of the unanswered order, which may still fill"
+    accounts.cancelled(cancel.row, order.event_id, T0 + 302.5)
+    assert 0 not in accounts.working and [o.event_id for o in accounts.working.cancelling[0]] == [order.event_id]
+    fresh(prices, 132.5, 4, T0 + 602.5)
+    (again,) = ev.step(T0 + 602.5).orders
+    assert again.doc["inputs"]["positions_seq"] == 4 and again.doc["inputs"]["attempt"] == 0
+    assert 0 not in accounts.working.cancelling, "its cancel went unconfirmed for a cooldown"
+
+
+def fresh(prices: Prices, eq: float, seq: int, now: float) -> None:
+    """EQ at ``eq`` and BOND at 50, both quoted at ``now``."""
+    move_eq(prices, eq, seq, now)
+    prices.accept([{"instrument": "BOND", "bid": 49.99, "ask": 50.01, "seq": seq, "ts": int(now * 1000)}])
 
 
 def test_stale_price_suppresses_and_recovery_evaluates_immediately() -> None:

@@ -109,11 +109,29 @@ async def test_a_working_order_survives_a_handover_and_a_partial_fill_makes_no_s
         nxt.clock.advance(1)
         await nxt.parts.evaluator.run_once()
     assert len(orders(nxt)) == 1, "the new owner knows the order still works"
-    # the cooldown passes unanswered: the account is evaluated again (re-issued)
+    # the cooldown passes unanswered: it is cancelled; what it still has open (two thirds of the sale,
+    # the whole buy) keeps the projection in band, so nothing replaces it yet
     nxt.clock.advance(300)
     quote(nxt, "EQ", 132.5, 3)
     quote(nxt, "BOND", 50.0, 3)
+    assert await nxt.parts.evaluator.run_once() == 0
+    cancel = orders(nxt)[-1]
+    assert cancel["type"] == "cancel" and cancel["cancels"] == order["event_id"]
+    assert {leg["instrument"]: float(leg["qty"]) for leg in cancel["legs"]} == pytest.approx(
+        {"EQ": sold * 2 / 3, "BOND": next(float(x["qty"]) for x in order["legs"] if x["instrument"] == "BOND")},
+        abs=1e-6,
+    )
+    stored = await nxt.store.load_account("A")
+    assert stored is not None and stored.working is None
+    assert [o.event_id for o in stored.cancelling] == [order["event_id"]]
+    assert stored.unanswered is not None and stored.unanswered.details["attempts"] == 1
+    # the cancel goes unconfirmed for a cooldown too: re-issued on the holdings (the partial fill)
+    nxt.clock.advance(300)
+    quote(nxt, "EQ", 132.5, 4)
+    quote(nxt, "BOND", 50.0, 4)
     assert await nxt.parts.evaluator.run_once() == 1
+    again = orders(nxt)[-1]
+    assert again["type"] == "rebalance" and "replaces" not in again and "working" not in again
 
 
 def _record(topic: str, offset: int, doc: dict[str, object]) -> Record:
