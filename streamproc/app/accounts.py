@@ -19,7 +19,7 @@ from streamproc.core.bands import band_pair
 from streamproc.core.book import RowSpec
 from streamproc.core.gaps import SeqGaps
 from streamproc.core.types import F64, I64, Bool
-from streamproc.state.records import AccountRecord, GapRecord, OrderAction, WorkingOrder
+from streamproc.state.records import AccountRecord, GapRecord, OrderAction, WorkingOrder, open_legs
 from streamproc.wire.documents import OrderDoc, position_changes
 
 
@@ -432,15 +432,13 @@ class Accounts:
             orders = working.open_orders(r)
             if not orders:
                 continue
-            holdings = book.holdings(book.accounts.id_of(r))
-            for order in orders:
-                for name, left in order.remaining(holdings):
-                    at.append(j)
-                    inst.append(book.instrument(name))
-                    qty.append(left)
-                    bid, ask, _ = book.price(name)
-                    px = ask if left > 0 else bid  # what a buy spends, a sell brings
-                    price.append(0.0 if math.isnan(px) else px)  # unpriced: the row is suppressed
+            for _, name, left in open_legs(orders, book.holdings(book.accounts.id_of(r))):
+                at.append(j)
+                inst.append(book.instrument(name))
+                qty.append(left)
+                bid, ask, _ = book.price(name)
+                px = ask if left > 0 else bid  # what a buy spends, a sell brings
+                price.append(0.0 if math.isnan(px) else px)  # unpriced: the row is suppressed
         if not at:
             return None
         return Shift(

@@ -16,6 +16,7 @@ from streamproc.core import LegLimits, PriceFlag
 from streamproc.core.book import CASH
 from streamproc.core.evaluate import Evaluation
 from streamproc.core.types import I64, Bool
+from streamproc.state.records import open_legs
 from streamproc.wire.codec import decimal_str, leg_qty
 from streamproc.wire.documents import ORDERS_VERSION, CancelDoc, CancelLeg, DriftDoc, OrderDoc, OrderLeg
 from streamproc.wire.ids import cancel_event_id, rebalance_event_id
@@ -225,7 +226,8 @@ def _cancels(accounts: Accounts, rows: I64, orders: list[Draft], now_ms: int) ->
         account = book.accounts.id_of(r)
         legs: list[CancelLeg] = [
             {"instrument": name, "side": "sell" if left < 0 else "buy", "qty": decimal_str(abs(left))}
-            for name, left in order.remaining(book.holdings(account))
+            for event_id, name, left in open_legs(working.open_orders(r), book.holdings(account))
+            if event_id == order.event_id
         ]
         doc: CancelDoc = {
             "schema_version": ORDERS_VERSION,
@@ -295,13 +297,12 @@ def _draft(
         holdings = book.holdings(account)
         doc["working"] = [
             {
-                "event_id": o.event_id,
+                "event_id": event_id,
                 "instrument": name,
                 "side": "sell" if left < 0 else "buy",
                 "qty": decimal_str(abs(left)),
             }
-            for o in open_orders
-            for name, left in o.remaining(holdings)
+            for event_id, name, left in open_legs(open_orders, holdings)
         ]
         held = projected(holdings, open_orders)
     return Draft(

@@ -11,7 +11,7 @@ from enum import Enum
 from typing import Any
 
 from streamproc.core.alerts import Episode, Key, episode_id
-from streamproc.state.records import TERMINAL, AccountPatch, WorkingOrder
+from streamproc.state.records import TERMINAL, AccountPatch, WorkingOrder, open_legs
 from streamproc.wire.documents import CancelWhy, OrderDoc
 
 _QTY_TOLERANCE = 1e-9  # relative: cum + leaves == ordered qty
@@ -30,11 +30,10 @@ class Report(Enum):
 
 
 def projected(holdings: Mapping[str, float], orders: Iterable[WorkingOrder]) -> dict[str, float]:
-    """``holdings`` once ``orders`` have traded what they still have open."""
+    """``holdings`` once ``orders`` (oldest first) have traded what they still have open."""
     out = dict(holdings)
-    for order in orders:
-        for name, left in order.remaining(holdings):
-            out[name] = max(0.0, out.get(name, 0.0) + left)
+    for _, name, left in open_legs(orders, holdings):
+        out[name] = max(0.0, out.get(name, 0.0) + left)
     return out
 
 

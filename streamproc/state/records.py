@@ -119,15 +119,20 @@ class WorkingOrder:
             for leg in self.legs
         )
 
-    def remaining(self, holdings: Mapping[str, float]) -> list[tuple[str, float]]:
+    def remaining(
+        self, holdings: Mapping[str, float], uncredited: frozenset[str] = frozenset()
+    ) -> list[tuple[str, float]]:
         """(instrument, qty still to trade: > 0 buys, < 0 sells) per leg: what execution reports say is
-        working, else the ordered qty less what positions show filled since it started."""
+        working, else the ordered qty less what positions show filled since it started (not for the
+        ``uncredited`` instruments: an older open order trades them too, and the move is its)."""
         out = []
         for leg in self.legs:
             if leg.terminal:
                 continue
             if leg.leaves_qty is not None:
                 left = leg.leaves_qty
+            elif leg.instrument in uncredited:
+                left = leg.qty
             else:
                 moved = holdings.get(leg.instrument, 0.0) - leg.held_before
                 filled = -moved if leg.side == "sell" else moved
@@ -158,6 +163,18 @@ class WorkingOrder:
     @classmethod
     def decode(cls, raw: bytes) -> WorkingOrder | None:
         return cls.from_doc(orjson.loads(raw)) if raw else None
+
+
+def open_legs(orders: Iterable[WorkingOrder], holdings: Mapping[str, float]) -> list[tuple[str, str, float]]:
+    """(event_id, instrument, qty still to trade) of an account's open orders, oldest first. A position
+    move is credited to the oldest open order of its instrument only: a newer one counts whole until
+    reported on (never less than is really open, so nothing is sold or bought twice)."""
+    out: list[tuple[str, str, float]] = []
+    seen: set[str] = set()
+    for order in orders:
+        out += [(order.event_id, name, left) for name, left in order.remaining(holdings, frozenset(seen))]
+        seen.update(leg.instrument for leg in order.legs if not leg.terminal)
+    return out
 
 
 def encode_orders(orders: Iterable[WorkingOrder]) -> bytes:

@@ -105,7 +105,10 @@ def test_one_order_per_breach_until_a_fill_or_the_cooldown() -> None:
     (cancel,) = d.cancels
     CONTRACT.validate("orders", cancel.doc)
     assert not d.orders and cancel.doc["cancels"] == order.event_id and cancel.doc["why"] == "unanswered"
-    assert {(leg["instrument"], leg["side"]) for leg in cancel.doc["legs"]} == {("EQ", "sell"), ("BOND", "buy")}
+    assert {(leg["instrument"], leg["side"]) for leg in cancel.doc["legs"]} == {
+        ("EQ", "sell"),
+        ("BOND", "buy"),
+    }
     accounts.cancelled(cancel.row, order.event_id, T0 + 303)
     assert ev.step(T0 + 400).evaluated == 0, "waiting for the cancel's confirmation"
     t1 = T0 + 603
@@ -143,7 +146,9 @@ def test_an_unanswered_order_is_cancelled_and_reissued_on_the_holdings_after_its
     (cancel,) = d.cancels
     assert not d.orders, "sized on top of the unanswered order, which may still fill"
     accounts.cancelled(cancel.row, order.event_id, T0 + 302.5)
-    assert 0 not in accounts.working and [o.event_id for o in accounts.working.cancelling[0]] == [order.event_id]
+    assert 0 not in accounts.working and [o.event_id for o in accounts.working.cancelling[0]] == [
+        order.event_id
+    ]
     fresh(prices, 132.5, 4, T0 + 602.5)
     (again,) = ev.step(T0 + 602.5).orders
     assert again.doc["inputs"]["positions_seq"] == 4 and again.doc["inputs"]["attempt"] == 0

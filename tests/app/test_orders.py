@@ -118,7 +118,10 @@ async def test_a_working_order_survives_a_handover_and_a_partial_fill_makes_no_s
     cancel = orders(nxt)[-1]
     assert cancel["type"] == "cancel" and cancel["cancels"] == order["event_id"]
     assert {leg["instrument"]: float(leg["qty"]) for leg in cancel["legs"]} == pytest.approx(
-        {"EQ": sold * 2 / 3, "BOND": next(float(x["qty"]) for x in order["legs"] if x["instrument"] == "BOND")},
+        {
+            "EQ": sold * 2 / 3,
+            "BOND": next(float(x["qty"]) for x in order["legs"] if x["instrument"] == "BOND"),
+        },
         abs=1e-6,
     )
     stored = await nxt.store.load_account("A")
