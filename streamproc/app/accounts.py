@@ -378,7 +378,9 @@ class Accounts:
             if working.orders or working.cancelling:  # a cooldown ended: the order went unanswered
                 ids, now_ms = self.book.accounts, int(now * 1000)
                 for r in np.flatnonzero(ended).tolist():
-                    working.give_up(r, ids.id_of(r), now_ms, self.cooldown_of(r) * 1000)
+                    account = ids.id_of(r)
+                    holdings = self.book.holdings(account)
+                    working.give_up(r, account, holdings, now_ms, self.cooldown_of(r) * 1000)
         mask &= self.owned[:n] & (self.tver[:n] >= 0) & (held <= now)
         out: I64 = np.flatnonzero(mask)
         return out

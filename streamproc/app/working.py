@@ -29,12 +29,27 @@ class Report(Enum):
     INVALID = "invalid"  # contradicts the order (dead-lettered)
 
 
+def _signed(side: str, qty: float) -> float:
+    return qty if side == "buy" else -qty
+
+
 def projected(holdings: Mapping[str, float], orders: Iterable[WorkingOrder]) -> dict[str, float]:
     """``holdings`` once ``orders`` (oldest first) have traded what they still have open."""
     out = dict(holdings)
     for _, name, left in open_legs(orders, holdings):
         out[name] = max(0.0, out.get(name, 0.0) + left)
     return out
+
+
+def _moved(order: WorkingOrder, shift: Mapping[str, float]) -> WorkingOrder:
+    """``order`` started from holdings lower by ``shift`` (instrument -> qty)."""
+    if not shift:
+        return order
+    legs = tuple(
+        dataclasses.replace(leg, held_before=max(0.0, leg.held_before - shift.get(leg.instrument, 0.0)))
+        for leg in order.legs
+    )
+    return dataclasses.replace(order, legs=legs)
 
 
 class WorkingOrders:
@@ -95,9 +110,11 @@ class WorkingOrders:
         orders they complete (order management filled them anyway) are no longer open either."""
         cancelled = self.cancelling.get(r)
         if cancelled:
-            left = [o for o in cancelled if not o.done(holdings, lot_of)]
-            if len(left) < len(cancelled):
-                self._set_cancelling(r, left)
+            filled: dict[str, dict[str, float]] = {
+                o.event_id: {} for o in cancelled if o.done(holdings, lot_of)
+            }
+            if filled:
+                self._drop(r, filled)
                 self._heard(r, answered_by="positions")
         order = self.orders.get(r)
         if order is None or not order.done(holdings, lot_of):
@@ -113,12 +130,19 @@ class WorkingOrders:
         self.obsolete.setdefault(r, why)
         return True
 
-    def give_up(self, r: int, account: str, now_ms: int, cooldown_ms: float) -> None:
+    def give_up(
+        self, r: int, account: str, holdings: Mapping[str, float], now_ms: int, cooldown_ms: float
+    ) -> None:
         """Row r's hold ended: its working order went unanswered (to cancel, counted in the account's
-        ``order_unanswered`` episode), and cancels unconfirmed for a cooldown are given up."""
-        cancelled = self.cancelling.get(r)
-        if cancelled:
-            self._set_cancelling(r, [o for o in cancelled if now_ms - o.cancelled_ms < cooldown_ms])
+        ``order_unanswered`` episode), and cancels unconfirmed for a cooldown are given up (what they
+        had open is taken to never fill)."""
+        expired = {o.event_id for o in self.cancelling.get(r, ()) if now_ms - o.cancelled_ms >= cooldown_ms}
+        if expired:
+            gone: dict[str, dict[str, float]] = {e: {} for e in expired}
+            for event_id, name, left in open_legs(self.open_orders(r), holdings):
+                if event_id in expired:
+                    gone[event_id][name] = gone[event_id].get(name, 0.0) + left
+            self._drop(r, gone)
         order = self.orders.get(r)
         if order is None or r in self.obsolete:
             return
@@ -197,12 +221,12 @@ class WorkingOrders:
         self.changed.add(r)
         done = all(leg.terminal for leg in updated.legs)
         if cancelled is not None:
-            others = [o for o in self.cancelling[r] if o is not cancelled]
-            self._set_cancelling(r, others if done else [*others, updated])
             if not done:
+                self.cancelling[r] = [updated if o is cancelled else o for o in self.cancelling[r]]
                 return Report.APPLIED
             self.last[r] = event_id
-            self._rebase(r, updated)
+            unfilled = {leg.instrument: _signed(leg.side, leg.qty - leg.cum_qty) for leg in updated.legs}
+            self._drop(r, {event_id: unfilled})
             return Report.ANSWERED
         self.orders[r] = updated
         if not done:
@@ -245,23 +269,21 @@ class WorkingOrders:
             order, legs=tuple(legs.values()), exec_ids=(*order.exec_ids, doc["exec_id"])
         )
 
-    def _rebase(self, r: int, gone: WorkingOrder) -> None:
-        """A cancelled order ended with part of it unfilled: the working order was sized as if all of
-        it would fill, so the holdings it started from move by what never will."""
-        order = self.orders.get(r)
-        if order is None:
-            return
-        unfilled = {
-            leg.instrument: (leg.qty - leg.cum_qty) * (1.0 if leg.side == "sell" else -1.0)
-            for leg in gone.legs
-        }
-        legs = tuple(
-            dataclasses.replace(
-                leg, held_before=max(0.0, leg.held_before + unfilled.get(leg.instrument, 0.0))
-            )
-            for leg in order.legs
-        )
-        self.orders[r] = dataclasses.replace(order, legs=legs)
+    def _drop(self, r: int, gone: Mapping[str, Mapping[str, float]]) -> None:
+        """Cancelled orders ``gone`` (event_id -> what of it will never fill: instrument -> qty, > 0 a
+        buy) are no longer open. The open orders sized after them counted on all of it filling, so the
+        holdings they started from move by what never will."""
+        shift: dict[str, float] = {}
+        kept = []
+        for o in self.cancelling.get(r, []):
+            if o.event_id in gone:
+                for name, q in gone[o.event_id].items():
+                    shift[name] = shift.get(name, 0.0) + q
+            else:
+                kept.append(_moved(o, shift))
+        self._set_cancelling(r, kept)
+        if r in self.orders:
+            self.orders[r] = _moved(self.orders[r], shift)
 
     def _set_cancelling(self, r: int, orders: list[WorkingOrder]) -> None:
         if orders:

@@ -135,7 +135,7 @@ class Account:
         assert spend <= cash * (1 + 1e-6) + 0.05, (spend, cash)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(step, min_size=1, max_size=12))
 async def test_open_orders_never_oversell_nor_overspend(steps: list[tuple[str, float, int]]) -> None:
     w = worker(S, CONTRACT)
