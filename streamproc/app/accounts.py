@@ -19,7 +19,7 @@ from streamproc.core.bands import band_pair
 from streamproc.core.book import RowSpec
 from streamproc.core.gaps import SeqGaps
 from streamproc.core.types import F64, I64, Bool
-from streamproc.state.records import AccountRecord, GapRecord, OrderAction, WorkingOrder, open_legs
+from streamproc.state.records import AccountRecord, GapRecord, OrderAction, WorkingOrder, open_caps, open_legs
 from streamproc.wire.documents import OrderDoc, position_changes
 
 
@@ -428,24 +428,28 @@ class Accounts:
         book = self.book
         at: list[int] = []
         inst: list[int] = []
-        qty: list[float] = []
+        qty: list[float] = []  # best estimates, for the projection
+        cap: list[float] = []  # the most each may trade, for what new orders may sell and spend
         price: list[float] = []
         for j, r in enumerate(rows.tolist()):
             orders = working.open_orders(r)
             if not orders:
                 continue
-            for _, name, left in open_legs(orders, book.holdings(book.accounts.id_of(r))):
+            held = book.holdings(book.accounts.id_of(r))
+            entries = [(name, left, 0.0) for _, name, left in open_legs(orders, held)]
+            entries += [(name, 0.0, most) for name, most in open_caps(orders)]
+            for name, left, most in entries:
                 at.append(j)
                 inst.append(book.instrument(name))
                 qty.append(left)
+                cap.append(most)
                 bid, ask, _ = book.price(name)
-                px = ask if left > 0 else bid  # what a buy spends, a sell brings
+                px = ask if left + most > 0 else bid  # what a buy spends, a sell brings
                 price.append(0.0 if math.isnan(px) else px)  # unpriced: the row is suppressed
         if not at:
             return None
-        return Shift(
-            np.array(at, dtype=np.int64), np.array(inst, dtype=np.int64), np.array(qty), np.array(price)
-        )
+        ints = np.array(at, dtype=np.int64), np.array(inst, dtype=np.int64)
+        return Shift(*ints, np.array(qty), np.array(price), np.array(cap))
 
     def operator(self, r: int, action: OrderAction, now: float) -> None:
         """``streamproc orders retry|release``: another attempt, or forget what is open and start over

@@ -70,12 +70,14 @@ class Evaluation:
 class Shift:
     """What working orders will still trade, to evaluate their accounts on projected holdings: per
     entry, a position into the evaluated rows, an instrument, and the quantity still to buy (> 0) or
-    sell (< 0) at ``price``. Cash moves the other way."""
+    sell (< 0) at ``price``. Cash moves the other way. ``cap`` (default ``qty``) is what caps new
+    sells and buys: the most the entry may still trade, where ``qty`` is the best estimate."""
 
     at: I64
     instrument: I64
     qty: F64
     price: F64
+    cap: F64 | None = None
 
     def apply(self, instruments: I64, qty: F64, cash: F64) -> tuple[F64, F64, F64, F64]:
         """(projected qty, projected cash, sellable qty, spendable cash) for slot arrays ``instruments``,
@@ -88,12 +90,12 @@ class Shift:
         match = instruments[self.at] == self.instrument[:, None]
         found = match.any(axis=1)
         slot = match.argmax(axis=1)
-        at, sl, q = self.at[found], slot[found], self.qty[found]
-        np.add.at(projected, (at, sl), q)
-        np.add.at(sellable, (at, sl), np.minimum(q, 0.0))
-        flow = -self.qty * self.price  # a buy spends, a sell brings cash
-        np.add.at(proj_cash, self.at, flow)
-        np.add.at(spendable, self.at, np.minimum(flow, 0.0))
+        cap = self.qty if self.cap is None else self.cap
+        at, sl = self.at[found], slot[found]
+        np.add.at(projected, (at, sl), self.qty[found])
+        np.add.at(sellable, (at, sl), np.minimum(cap[found], 0.0))
+        np.add.at(proj_cash, self.at, -self.qty * self.price)  # a buy spends, a sell brings cash
+        np.add.at(spendable, self.at, np.minimum(-cap * self.price, 0.0))
         np.maximum(projected, 0.0, out=projected)
         np.maximum(proj_cash, 0.0, out=proj_cash)
         np.maximum(sellable, 0.0, out=sellable)

@@ -177,6 +177,18 @@ def open_legs(orders: Iterable[WorkingOrder], holdings: Mapping[str, float]) -> 
     return out
 
 
+def open_caps(orders: Iterable[WorkingOrder]) -> list[tuple[str, float]]:
+    """(instrument, the most a leg may still trade: > 0 buys, < 0 sells) of open orders: what execution
+    reports say is working, else the whole leg (positions never prove which order a move belongs to)."""
+    out = []
+    for order in orders:
+        for leg in order.legs:
+            if not leg.terminal:
+                left = leg.qty if leg.leaves_qty is None else leg.leaves_qty
+                out.append((leg.instrument, -left if leg.side == "sell" else left))
+    return out
+
+
 def encode_orders(orders: Iterable[WorkingOrder]) -> bytes:
     """Several working orders as one field (an account's cancelled orders not yet confirmed)."""
     return orjson.dumps([o.to_doc() for o in orders])
