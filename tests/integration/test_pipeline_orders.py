@@ -11,6 +11,7 @@ from streamproc.settings import Settings
 from streamproc.sim.messages import now_ms, position, produce, quote
 from streamproc.state.keys import Keys
 from streamproc.wire.contract import Contract
+from tests.integration.alerts import alerts_of
 from tests.integration.passes import passes_after
 from tests.integration.scenario import for_account, setup_records
 from tests.integration.workers import TopicReader, wait_for
@@ -122,18 +123,38 @@ async def _seq_at_least(client, key, seq):
     return raw is not None and int(raw) >= seq
 
 
-async def test_unanswered_order_is_reissued_after_its_cooldown(
+async def test_unanswered_orders_are_cancelled_reissued_and_capped(
     settings: Settings, workers, stack, redis_client
 ):
     t = settings.topics
     await produce(stack.bootstrap, setup_records(t, {"C": ("EQ3", 600, 800)}, cooldown_s=1))
-    workers()
+    worker = workers()
     key_c = Keys(settings.redis_prefix).account("C")
     await wait_for("C evaluated", lambda: redis_client.hget(key_c, "drift"), timeout=60)
     await produce(stack.bootstrap, [(t.quotes, quote("EQ3", 132.34, 2))])
-    async with TopicReader(stack, t.orders) as orders:
-        values = await orders.wait("two orders for C (the second after 1 s)", lambda v: len(v) >= 2)
-    first, second = values[:2]
-    assert first["inputs"]["attempt"] == 0 and second["inputs"]["attempt"] == 1
-    assert first["event_id"] != second["event_id"]
-    assert second["ts"] - first["ts"] >= 1000
+    async with TopicReader(stack, t.orders) as orders, TopicReader(stack, t.alerts) as alerts:
+        # each unanswered for its cooldown (1 s): cancelled, its cancel unconfirmed for 1 s more, then
+        # re-issued; the third unanswered one reaches the cap (STREAMPROC_ORDER_MAX_ATTEMPTS, 3)
+        values = await orders.wait("three orders and their cancels", lambda v: len(v) >= 6, timeout=60)
+        drift = await wait_for(
+            "C waiting for an operator", lambda: _drift_status(redis_client, key_c, "unanswered")
+        )
+        assert "streamproc orders retry C" in drift["why"]
+        fired = await alerts.wait("order_unanswered", lambda v: alerts_of(v, "order_unanswered", "C"))
+        await passes_after(worker)
+        await orders.to_end()
+        values = orders.values()
+    assert [o["type"] for o in values] == ["rebalance", "cancel"] * 3, "nothing after the cap"
+    rebalances, cancels = values[0::2], values[1::2]
+    assert [o["inputs"]["attempt"] for o in rebalances] == [0, 1, 2]
+    assert [c["cancels"] for c in cancels] == [o["event_id"] for o in rebalances]
+    assert all(c["why"] == "unanswered" for c in cancels)
+    assert rebalances[1]["ts"] - rebalances[0]["ts"] >= 2000  # a cooldown, then one for the cancel
+    (alert,) = alerts_of(fired, "order_unanswered", "C")[:1]
+    assert alert["state"] == "firing" and alert["runbook"] == "runbooks/order_unanswered.md"
+
+
+async def _drift_status(client, key, status):
+    raw = await client.hget(key, "drift")
+    doc = orjson.loads(raw) if raw else None
+    return doc if doc is not None and doc["status"] == status else None
