@@ -10,16 +10,15 @@ from typing import Any
 
 import numpy as np
 
+from streamproc.app.quarantine import Quarantine
 from streamproc.app.status import Status
 from streamproc.app.targets import targets_args
 from streamproc.app.working import Report, WorkingOrders
-from streamproc.core import Book, Shift
-from streamproc.core.alerts import Episode, Key, episode_id
+from streamproc.core import Book
 from streamproc.core.bands import band_pair
 from streamproc.core.book import RowSpec
-from streamproc.core.gaps import SeqGaps
 from streamproc.core.types import F64, I64, Bool
-from streamproc.state.records import AccountRecord, GapRecord, OrderAction, WorkingOrder, open_caps, open_legs
+from streamproc.state.records import AccountRecord, OrderAction, WorkingOrder
 from streamproc.wire.documents import OrderDoc, position_changes
 
 
@@ -56,9 +55,7 @@ class Accounts:
         self.working = WorkingOrders()  # the orders holding their accounts
         self.targets_doc: dict[int, dict[str, Any]] = {}
         self.dirty: set[int] = set()
-        self.gaps: dict[int, SeqGaps] = {}  # quarantined rows: missing position seqs
-        self.gap_episodes: dict[int, Episode] = {}
-        self.closed: list[Episode] = []  # position_gap episodes ended since the last drain
+        self.quarantine = Quarantine()  # rows with missing position seqs
 
     def __len__(self) -> int:
         return self.book.n_accounts
@@ -97,7 +94,7 @@ class Accounts:
         changes = position_changes(doc)
         r = self.row(account)
         seq, last = int(doc["seq"]), int(self.seq[r])
-        gaps = self.gaps.get(r)
+        gaps = self.quarantine.get(r)
         set_holding = self.book.set_holding
         if seq <= last:
             if gaps is None or not gaps.fill(seq):
@@ -113,17 +110,7 @@ class Accounts:
             self._settle(r, now)
             return done
         if last >= 0 and seq > last + 1:
-            if gaps is None:
-                gaps = self.gaps[r] = SeqGaps(opened_ms=int(now * 1000))
-                subject = ("account", account)
-                self.gap_episodes[r] = Episode(
-                    "position_gap",
-                    subject,
-                    episode_id("position_gap", subject, last + 1),
-                    int(doc["ts"]),
-                    {"missing_from": last + 1, "missing_to": seq - 1, "seq": seq},
-                )
-            gaps.add(last + 1, seq - 1)
+            gaps = self.quarantine.jumped(r, account, last, seq, int(doc["ts"]), int(now * 1000))
         for inst, qty in changes:
             if gaps is not None:
                 gaps.newest[inst] = seq
@@ -136,10 +123,8 @@ class Accounts:
 
     def clear_gap(self, r: int, **resolution: Any) -> bool:
         """Lift row r's quarantine (gap filled, reconciled or timed out); False if it had none."""
-        if self.gaps.pop(r, None) is None:
+        if not self.quarantine.lift(r, **resolution):
             return False
-        ep = self.gap_episodes.pop(r)
-        self.closed.append(Episode(ep.type, ep.subject, ep.id, ep.since_ms, {**ep.details, **resolution}))
         self.dirty.add(r)
         return True
 
@@ -147,44 +132,10 @@ class Accounts:
         """Lift the quarantines of owned accounts older than ``timeout_s`` (0: never); returns them."""
         if timeout_s <= 0:
             return []
-        late = [r for r, g in self.gaps.items() if self.owned[r] and now_ms - g.opened_ms > timeout_s * 1000]
+        late = self.quarantine.older_than(now_ms, timeout_s, lambda r: bool(self.owned[r]))
         for r in late:
             self.clear_gap(r, timed_out_after_s=timeout_s)
         return [self.book.accounts.id_of(r) for r in late]
-
-    def gap_record(self, r: int) -> GapRecord | None:
-        """The stored ``gap`` of row r (None when not quarantined)."""
-        gaps = self.gaps.get(r)
-        return GapRecord(gaps.to_json(), self.gap_episodes[r]) if gaps is not None else None
-
-    def _restore_gap(self, r: int, record: GapRecord | None) -> None:
-        self.gaps.pop(r, None)
-        self.gap_episodes.pop(r, None)
-        if record is not None:
-            self.gaps[r] = SeqGaps.from_json(record.gaps)
-            self.gap_episodes[r] = record.episode
-
-    def quarantined(self, rows: I64) -> Bool:
-        """Per row of ``rows``: is the account quarantined by a position gap."""
-        if not self.gaps:
-            return np.zeros(len(rows), dtype=bool)
-        out: Bool = np.isin(rows, np.fromiter(self.gaps, dtype=np.int64, count=len(self.gaps)))
-        return out
-
-    def gap_why(self, r: int) -> str:
-        """Why row r is quarantined, for its drift status."""
-        ranges = self.gaps[r].ranges
-        shown = ", ".join(f"{lo}-{hi}" if hi > lo else str(lo) for lo, hi in ranges[:5])
-        return f"position_gap seq {shown}" + (" ..." if len(ranges) > 5 else "")
-
-    def open_gap_episodes(self) -> dict[Key, Episode]:
-        """Ongoing position_gap episodes of owned accounts."""
-        return {ep.key: ep for r, ep in self.gap_episodes.items() if self.owned[r]}
-
-    def drain_closed(self) -> list[Episode]:
-        """position_gap episodes that ended since the last call."""
-        out, self.closed = self.closed, []
-        return out
 
     def apply_targets(self, doc: Mapping[str, Any], partition: int, now: float) -> bool:
         """Apply a validated targets record; False when its version is not newer. ValueError if unusable."""
@@ -289,7 +240,7 @@ class Accounts:
             # its last change may be half applied (a v1 fill is an instrument record, then a cash one):
             # the records after what the store holds are consumed next, so wait for them to settle
             self.hold_until[r] = max(float(self.hold_until[r]), now + self.settle_s)
-            self._restore_gap(r, rec.gap)
+            self.quarantine.restore(r, rec.gap)
         self.owned[rows] = True
         self.dirty.update(rows.tolist())
         return rows
@@ -418,38 +369,6 @@ class Accounts:
     def capped(self, r: int) -> bool:
         """Row r's orders went unanswered ``max_attempts`` times in a row: it waits for an operator."""
         return 0 < self.max_attempts <= self.working.attempts_unanswered(r)
-
-    def projection(self, rows: I64) -> Shift | None:
-        """What the open orders of ``rows`` still trade (None when none has any): evaluations count it,
-        so a new order never oversells or overspends together with them."""
-        working = self.working
-        if not (working.orders or working.cancelling):
-            return None
-        book = self.book
-        at: list[int] = []
-        inst: list[int] = []
-        qty: list[float] = []  # best estimates, for the projection
-        cap: list[float] = []  # the most each may trade, for what new orders may sell and spend
-        price: list[float] = []
-        for j, r in enumerate(rows.tolist()):
-            orders = working.open_orders(r)
-            if not orders:
-                continue
-            held = book.holdings(book.accounts.id_of(r))
-            entries = [(name, left, 0.0) for _, name, left in open_legs(orders, held)]
-            entries += [(name, 0.0, most) for name, most in open_caps(orders)]
-            for name, left, most in entries:
-                at.append(j)
-                inst.append(book.instrument(name))
-                qty.append(left)
-                cap.append(most)
-                bid, ask, _ = book.price(name)
-                px = ask if left + most > 0 else bid  # what a buy spends, a sell brings
-                price.append(0.0 if math.isnan(px) else px)  # unpriced: the row is suppressed
-        if not at:
-            return None
-        ints = np.array(at, dtype=np.int64), np.array(inst, dtype=np.int64)
-        return Shift(*ints, np.array(qty), np.array(price), np.array(cap))
 
     def operator(self, r: int, action: OrderAction, now: float) -> None:
         """``streamproc orders retry|release``: another attempt, or forget what is open and start over

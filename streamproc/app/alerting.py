@@ -140,9 +140,17 @@ class DataAlerts:
     async def announce(self, now_ms: int) -> list[Transition]:
         prices, accounts, alerter = self.prices, self.accounts, self.alerter
         open_now = prices.checks.open_episodes()
-        open_now.update(accounts.open_gap_episodes())
-        open_now.update(accounts.working.open_episodes(lambda r: bool(accounts.owned[r])))
-        closed = prices.checks.drain_closed() + accounts.drain_closed() + accounts.working.drain_closed()
+
+        def owned(r: int) -> bool:
+            return bool(accounts.owned[r])
+
+        open_now.update(accounts.quarantine.open_episodes(owned))
+        open_now.update(accounts.working.open_episodes(owned))
+        closed = (
+            prices.checks.drain_closed()
+            + accounts.quarantine.drain_closed()
+            + accounts.working.drain_closed()
+        )
         types: tuple[str, ...] = DATA_ALERTS
         if self.watch.tick == 0:  # which instruments are referenced is not known yet: judge staleness later
             types = tuple(t for t in types if t != "quote_stale")

@@ -11,7 +11,7 @@ import numpy as np
 from streamproc.app.accounts import Accounts
 from streamproc.app.prices import Prices
 from streamproc.app.status import BREACHED, Status
-from streamproc.app.working import projected
+from streamproc.app.working import projected, projection
 from streamproc.core import LegLimits, PriceFlag
 from streamproc.core.book import CASH
 from streamproc.core.evaluate import Evaluation
@@ -87,7 +87,7 @@ def state_counts(accounts: Accounts) -> dict[str, int]:
         "held": int(np.count_nonzero(status == Status.HELD)),
         "rejected": int(np.count_nonzero(status == Status.REJECTED)),
         "unanswered": int(np.count_nonzero(status == Status.UNANSWERED)),
-        "quarantined": int(accounts.quarantined(rows).sum()),
+        "quarantined": int(accounts.quarantine.mask(rows).sum()),
     }
 
 
@@ -106,7 +106,7 @@ def suppressed_why(accounts: Accounts, ev: Evaluation, j: int, quarantined: bool
     if ev.status[j] & PriceFlag.EMPTY_ACCOUNT and not quarantined:
         return "empty account: value <= 0"
     book = accounts.book
-    parts = [accounts.gap_why(int(ev.rows[j]))] if quarantined else []
+    parts = [accounts.quarantine.why(int(ev.rows[j]))] if quarantined else []
     for i in ev.instruments[j].tolist():
         if i < 0:
             continue
@@ -126,9 +126,9 @@ def decide(
     if rows.size == 0:
         return out
     book = accounts.book
-    ev = book.evaluate(rows, accounts.projection(rows))
+    ev = book.evaluate(rows, projection(accounts.working, book, rows))
     now_ms = int(now * 1000)
-    quarantined = accounts.quarantined(rows)
+    quarantined = accounts.quarantine.mask(rows)
     codes = np.full(rows.size, Status.OK, dtype=np.int64)
     suppressed = ~ev.evaluable | quarantined
     codes[suppressed] = Status.SUPPRESSED

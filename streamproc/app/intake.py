@@ -88,8 +88,8 @@ class Intake:
                         if qty > 0:
                             referenced.add(inst)
                 patch.positions(int(accounts.seq[r]), int(accounts.pts[r]))
-                if done != Applied.APPLIED or r in accounts.gaps:
-                    patch.gap(accounts.gap_record(r))
+                if done != Applied.APPLIED or r in accounts.quarantine:
+                    patch.gap(accounts.quarantine.record(r))
             elif logical == "executions":
                 report = accounts.apply_execution(doc, rec.partition, now)
                 if report in (Report.UNKNOWN, Report.INVALID):

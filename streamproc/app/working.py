@@ -6,12 +6,17 @@ management confirms; and the ``order_rejected`` / ``order_unanswered`` episodes 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Iterable, Mapping
 from enum import Enum
 from typing import Any
 
+import numpy as np
+
+from streamproc.core import Book, Shift
 from streamproc.core.alerts import Episode, Key, episode_id
-from streamproc.state.records import TERMINAL, AccountPatch, WorkingOrder, open_legs
+from streamproc.core.types import I64
+from streamproc.state.records import TERMINAL, AccountPatch, WorkingOrder, open_caps, open_legs
 from streamproc.wire.documents import CancelWhy, OrderDoc
 
 _QTY_TOLERANCE = 1e-9  # relative: cum + leaves == ordered qty
@@ -329,3 +334,34 @@ class WorkingOrders:
         out = sorted(self.changed)
         self.changed.clear()
         return out
+
+
+def projection(working: WorkingOrders, book: Book, rows: I64) -> Shift | None:
+    """What the open orders of ``rows`` still trade (None when none has any): evaluations count it,
+    so a new order never oversells or overspends together with them."""
+    if not (working.orders or working.cancelling):
+        return None
+    at: list[int] = []
+    inst: list[int] = []
+    qty: list[float] = []  # best estimates, for the projection
+    cap: list[float] = []  # the most each may trade, for what new orders may sell and spend
+    price: list[float] = []
+    for j, r in enumerate(rows.tolist()):
+        orders = working.open_orders(r)
+        if not orders:
+            continue
+        held = book.holdings(book.accounts.id_of(r))
+        entries = [(name, left, 0.0) for _, name, left in open_legs(orders, held)]
+        entries += [(name, 0.0, most) for name, most in open_caps(orders)]
+        for name, left, most in entries:
+            at.append(j)
+            inst.append(book.instrument(name))
+            qty.append(left)
+            cap.append(most)
+            bid, ask, _ = book.price(name)
+            px = ask if left + most > 0 else bid  # what a buy spends, a sell brings
+            price.append(0.0 if math.isnan(px) else px)  # unpriced: the row is suppressed
+    if not at:
+        return None
+    ints = np.array(at, dtype=np.int64), np.array(inst, dtype=np.int64)
+    return Shift(*ints, np.array(qty), np.array(price), np.array(cap))

@@ -213,18 +213,20 @@ def test_a_position_gap_quarantines_until_the_late_record_fills_it() -> None:
     accounts, _prices, ev = market()
     ev.step(T0 + 1.1)
     assert accounts.apply_position(pos("BOND", 100.0, 6), 0, T0 + 2) == APPLIED  # 4 and 5 missing
-    (ep,) = accounts.open_gap_episodes().values()
+    (ep,) = accounts.quarantine.open_episodes(lambda r: True).values()
     assert ep.id == "position_gap:A:4" and ep.details["missing_to"] == 5
     d = ev.step(T0 + 3.5)
     assert not d.orders and d.statuses[0]["why"] == "suppressed: position_gap seq 4-5"
-    assert accounts.gap_record(0).gaps["ranges"] == [[4, 5]]
+    assert accounts.quarantine.record(0).gaps["ranges"] == [[4, 5]]
     # seq 4 is an older BOND quantity: it fills the gap but must not overwrite seq 6's 100
     assert accounts.apply_position(pos("BOND", 700.0, 4), 0, T0 + 4) == FILLED_SUPERSEDED
     assert accounts.book.holdings("A")["BOND"] == 100.0
     assert accounts.apply_position(pos("BOND", 700.0, 4), 0, T0 + 4) == REPLAY  # not missing any more
     assert accounts.apply_position(pos("CASH", 1.0, 5), 0, T0 + 4) == FILLED
-    (closed,) = accounts.drain_closed()
-    assert closed.id == ep.id and closed.details["filled_at_seq"] == 5 and accounts.gap_record(0) is None
+    (closed,) = accounts.quarantine.drain_closed()
+    assert (
+        closed.id == ep.id and closed.details["filled_at_seq"] == 5 and accounts.quarantine.record(0) is None
+    )
     (order,) = ev.step(T0 + 5.1).orders
     assert order.doc["inputs"]["positions_seq"] == 6
 
@@ -232,13 +234,13 @@ def test_a_position_gap_quarantines_until_the_late_record_fills_it() -> None:
 def test_a_quarantine_is_restored_on_load_and_can_be_lifted() -> None:
     accounts, _, _ = market()
     accounts.apply_position(pos("BOND", 100.0, 9), 0, T0 + 2)
-    stored = accounts.gap_record(0)
+    stored = accounts.quarantine.record(0)
     fresh, _, _ = market()
     rec = AccountRecord("A", 0, {"EQ": 600.0, "BOND": 100.0}, 0.0, 9, 9, None, None, gap=stored)
     fresh.load([rec], T0)
-    assert fresh.quarantined(np.array([0])).tolist() == [True]
+    assert fresh.quarantine.mask(np.array([0])).tolist() == [True]
     assert fresh.clear_gap(0, reconciled_at=1) and not fresh.clear_gap(0)
-    assert fresh.drain_closed()[0].details["reconciled_at"] == 1
+    assert fresh.quarantine.drain_closed()[0].details["reconciled_at"] == 1
 
 
 def test_a_quarantine_times_out_only_when_configured() -> None:
@@ -246,8 +248,8 @@ def test_a_quarantine_times_out_only_when_configured() -> None:
     accounts.apply_position({**pos("BOND", 100.0, 9), "ts": 1_000}, 0, 1.0)  # detected at 1 s
     assert accounts.expire_gaps(1_000_000, 0) == []  # 0: only an operator lifts it
     assert accounts.expire_gaps(60_000, 60) == []  # not 60 s since it was detected
-    assert accounts.expire_gaps(61_001, 60) == ["A"] and not accounts.gaps
-    assert accounts.drain_closed()[0].details["timed_out_after_s"] == 60
+    assert accounts.expire_gaps(61_001, 60) == ["A"] and not accounts.quarantine
+    assert accounts.quarantine.drain_closed()[0].details["timed_out_after_s"] == 60
 
 
 def test_a_storm_holds_this_passes_orders_as_held_statuses() -> None:
