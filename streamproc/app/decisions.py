@@ -116,6 +116,25 @@ def suppressed_why(accounts: Accounts, ev: Evaluation, j: int, quarantined: bool
     return "suppressed: " + ", ".join(parts)
 
 
+def back_in_band(accounts: Accounts, affected: I64, now: float) -> int:
+    """Working orders of accounts that prices moved back inside their bands (on the holdings alone)
+    are obsolete: released, their next evaluation cancels them (``back_in_band``, no replacement);
+    returns how many."""
+    working = accounts.working
+    if not working.orders or affected.size == 0:
+        return 0
+    live = np.fromiter((r for r in working.orders if r not in working.obsolete), dtype=np.int64)
+    rows = live[np.isin(live, affected) & accounts.owned[live]]  # few working orders, many accounts
+    if rows.size == 0:
+        return 0
+    ev = accounts.book.evaluate(rows)
+    inside = rows[ev.evaluable & ~ev.breaching & ~accounts.quarantine.mask(rows)]
+    for r in inside.tolist():
+        working.make_obsolete(r, "back_in_band")
+    accounts.hold_until[inside] = now
+    return int(inside.size)
+
+
 def decide(
     accounts: Accounts, prices: Prices, rows: I64, now: float, limits: LegLimits, *, hold: bool = False
 ) -> Decisions:
@@ -134,7 +153,9 @@ def decide(
     codes[suppressed] = Status.SUPPRESSED
     out.suppressed = int(suppressed.sum())
     capped = _capped(accounts, rows)
-    breaching = np.flatnonzero(ev.breaching & ~quarantined & ~capped)
+    # an order cancelled because the account is back in band is not replaced (its cancel is enough)
+    back = _back_in_band(accounts, rows)
+    breaching = np.flatnonzero(ev.breaching & ~quarantined & ~capped & ~back)
     codes[breaching] = Status.HELD if hold else Status.UNTRADABLE
     codes[capped] = Status.UNANSWERED
     plan = book.plan(ev.take(breaching), limits) if breaching.size and not hold else None
@@ -189,6 +210,15 @@ def decide(
     accounts.status[rows] = codes
     if capped.any():
         accounts.hold_until[rows[capped]] = np.inf  # until an operator retries or releases it
+    return out
+
+
+def _back_in_band(accounts: Accounts, rows: I64) -> Bool:
+    """Per row: its working order is to be cancelled because the account is back in band."""
+    obsolete = accounts.working.obsolete
+    out: Bool = np.zeros(rows.size, dtype=bool)
+    if obsolete:
+        out[:] = [obsolete.get(r) == "back_in_band" for r in rows.tolist()]
     return out
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from streamproc.app.accounts import Accounts
 from streamproc.app.alerting import DataAlerts
 from streamproc.app.counters import Counters
-from streamproc.app.decisions import Decisions, decide
+from streamproc.app.decisions import Decisions, back_in_band, decide
 from streamproc.app.orders import Orders
 from streamproc.app.ports import AccountStore, Clock
 from streamproc.app.prices import Prices
@@ -66,6 +66,7 @@ class Evaluator:
         self.prices.refresh_stale(int(now * 1000))
         changed = self.prices.drain_changed()
         affected = self.accounts.book.accounts_affected_by(changed) if changed.size else changed
+        back_in_band(self.accounts, affected, now)
         rows = self.accounts.candidates(affected, now)
         if rows.size == 0:
             return Decisions()

@@ -179,3 +179,32 @@ async def test_release_forgets_what_is_open_and_trades_on_the_holdings() -> None
     assert signed(again) == pytest.approx(signed(first), rel=1e-3)
     stored = await w.store.load_account("A")
     assert stored is not None and stored.cancelling == () and stored.unanswered is None
+
+
+async def test_an_order_whose_account_is_back_in_band_is_cancelled_and_not_replaced() -> None:
+    w = worker(settings(), CONTRACT)
+    order = await ordered(w)  # EQ rallied to 132: sell EQ, buy BOND
+    w.clock.advance(1)
+    quote(w, "EQ", 131.0, 3)  # still out of band: the order keeps working
+    assert await w.parts.evaluator.run_once() == 0 and len(orders(w)) == 1
+    w.clock.advance(1)
+    quote(w, "EQ", 101.0, 4)  # back: 60/40 on the holdings alone, the order would overshoot
+    assert await w.parts.evaluator.run_once() == 0
+    (cancel,) = orders(w)[1:]
+    CONTRACT.validate("orders", cancel)
+    assert cancel["why"] == "back_in_band" and cancel["cancels"] == order["event_id"]
+    assert "replaced_by" not in cancel
+    stored = await w.store.load_account("A")
+    assert stored is not None and stored.working is None
+    assert [c.event_id for c in stored.cancelling] == [order["event_id"]]
+    for seq in (5, 6):  # waiting for the confirmation: nothing more
+        w.clock.advance(1)
+        quote(w, "EQ", 101.0 + seq / 100, seq)
+        await w.parts.evaluator.run_once()
+    assert len(orders(w)) == 2
+    await send(w, report(order, "c1", EQ=("cancelled", 0.0), BOND=("cancelled", 0.0)))
+    w.clock.advance(1)
+    await w.parts.evaluator.run_once()
+    stored = await w.store.load_account("A")
+    assert stored is not None and stored.cancelling == () and len(orders(w)) == 2
+    assert stored.drift is not None and stored.drift["status"] == "ok"
