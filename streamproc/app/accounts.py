@@ -229,7 +229,10 @@ class Accounts:
                 self.tver[r] = -1
                 self.targets_doc.pop(r, None)
             self.restore_order(r, rec.order, now, rec.working)
-            self.working.restore(r, self.working.get(r), None, rec.cancelling, rec.unanswered)
+            if rec.cancelling:  # (restore_order cleared what the row had open)
+                self.working.cancelling[r] = list(rec.cancelling)
+            if rec.unanswered is not None:
+                self.working.unanswered[r] = rec.unanswered
             if self.capped(r):
                 self.hold_until[r] = math.inf
                 self.status[r] = Status.UNANSWERED

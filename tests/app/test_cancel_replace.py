@@ -208,3 +208,18 @@ async def test_an_order_whose_account_is_back_in_band_is_cancelled_and_not_repla
     stored = await w.store.load_account("A")
     assert stored is not None and stored.cancelling == () and len(orders(w)) == 2
     assert stored.drift is not None and stored.drift["status"] == "ok"
+
+
+async def test_targets_changed_before_a_handover_cancel_the_loaded_working_order() -> None:
+    s = settings()
+    w = worker(s, CONTRACT)
+    order = await ordered(w)
+    await new_targets(w, 0.5)  # stored; the owner goes before its next pass
+    nxt = worker(s, CONTRACT, store=w.store, publisher=w.publisher, clock=w.clock)
+    market(nxt, eq=132.0, seq=2)
+    await own(nxt, 0)
+    nxt.clock.advance(2)
+    assert await nxt.parts.evaluator.run_once() == 1
+    cancel, replacement = orders(nxt)[1:]
+    assert cancel["cancels"] == order["event_id"] and cancel["why"] == "targets_changed"
+    assert replacement["replaces"] == order["event_id"]
