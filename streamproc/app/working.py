@@ -91,24 +91,12 @@ class WorkingOrders:
         order = self.orders[r] = WorkingOrder.of(doc, held)
         return order
 
-    def restore(
-        self,
-        r: int,
-        order: WorkingOrder | None,
-        rejected: Episode | None = None,
-        cancelling: Iterable[WorkingOrder] = (),
-        unanswered: Episode | None = None,
-    ) -> None:
+    def restore(self, r: int, order: WorkingOrder | None) -> None:
+        """Row r starts over (loaded): nothing open but ``order``."""
         for state in (self.orders, self.rejected, self.cancelling, self.unanswered, self.obsolete):
             state.pop(r, None)
         if order is not None:
             self.orders[r] = order
-        if rejected is not None:
-            self.rejected[r] = rejected
-        if cancelled := list(cancelling):
-            self.cancelling[r] = cancelled
-        if unanswered is not None:
-            self.unanswered[r] = unanswered
 
     def completed_by(self, r: int, holdings: Mapping[str, float], lot_of: Callable[[str], float]) -> bool:
         """Positions changed: True when they complete row r's working order (it is answered). Cancelled
