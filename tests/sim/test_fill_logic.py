@@ -11,17 +11,8 @@ from typing import Any
 import orjson
 import pytest
 
-from streamproc.sim.fill import (
-    Desk,
-    Execution,
-    FillStats,
-    Ledger,
-    MemoryClaims,
-    Outbox,
-    fill_legs,
-    plain,
-    position_records,
-)
+from streamproc.sim.fill_desk import Desk, FillStats, MemoryClaims, Outbox
+from streamproc.sim.fill_logic import Execution, Ledger, fill_legs, plain, position_records
 from streamproc.sim.messages import position, quote
 from streamproc.wire.codec import Rejected, decode
 from streamproc.wire.contract import Contract
