@@ -133,14 +133,16 @@ async def _order(
     value: bytes | None,
     catchup_timeout_s: float,
 ) -> Outbox:
-    """One order record: parsed, its account's positions awaited up to its seq, then taken."""
-    order = desk.parse(value)
-    if order is None:
+    """One orders record: parsed and answered; a rebalance once its account's positions are read up to
+    its seq (or the wait timed out)."""
+    doc = desk.parse(value)
+    if doc is None:
         return Outbox()
-    deadline = time.monotonic() + catchup_timeout_s
-    while not desk.ledger.current(order) and time.monotonic() < deadline:
-        await _read_feed(feed, desk.ledger, stats, topics, 100)
-    return await desk.take(order, now_ms())
+    if doc["type"] == "rebalance":
+        deadline = time.monotonic() + catchup_timeout_s
+        while not desk.ledger.current(doc) and time.monotonic() < deadline:
+            await _read_feed(feed, desk.ledger, stats, topics, 100)
+    return await desk.answer(doc, now_ms())
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

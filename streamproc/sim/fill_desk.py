@@ -6,13 +6,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import orjson
 
 from streamproc.sim.fill_logic import ZERO, Ledger, execution_report
 from streamproc.sim.market import Record
 from streamproc.wire.contract import SchemaViolation
+from streamproc.wire.documents import CancelDoc, OrderDoc
 
 
 class Claims(Protocol):
@@ -45,7 +46,7 @@ class MemoryClaims:
 class FillStats:
     """Counts so far; a live view may read them while ``run`` goes on."""
 
-    orders: int = 0
+    orders: int = 0  # records read from the orders topic (rebalances, cancels, invalid ones)
     filled: int = 0
     duplicates: int = 0
     unfillable: int = 0  # a leg's instrument had no quote yet
@@ -53,6 +54,7 @@ class FillStats:
     behind: int = 0  # the account's positions did not arrive in time
     partial: int = 0  # a leg was cut: not enough held or not enough cash
     rejected: int = 0  # a leg's instrument is restricted (--reject)
+    cancels_ignored: int = 0
     positions_published: int = 0
     quotes: int = 0
     positions: int = 0  # positions records applied (echoes and replays not counted)
@@ -62,7 +64,8 @@ class FillStats:
         return (
             f"orders {self.orders}: filled {self.filled} (partial {self.partial}), rejected {self.rejected}, "
             f"duplicates {self.duplicates}, unfillable {self.unfillable}, invalid {self.invalid}, "
-            f"behind {self.behind}; positions published {self.positions_published}"
+            f"behind {self.behind}, cancels ignored {self.cancels_ignored}; "
+            f"positions published {self.positions_published}"
         )
 
 
@@ -92,8 +95,8 @@ class Desk:
         self.fee_bps = fee_bps
         self.reject = reject
 
-    def parse(self, value: bytes | None) -> dict[str, Any] | None:
-        """The order document, or None (counted invalid) when it breaks the contract."""
+    def parse(self, value: bytes | None) -> OrderDoc | CancelDoc | None:
+        """The rebalance or cancel document, or None (counted invalid) when it breaks the contract."""
         self.stats.orders += 1
         try:
             doc = orjson.loads(value or b"")
@@ -103,7 +106,14 @@ class Desk:
         except (orjson.JSONDecodeError, SchemaViolation):
             self.stats.invalid += 1
             return None
-        return doc
+        return cast(OrderDoc | CancelDoc, doc)
+
+    async def answer(self, doc: OrderDoc | CancelDoc, ts: int) -> Outbox:
+        """Take a rebalance; a cancel is never taken as one (it has no legs to fill): ignored, counted."""
+        if doc["type"] == "cancel":
+            self.stats.cancels_ignored += 1
+            return Outbox()
+        return await self.take(doc, ts)
 
     async def take(self, order: Mapping[str, Any], ts: int) -> Outbox:
         """Fill a parsed order once; returns its positions record and execution report (nothing for a

@@ -214,3 +214,25 @@ def test_a_valid_order_parses() -> None:
     order = _order("A", [_leg("EQ", "sell", "1")], positions_seq=3)
     assert Desk(_ledger(), MemoryClaims(), stats).parse(orjson.dumps(order)) == order
     assert (stats.orders, stats.invalid) == (1, 0)
+
+
+def _cancel(order: dict[str, Any], legs: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    """A cancel of ``order`` (the schema's example shape), its legs those given or the order's."""
+    doc = copy.deepcopy(CONTRACT.examples("orders")[1])
+    doc.pop("replaced_by")
+    doc["account"] = order["account"]
+    doc["cancels"] = order["event_id"]
+    doc["event_id"] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"cancel|{order['event_id']}"))
+    doc["legs"] = [{k: leg[k] for k in ("instrument", "side", "qty")} for leg in (legs or order["legs"])]
+    CONTRACT.validate("orders", doc)
+    return doc
+
+
+async def test_a_cancel_on_the_orders_topic_is_never_filled_as_an_order() -> None:
+    ledger, stats = _ledger(), FillStats()
+    desk = Desk(ledger, MemoryClaims(), stats)
+    cancel = desk.parse(orjson.dumps(_cancel(_order("A", [_leg("EQ", "sell", "1")], positions_seq=3))))
+    assert cancel is not None and cancel["type"] == "cancel"
+    assert await desk.answer(cancel, 1) == Outbox()
+    assert (stats.orders, stats.invalid, stats.cancels_ignored, stats.filled, stats.behind) == (1, 0, 1, 0, 0)
+    assert ledger.accounts["A"].seq == 3
