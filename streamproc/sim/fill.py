@@ -1,13 +1,13 @@
 """`streamproc fill`: a stand-in order-management system. It fills each rebalance order once (deduplicated
-by ``event_id`` in Redis) at the then-current quotes, sells at the bid and buys at the ask, and publishes
-the account's resulting absolute positions with its next seqs, as a broker's fills would arrive."""
+by ``event_id`` in Redis) at the then-current quotes, sells at the bid and buys at the ask, at once or in
+parts over time, and publishes the account's resulting absolute positions with its next seqs and an
+execution report per part, as a broker's fills would arrive; it can reject orders and honours cancels."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import time
-from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
@@ -16,15 +16,19 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from streamproc import kafka
 from streamproc.clients import kafka_args, redis_client
 from streamproc.settings import Settings
-from streamproc.sim.fill_desk import Desk, FillStats, Outbox
+from streamproc.sim.fill_desk import Desk, FillStats, Outbox, Policy
 from streamproc.sim.fill_logic import Ledger
 from streamproc.sim.simulate import assign_tail, behind, command_settings, now_ms, run_command
 from streamproc.wire.contract import Contract
 
-__all__ = ["FillStats", "RedisClaims", "add_arguments", "main", "run"]
+__all__ = ["FillStats", "Policy", "RedisClaims", "add_arguments", "main", "policy", "run"]
 
 CLAIM_TTL_S = 86_400
 QUOTE_LOOKBACK = 20_000
+POLL_MS = 200  # the longest wait for orders
+
+
+# ---- the process: Kafka in and out, Redis for the claims ----
 
 
 class RedisClaims:
@@ -43,7 +47,28 @@ class RedisClaims:
         await self.client.delete(self.prefix + event_id)
 
 
-# ---- the process: Kafka in and out, Redis for the claims ----
+class Feed:
+    """Quotes, positions and instruments read into the ledger."""
+
+    def __init__(
+        self, consumer: AIOKafkaConsumer, ledger: Ledger, stats: FillStats, settings: Settings
+    ) -> None:
+        self.consumer = consumer
+        self.ledger = ledger
+        self.stats = stats
+        self.quotes = settings.topics.quotes
+        self.positions = settings.topics.positions
+
+    async def read(self, timeout_ms: int) -> None:
+        """Apply one fetched batch to the ledger."""
+        for tp, rows in (await self.consumer.getmany(timeout_ms=timeout_ms, max_records=5000)).items():
+            if tp.topic == self.quotes:
+                self.stats.quotes += sum(self.ledger.on_quote(r.key, r.value) for r in rows)
+            elif tp.topic == self.positions:
+                self.stats.positions += sum(self.ledger.on_position(r.key, r.value) for r in rows)
+            else:
+                for r in rows:
+                    self.ledger.on_instrument(r.key, r.value)
 
 
 async def run(
@@ -51,16 +76,17 @@ async def run(
     *,
     duration_s: float = 0.0,
     group: str = "fill",
-    fee_bps: float = 0.0,
+    policy: Policy | None = None,
     quote_lookback: int = QUOTE_LOOKBACK,
     catchup_timeout_s: float = 10.0,
     stats: FillStats | None = None,
-    reject: Iterable[str] = (),
 ) -> FillStats:
-    """Fill the namespace's orders until ``duration_s`` (0: until cancelled). Positions are read from the
-    beginning and quotes from ``quote_lookback`` records before the end of each partition (-1: all), both
-    up to their end before the first order; orders are read in the consumer group ``group`` (prefixed with
-    the namespace) and committed once their positions are acknowledged."""
+    """Fill the namespace's orders as ``policy`` says until ``duration_s`` (0: until cancelled). Positions
+    and instruments are read from the beginning and quotes from ``quote_lookback`` records before the end
+    of each partition (-1: all), all up to their end before the first order; orders are read in the
+    consumer group ``group`` (prefixed with the namespace) and committed once what answering them
+    published is acknowledged. Parts still to come when it stops are not resumed by the next run (the
+    order's claim holds; the monitor re-issues an order left unanswered)."""
     from streamproc.app.worker import prepare
 
     stats = stats if stats is not None else FillStats()
@@ -68,9 +94,8 @@ async def run(
     t = settings.topics
     ledger = Ledger(Contract(settings.schemas_dir))
     client = redis_client(settings)
-    claims = RedisClaims(client, settings.redis_prefix)
-    desk = Desk(ledger, claims, stats, Decimal(str(fee_bps)), frozenset(reject))
-    feed = kafka.consumer(settings)
+    desk = Desk(ledger, RedisClaims(client, settings.redis_prefix), stats, policy)
+    feed = Feed(kafka.consumer(settings), ledger, stats, settings)
     orders = AIOKafkaConsumer(
         t.orders,
         **kafka_args(settings),
@@ -81,30 +106,32 @@ async def run(
     producer = AIOKafkaProducer(**kafka_args(settings), linger_ms=5, acks="all", enable_idempotence=True)
     started: list[Any] = []
     try:
-        for c in (feed, producer, orders):
+        for c in (feed.consumer, producer, orders):
             await c.start()
             started.append(c)
         end = await assign_tail(
-            feed,
-            {t.quotes: (partitions["quotes"], quote_lookback), t.positions: (partitions["positions"], -1)},
+            feed.consumer,
+            {
+                t.quotes: (partitions["quotes"], quote_lookback),
+                t.positions: (partitions["positions"], -1),
+                t.instruments: (partitions["instruments"], -1),
+            },
         )
-        topics = (t.quotes, t.positions)
-        while await behind(feed, end):
-            await _read_feed(feed, ledger, stats, topics, 500)
+        while await behind(feed.consumer, end):
+            await feed.read(500)
         deadline = time.monotonic() + duration_s if duration_s else float("inf")
         while time.monotonic() < deadline:
-            await _read_feed(feed, ledger, stats, topics, 0)
-            batch = await orders.getmany(timeout_ms=200)
+            await feed.read(0)
+            batch = await orders.getmany(timeout_ms=desk.idle_ms(now_ms(), POLL_MS))
             out = Outbox()
             for rows in batch.values():
                 for r in rows:
-                    taken = await _order(desk, feed, stats, topics, r.value, catchup_timeout_s)
-                    out.positions += taken.positions
-                    out.executions += taken.executions
+                    out.extend(await _order(desk, feed, r.value, catchup_timeout_s))
+            out.extend(desk.due(now_ms()))
+            futures = [await producer.send(t.positions, key=k, value=v) for k, v in out.positions]
+            futures += [await producer.send(t.executions, key=k, value=v) for k, v in out.executions]
+            await asyncio.gather(*futures)
             if batch:
-                futures = [await producer.send(t.positions, key=k, value=v) for k, v in out.positions]
-                futures += [await producer.send(t.executions, key=k, value=v) for k, v in out.executions]
-                await asyncio.gather(*futures)
                 await orders.commit()
     finally:
         for c in reversed(started):
@@ -113,26 +140,7 @@ async def run(
     return stats
 
 
-async def _read_feed(
-    feed: AIOKafkaConsumer, ledger: Ledger, stats: FillStats, topics: tuple[str, str], timeout_ms: int
-) -> None:
-    """Apply one fetched batch of quotes and positions to the ledger."""
-    quotes, _positions = topics
-    for tp, rows in (await feed.getmany(timeout_ms=timeout_ms, max_records=5000)).items():
-        if tp.topic == quotes:
-            stats.quotes += sum(ledger.on_quote(r.key, r.value) for r in rows)
-        else:
-            stats.positions += sum(ledger.on_position(r.key, r.value) for r in rows)
-
-
-async def _order(
-    desk: Desk,
-    feed: AIOKafkaConsumer,
-    stats: FillStats,
-    topics: tuple[str, str],
-    value: bytes | None,
-    catchup_timeout_s: float,
-) -> Outbox:
+async def _order(desk: Desk, feed: Feed, value: bytes | None, catchup_timeout_s: float) -> Outbox:
     """One orders record: parsed and answered; a rebalance once its account's positions are read up to
     its seq (or the wait timed out)."""
     doc = desk.parse(value)
@@ -141,8 +149,38 @@ async def _order(
     if doc["type"] == "rebalance":
         deadline = time.monotonic() + catchup_timeout_s
         while not desk.ledger.current(doc) and time.monotonic() < deadline:
-            await _read_feed(feed, desk.ledger, stats, topics, 100)
+            await feed.read(100)
     return await desk.answer(doc, now_ms())
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+def _ratio(text: str) -> Decimal:
+    if not 0 < _number(text) <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not in (0, 1]")
+    return Decimal(text)
+
+
+def _share(text: str) -> float:
+    value = _number(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not in [0, 1]")
+    return value
+
+
+def _milliseconds(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of milliseconds >= 0")
+    return int(text)
+
+
+def _names(text: str) -> frozenset[str]:
+    return frozenset(name for name in text.split(",") if name)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -159,9 +197,49 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"quotes read back per partition at start for current prices; -1: all ({QUOTE_LOOKBACK})",
     )
     parser.add_argument(
+        "--fill-ratio",
+        type=_ratio,
+        default=Decimal(1),
+        help="a part fills at most this fraction of each leg's remaining qty, on the lot grid (1: at once)",
+    )
+    parser.add_argument(
+        "--fill-latency-ms", type=_milliseconds, default=0, help="milliseconds between an order's parts (0)"
+    )
+    parser.add_argument(
         "--reject",
-        default="",
+        type=_names,
+        default=frozenset(),
         help="comma-separated instruments that are restricted: orders with a leg in one are rejected",
+    )
+    parser.add_argument(
+        "--reject-instruments",
+        type=_names,
+        default=frozenset(),
+        help="comma-separated instruments whose legs are rejected (restricted instrument); the others fill",
+    )
+    parser.add_argument(
+        "--reject-share",
+        type=_share,
+        default=0.0,
+        help="share of orders rejected whole, drawn by a hash of event_id (0)",
+    )
+    parser.add_argument(
+        "--ignore-cancels",
+        action="store_true",
+        help="keep filling orders that a cancel names (a consumer that ignores cancels)",
+    )
+
+
+def policy(args: argparse.Namespace) -> Policy:
+    """The policy the options of `streamproc fill` describe."""
+    return Policy(
+        fee_bps=Decimal(str(args.fee_bps)),
+        ratio=args.fill_ratio,
+        latency_ms=args.fill_latency_ms,
+        reject=args.reject,
+        reject_instruments=args.reject_instruments,
+        reject_share=args.reject_share,
+        ignore_cancels=args.ignore_cancels,
     )
 
 
@@ -174,9 +252,8 @@ def main(args: argparse.Namespace) -> int:
         settings,
         duration_s=args.duration_s,
         group=args.group,
-        fee_bps=args.fee_bps,
+        policy=policy(args),
         quote_lookback=args.quote_lookback,
         stats=stats,
-        reject=[i for i in args.reject.split(",") if i],
     )
     return run_command("fill", work, stats)

@@ -13,6 +13,7 @@ import orjson
 from streamproc.sim.market import CASH, Record
 from streamproc.wire.codec import Rejected, decode
 from streamproc.wire.contract import Contract
+from streamproc.wire.documents import OrderDoc
 
 ZERO = Decimal(0)
 
@@ -96,38 +97,36 @@ def position_records(account: str, holdings: Mapping[str, Decimal], last_seq: in
     return [(account.encode(), orjson.dumps(doc))]
 
 
-def execution_report(order: Mapping[str, Any], done: Fill | None, ts: int, reason: str = "") -> Record:
-    """The execution report (``executions`` topic) answering ``order``: each leg filled, or cut short
-    (cancelled with what was filled: not enough held or cash), or, without ``done``, rejected."""
-    executed = {e.instrument: e for e in done.executions} if done is not None else {}
-    legs = []
-    for leg in order["legs"]:
-        name, ordered = leg["instrument"], Decimal(leg["qty"])
-        e = executed.get(name)
-        filled = e.qty if e is not None else ZERO
-        state = "rejected" if done is None else ("filled" if filled >= ordered else "cancelled")
-        out: dict[str, Any] = {
-            "instrument": name,
-            "state": state,
-            "cum_qty": plain(filled),
-            "leaves_qty": "0",
-        }
-        if e is not None:
-            out["avg_price"] = plain(e.price)
-        if state != "filled":
-            out["reason"] = reason or "not enough held or cash"
-        legs.append(out)
-    doc = {"account": order["account"], "event_id": order["event_id"], "exec_id": f"{order['event_id']}:1"}
-    return (order["account"].encode(), orjson.dumps({**doc, "legs": legs, "ts": ts}))
+def precision(qty: Decimal) -> Decimal:
+    """One unit of the last decimal place of ``qty`` (10.00 -> 0.01): the lot of an order's leg when
+    its instrument's lot is not known."""
+    exponent = qty.as_tuple().exponent
+    return Decimal(1).scaleb(exponent if isinstance(exponent, int) and exponent < 0 else 0)
 
 
 class Ledger:
-    """The book of record (positions topic) and the latest bid/ask per instrument (quotes topic)."""
+    """The book of record (positions topic), the latest bid/ask per instrument (quotes topic) and the
+    instruments' lots (instruments topic)."""
 
     def __init__(self, contract: Contract) -> None:
         self.contract = contract
         self.accounts: dict[str, Holdings] = {}
         self.quotes: dict[str, tuple[Any, Any]] = {}
+        self.lots: dict[str, Decimal] = {}
+
+    def on_instrument(self, key: bytes | None, value: bytes | None) -> bool:
+        """Take an instruments record's lot (the latest wins); a bad record or one without a lot is
+        ignored."""
+        doc = decode(self.contract, "instruments", key, value)
+        if isinstance(doc, Rejected) or "lot" not in doc:
+            return False
+        self.lots[doc["instrument"]] = Decimal(str(doc["lot"]))
+        return True
+
+    def lot(self, instrument: str, qty: Decimal) -> Decimal:
+        """The grid a part of a leg of ``qty`` in ``instrument`` fills on: the instrument's lot, else the
+        precision ``qty`` is given to."""
+        return self.lots.get(instrument) or precision(qty)
 
     def on_quote(self, key: bytes | None, value: bytes | None) -> bool:
         """Take a quote record (the latest wins); an undecodable, invalid or crossed one is ignored."""
@@ -151,33 +150,34 @@ class Ledger:
             account.qty[change["instrument"]] = Decimal(str(change["qty"]))
         return True
 
-    def current(self, order: Mapping[str, Any]) -> bool:
+    def current(self, order: OrderDoc) -> bool:
         """Whether the account's positions are known up to the seq the order was computed on."""
         account = self.accounts.get(order["account"])
         return account is not None and account.seq >= order["inputs"]["positions_seq"]
 
-    def prices(self, order: Mapping[str, Any]) -> dict[str, tuple[Decimal, Decimal]] | None:
-        """Bid and ask of every leg's instrument, or None when one has no quote yet."""
+    def prices(self, instruments: Iterable[str]) -> dict[str, tuple[Decimal, Decimal]] | None:
+        """Bid and ask of each of ``instruments``, or None when one has no quote yet."""
         out: dict[str, tuple[Decimal, Decimal]] = {}
-        for leg in order["legs"]:
-            quote = self.quotes.get(leg["instrument"])
+        for name in instruments:
+            quote = self.quotes.get(name)
             if quote is None:
                 return None
-            out[leg["instrument"]] = (Decimal(str(quote[0])), Decimal(str(quote[1])))
+            out[name] = (Decimal(str(quote[0])), Decimal(str(quote[1])))
         return out
 
     def fill(
         self,
-        order: Mapping[str, Any],
+        account_id: str,
+        legs: Iterable[Mapping[str, Any]],
         prices: Mapping[str, tuple[Decimal, Decimal]],
         ts: int,
         fee_bps: Decimal,
     ) -> tuple[Fill, list[Record]]:
-        """Fill ``order``, apply it to the account at once (its echo is then ignored) and return the
-        positions records to publish."""
-        account = self.accounts.setdefault(order["account"], Holdings())
-        done = fill_legs(order["legs"], account.qty, prices, fee_bps)
-        records = position_records(order["account"], done.holdings, account.seq, ts)
+        """Fill ``legs`` of an order of ``account_id``, apply them to the account at once (their echo is
+        then ignored) and return the positions records to publish."""
+        account = self.accounts.setdefault(account_id, Holdings())
+        done = fill_legs(legs, account.qty, prices, fee_bps)
+        records = position_records(account_id, done.holdings, account.seq, ts)
         account.qty.update(done.holdings)
         account.seq += len(records)
         return done, records
