@@ -89,9 +89,9 @@ class FillStats:
     def summary(self) -> str:
         """One line for the console."""
         return (
-            f"orders {self.orders}: filled {self.filled} in {self.parts} parts ({self.partly_filled} "
-            f"partial; cut short {self.partial}), rejected {self.rejected} (and {self.legs_rejected} legs), "
-            f"cancelled {self.cancelled} (cancels ignored {self.cancels_ignored}), "
+            f"orders {self.orders}: filled {self.filled} (cut short {self.partial}), parts {self.parts} "
+            f"({self.partly_filled} partially filled), rejected {self.rejected} (and {self.legs_rejected} "
+            f"legs), cancelled {self.cancelled} (cancels ignored {self.cancels_ignored}), "
             f"duplicates {self.duplicates}, unfillable {self.unfillable}, invalid {self.invalid}, "
             f"behind {self.behind}; positions published {self.positions_published}"
         )
