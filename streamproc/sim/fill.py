@@ -1,7 +1,4 @@
-"""`streamproc fill`: a stand-in order-management system. It fills each rebalance order once (deduplicated
-by ``event_id`` in Redis) at the then-current quotes, sells at the bid and buys at the ask, at once or in
-parts over time, and publishes the account's resulting absolute positions with its next seqs and an
-execution report per part, as a broker's fills would arrive; it can reject orders and honours cancels."""
+"""`streamproc fill`: a stand-in order-management system on Kafka and Redis, so the drift loop closes."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The fill stand-in's desk (no I/O but the claims): takes each order once, fills it in parts, rejects
-and honours cancels as its policy says, and counts what it did; tests drive it in-process."""
+"""The fill stand-in's desk, no I/O but its claims: takes orders once, fills, rejects and honours cancels."""
 
 from __future__ import annotations
 

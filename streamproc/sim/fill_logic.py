@@ -1,5 +1,4 @@
-"""The fill stand-in's book (no I/O): holdings and quotes as the topics say, how an order's legs fill
-against them, and the positions records and execution reports that tell it."""
+"""The fill stand-in's book, pure for in-process tests: holdings, quotes and lots, and legs filled on them."""
 
 from __future__ import annotations
 

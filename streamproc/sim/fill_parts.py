@@ -1,5 +1,4 @@
-"""An order being filled, part by part (no I/O): its legs' states, the next part's quantities on the lot
-grid, and the execution report telling each step (while a leg works, cum + leaves = ordered qty)."""
+"""An order filled in parts, pure for in-process tests: leg states, part sizes on the lot grid, reports."""
 
 from __future__ import annotations
 
