@@ -238,6 +238,12 @@ def summary(view: View, sim: simulate.SimStats, desk: fill.FillStats, drift: Cou
         "fills": desk.filled,
         "fill_duplicates": desk.duplicates,
         "positions_published_by_fills": desk.positions_published,
+        "fill_parts": desk.parts,
+        "fill_partly_filled": desk.partly_filled,
+        "fill_rejected": desk.rejected,
+        "fill_legs_rejected": desk.legs_rejected,
+        "fill_cancelled": desk.cancelled,
+        "fill_cancels_ignored": desk.cancels_ignored,
         "quote_to_order_ms": {
             "p50": view.latency(50),
             "p99": view.latency(99),

@@ -1,226 +1,31 @@
-"""`streamproc fill`: a stand-in order-management system. It fills each rebalance order once (deduplicated
-by ``event_id`` in Redis) at the then-current quotes, sells at the bid and buys at the ask, and publishes
-the account's resulting absolute positions with its next seqs, as a broker's fills would arrive."""
+"""`streamproc fill`: a stand-in order-management system on Kafka and Redis, so the drift loop closes."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from decimal import ROUND_DOWN, Decimal
-from typing import Any, Protocol
+from decimal import Decimal
+from typing import Any
 
-import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from streamproc import kafka
 from streamproc.clients import kafka_args, redis_client
 from streamproc.settings import Settings
-from streamproc.sim.market import CASH, Record
+from streamproc.sim.fill_desk import Desk, FillStats, Outbox, Policy
+from streamproc.sim.fill_logic import Ledger
 from streamproc.sim.simulate import assign_tail, behind, command_settings, now_ms, run_command
-from streamproc.wire.codec import Rejected, decode
-from streamproc.wire.contract import Contract, SchemaViolation
+from streamproc.wire.contract import Contract
 
-ZERO = Decimal(0)
+__all__ = ["FillStats", "Policy", "RedisClaims", "add_arguments", "main", "policy", "run"]
+
 CLAIM_TTL_S = 86_400
 QUOTE_LOOKBACK = 20_000
+POLL_MS = 200  # the longest wait for orders
 
 
-# ---- the pure part: the book of record and how an order's legs change it ----
-
-
-@dataclass
-class Holdings:
-    """One account as the positions topic says: the last seq and the qty per instrument (CASH too)."""
-
-    seq: int = 0
-    qty: dict[str, Decimal] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Execution:
-    """One leg as filled: ``qty`` may be less than ordered (never oversell, never overdraw cash)."""
-
-    instrument: str
-    side: str
-    qty: Decimal
-    price: Decimal
-
-
-@dataclass(frozen=True, slots=True)
-class Fill:
-    """An order's executions and the absolute holdings they leave (changed instruments, then CASH)."""
-
-    executions: list[Execution]
-    holdings: dict[str, Decimal]
-    partial: bool
-
-
-def fill_legs(
-    legs: Iterable[Mapping[str, Any]],
-    held: Mapping[str, Decimal],
-    quotes: Mapping[str, tuple[Decimal, Decimal]],
-    fee_bps: Decimal = ZERO,
-) -> Fill:
-    """Fill ``legs`` against ``held`` at ``quotes`` (instrument -> bid, ask): sells first, at the bid and
-    capped at the holding; then buys at the ask, each cut (to its ordered precision, the lot) to the cash
-    there is; ``fee_bps`` of each leg's notional is paid from cash."""
-    rate = fee_bps / 10_000
-    qty = dict(held)
-    cash = qty.get(CASH, ZERO)
-    executions: list[Execution] = []
-    partial = False
-    for leg in sorted(legs, key=lambda leg: leg["side"] != "sell"):
-        name, ordered = leg["instrument"], Decimal(leg["qty"])
-        bid, ask = quotes[name]
-        have = qty.get(name, ZERO)
-        if leg["side"] == "sell":
-            done, price = min(ordered, have), bid
-            cash += done * price - done * price * rate
-            qty[name] = have - done
-        else:
-            price = ask
-            unit = price + price * rate
-            done = ordered if ordered * unit <= cash else (cash / unit).quantize(ordered, rounding=ROUND_DOWN)
-            cash -= done * unit
-            qty[name] = have + done
-        partial |= done < ordered
-        if done > 0:
-            executions.append(Execution(name, leg["side"], done, price))
-    holdings = {e.instrument: qty[e.instrument] for e in executions}
-    if executions:
-        holdings[CASH] = cash.normalize()  # products carry many trailing zeros
-    return Fill(executions, holdings, partial)
-
-
-def plain(x: Decimal) -> str:
-    """A decimal string without exponent or sign of zero, as the positions schema wants."""
-    return format(x if x else abs(x), "f")
-
-
-def position_records(account: str, holdings: Mapping[str, Decimal], last_seq: int, ts: int) -> list[Record]:
-    """The positions record of a fill: ``holdings`` as one atomic change (instruments and cash under
-    the account's next seq after ``last_seq``), as a broker's fill should arrive."""
-    if not holdings:
-        return []
-    changes = [{"instrument": name, "qty": plain(q)} for name, q in holdings.items()]
-    doc = {"account": account, "changes": changes, "seq": last_seq + 1, "ts": ts}
-    return [(account.encode(), orjson.dumps(doc))]
-
-
-def execution_report(order: Mapping[str, Any], done: Fill | None, ts: int, reason: str = "") -> Record:
-    """The execution report (``executions`` topic) answering ``order``: each leg filled, or cut short
-    (cancelled with what was filled: not enough held or cash), or, without ``done``, rejected."""
-    executed = {e.instrument: e for e in done.executions} if done is not None else {}
-    legs = []
-    for leg in order["legs"]:
-        name, ordered = leg["instrument"], Decimal(leg["qty"])
-        e = executed.get(name)
-        filled = e.qty if e is not None else ZERO
-        state = "rejected" if done is None else ("filled" if filled >= ordered else "cancelled")
-        out: dict[str, Any] = {
-            "instrument": name,
-            "state": state,
-            "cum_qty": plain(filled),
-            "leaves_qty": "0",
-        }
-        if e is not None:
-            out["avg_price"] = plain(e.price)
-        if state != "filled":
-            out["reason"] = reason or "not enough held or cash"
-        legs.append(out)
-    doc = {"account": order["account"], "event_id": order["event_id"], "exec_id": f"{order['event_id']}:1"}
-    return (order["account"].encode(), orjson.dumps({**doc, "legs": legs, "ts": ts}))
-
-
-class Ledger:
-    """The book of record (positions topic) and the latest bid/ask per instrument (quotes topic)."""
-
-    def __init__(self, contract: Contract) -> None:
-        self.contract = contract
-        self.accounts: dict[str, Holdings] = {}
-        self.quotes: dict[str, tuple[Any, Any]] = {}
-
-    def on_quote(self, key: bytes | None, value: bytes | None) -> bool:
-        """Take a quote record (the latest wins); an undecodable, invalid or crossed one is ignored."""
-        doc = decode(self.contract, "quotes", key, value)
-        if isinstance(doc, Rejected):
-            return False
-        self.quotes[doc["instrument"]] = (doc["bid"], doc["ask"])
-        return True
-
-    def on_position(self, key: bytes | None, value: bytes | None) -> bool:
-        """Take a positions record; a replay or an echo of our own fill (seq <= known) or a bad one is
-        ignored."""
-        doc = decode(self.contract, "positions", key, value)
-        if isinstance(doc, Rejected):
-            return False
-        account = self.accounts.setdefault(doc["account"], Holdings())
-        if doc["seq"] <= account.seq:
-            return False
-        account.seq = doc["seq"]
-        for change in doc.get("changes") or [doc]:
-            account.qty[change["instrument"]] = Decimal(str(change["qty"]))
-        return True
-
-    def current(self, order: Mapping[str, Any]) -> bool:
-        """Whether the account's positions are known up to the seq the order was computed on."""
-        account = self.accounts.get(order["account"])
-        return account is not None and account.seq >= order["inputs"]["positions_seq"]
-
-    def prices(self, order: Mapping[str, Any]) -> dict[str, tuple[Decimal, Decimal]] | None:
-        """Bid and ask of every leg's instrument, or None when one has no quote yet."""
-        out: dict[str, tuple[Decimal, Decimal]] = {}
-        for leg in order["legs"]:
-            quote = self.quotes.get(leg["instrument"])
-            if quote is None:
-                return None
-            out[leg["instrument"]] = (Decimal(str(quote[0])), Decimal(str(quote[1])))
-        return out
-
-    def fill(
-        self,
-        order: Mapping[str, Any],
-        prices: Mapping[str, tuple[Decimal, Decimal]],
-        ts: int,
-        fee_bps: Decimal,
-    ) -> tuple[Fill, list[Record]]:
-        """Fill ``order``, apply it to the account at once (its echo is then ignored) and return the
-        positions records to publish."""
-        account = self.accounts.setdefault(order["account"], Holdings())
-        done = fill_legs(order["legs"], account.qty, prices, fee_bps)
-        records = position_records(order["account"], done.holdings, account.seq, ts)
-        account.qty.update(done.holdings)
-        account.seq += len(records)
-        return done, records
-
-
-class Claims(Protocol):
-    """Once-only claims on order ids."""
-
-    async def claim(self, event_id: str) -> bool: ...
-
-    async def release(self, event_id: str) -> None: ...
-
-
-class MemoryClaims:
-    """Claims in a set (tests, a single process)."""
-
-    def __init__(self) -> None:
-        self.done: set[str] = set()
-
-    async def claim(self, event_id: str) -> bool:
-        """True the first time ``event_id`` is claimed."""
-        if event_id in self.done:
-            return False
-        self.done.add(event_id)
-        return True
-
-    async def release(self, event_id: str) -> None:
-        """Forget a claim (the order could not be filled after all)."""
-        self.done.discard(event_id)
+# ---- the process: Kafka in and out, Redis for the claims ----
 
 
 class RedisClaims:
@@ -239,99 +44,28 @@ class RedisClaims:
         await self.client.delete(self.prefix + event_id)
 
 
-@dataclass
-class FillStats:
-    """Counts so far; a live view may read them while ``run`` goes on."""
-
-    orders: int = 0
-    filled: int = 0
-    duplicates: int = 0
-    unfillable: int = 0  # a leg's instrument had no quote yet
-    invalid: int = 0
-    behind: int = 0  # the account's positions did not arrive in time
-    partial: int = 0  # a leg was cut: not enough held or not enough cash
-    rejected: int = 0  # a leg's instrument is restricted (--reject)
-    positions_published: int = 0
-    quotes: int = 0
-    positions: int = 0  # positions records applied (echoes and replays not counted)
-
-    def summary(self) -> str:
-        """One line for the console."""
-        return (
-            f"orders {self.orders}: filled {self.filled} (partial {self.partial}), rejected {self.rejected}, "
-            f"duplicates {self.duplicates}, unfillable {self.unfillable}, invalid {self.invalid}, "
-            f"behind {self.behind}; positions published {self.positions_published}"
-        )
-
-
-@dataclass
-class Outbox:
-    """What taking an order publishes: positions records and execution reports."""
-
-    positions: list[Record] = field(default_factory=list)
-    executions: list[Record] = field(default_factory=list)
-
-
-class Desk:
-    """Takes orders: validates, deduplicates and fills them against the ledger, rejecting those with a
-    leg in a restricted instrument; answers each with an execution report."""
+class Feed:
+    """Quotes, positions and instruments read into the ledger."""
 
     def __init__(
-        self,
-        ledger: Ledger,
-        claims: Claims,
-        stats: FillStats,
-        fee_bps: Decimal = ZERO,
-        reject: frozenset[str] = frozenset(),
+        self, consumer: AIOKafkaConsumer, ledger: Ledger, stats: FillStats, settings: Settings
     ) -> None:
+        self.consumer = consumer
         self.ledger = ledger
-        self.claims = claims
         self.stats = stats
-        self.fee_bps = fee_bps
-        self.reject = reject
+        self.quotes = settings.topics.quotes
+        self.positions = settings.topics.positions
 
-    def parse(self, value: bytes | None) -> dict[str, Any] | None:
-        """The order document, or None (counted invalid) when it breaks the contract."""
-        self.stats.orders += 1
-        try:
-            doc = orjson.loads(value or b"")
-            if not isinstance(doc, dict):
-                raise SchemaViolation("not a JSON object")
-            self.ledger.contract.validate("orders", doc)
-        except (orjson.JSONDecodeError, SchemaViolation):
-            self.stats.invalid += 1
-            return None
-        return doc
-
-    async def take(self, order: Mapping[str, Any], ts: int) -> Outbox:
-        """Fill a parsed order once; returns its positions record and execution report (nothing for a
-        duplicate, an order on an account not yet current, or one with an unquoted instrument; only a
-        report for a rejected one)."""
-        if not self.ledger.current(order):
-            self.stats.behind += 1
-            return Outbox()
-        if not await self.claims.claim(order["event_id"]):
-            self.stats.duplicates += 1
-            return Outbox()
-        restricted = sorted({leg["instrument"] for leg in order["legs"]} & self.reject)
-        if restricted:
-            self.stats.rejected += 1
-            return Outbox(
-                executions=[execution_report(order, None, ts, f"restricted: {', '.join(restricted)}")]
-            )
-        prices = self.ledger.prices(order)
-        if prices is None:
-            await self.claims.release(order["event_id"])
-            self.stats.unfillable += 1
-            return Outbox()
-        done, records = self.ledger.fill(order, prices, ts, self.fee_bps)
-        self.stats.filled += 1
-        self.stats.partial += done.partial
-        self.stats.positions_published += len(records)
-        return Outbox(records, [execution_report(order, done, ts)])
-
-
-# ---- the process: Kafka in and out, Redis for the claims ----
+    async def read(self, timeout_ms: int) -> None:
+        """Apply one fetched batch to the ledger."""
+        for tp, rows in (await self.consumer.getmany(timeout_ms=timeout_ms, max_records=5000)).items():
+            if tp.topic == self.quotes:
+                self.stats.quotes += sum(self.ledger.on_quote(r.key, r.value) for r in rows)
+            elif tp.topic == self.positions:
+                self.stats.positions += sum(self.ledger.on_position(r.key, r.value) for r in rows)
+            else:
+                for r in rows:
+                    self.ledger.on_instrument(r.key, r.value)
 
 
 async def run(
@@ -339,16 +73,17 @@ async def run(
     *,
     duration_s: float = 0.0,
     group: str = "fill",
-    fee_bps: float = 0.0,
+    policy: Policy | None = None,
     quote_lookback: int = QUOTE_LOOKBACK,
     catchup_timeout_s: float = 10.0,
     stats: FillStats | None = None,
-    reject: Iterable[str] = (),
 ) -> FillStats:
-    """Fill the namespace's orders until ``duration_s`` (0: until cancelled). Positions are read from the
-    beginning and quotes from ``quote_lookback`` records before the end of each partition (-1: all), both
-    up to their end before the first order; orders are read in the consumer group ``group`` (prefixed with
-    the namespace) and committed once their positions are acknowledged."""
+    """Fill the namespace's orders as ``policy`` says until ``duration_s`` (0: until cancelled). Positions
+    and instruments are read from the beginning and quotes from ``quote_lookback`` records before the end
+    of each partition (-1: all), all up to their end before the first order; orders are read in the
+    consumer group ``group`` (prefixed with the namespace) and committed once what answering them
+    published is acknowledged. Parts still to come when it stops are not resumed by the next run (the
+    order's claim holds; the monitor re-issues an order left unanswered)."""
     from streamproc.app.worker import prepare
 
     stats = stats if stats is not None else FillStats()
@@ -356,9 +91,8 @@ async def run(
     t = settings.topics
     ledger = Ledger(Contract(settings.schemas_dir))
     client = redis_client(settings)
-    claims = RedisClaims(client, settings.redis_prefix)
-    desk = Desk(ledger, claims, stats, Decimal(str(fee_bps)), frozenset(reject))
-    feed = kafka.consumer(settings)
+    desk = Desk(ledger, RedisClaims(client, settings.redis_prefix), stats, policy)
+    feed = Feed(kafka.consumer(settings), ledger, stats, settings)
     orders = AIOKafkaConsumer(
         t.orders,
         **kafka_args(settings),
@@ -369,30 +103,32 @@ async def run(
     producer = AIOKafkaProducer(**kafka_args(settings), linger_ms=5, acks="all", enable_idempotence=True)
     started: list[Any] = []
     try:
-        for c in (feed, producer, orders):
+        for c in (feed.consumer, producer, orders):
             await c.start()
             started.append(c)
         end = await assign_tail(
-            feed,
-            {t.quotes: (partitions["quotes"], quote_lookback), t.positions: (partitions["positions"], -1)},
+            feed.consumer,
+            {
+                t.quotes: (partitions["quotes"], quote_lookback),
+                t.positions: (partitions["positions"], -1),
+                t.instruments: (partitions["instruments"], -1),
+            },
         )
-        topics = (t.quotes, t.positions)
-        while await behind(feed, end):
-            await _read_feed(feed, ledger, stats, topics, 500)
+        while await behind(feed.consumer, end):
+            await feed.read(500)
         deadline = time.monotonic() + duration_s if duration_s else float("inf")
         while time.monotonic() < deadline:
-            await _read_feed(feed, ledger, stats, topics, 0)
-            batch = await orders.getmany(timeout_ms=200)
+            await feed.read(0)
+            batch = await orders.getmany(timeout_ms=desk.idle_ms(now_ms(), POLL_MS))
             out = Outbox()
             for rows in batch.values():
                 for r in rows:
-                    taken = await _order(desk, feed, stats, topics, r.value, catchup_timeout_s)
-                    out.positions += taken.positions
-                    out.executions += taken.executions
+                    out.extend(await _order(desk, feed, r.value, catchup_timeout_s))
+            out.extend(desk.due(now_ms()))
+            futures = [await producer.send(t.positions, key=k, value=v) for k, v in out.positions]
+            futures += [await producer.send(t.executions, key=k, value=v) for k, v in out.executions]
+            await asyncio.gather(*futures)
             if batch:
-                futures = [await producer.send(t.positions, key=k, value=v) for k, v in out.positions]
-                futures += [await producer.send(t.executions, key=k, value=v) for k, v in out.executions]
-                await asyncio.gather(*futures)
                 await orders.commit()
     finally:
         for c in reversed(started):
@@ -401,34 +137,47 @@ async def run(
     return stats
 
 
-async def _read_feed(
-    feed: AIOKafkaConsumer, ledger: Ledger, stats: FillStats, topics: tuple[str, str], timeout_ms: int
-) -> None:
-    """Apply one fetched batch of quotes and positions to the ledger."""
-    quotes, _positions = topics
-    for tp, rows in (await feed.getmany(timeout_ms=timeout_ms, max_records=5000)).items():
-        if tp.topic == quotes:
-            stats.quotes += sum(ledger.on_quote(r.key, r.value) for r in rows)
-        else:
-            stats.positions += sum(ledger.on_position(r.key, r.value) for r in rows)
-
-
-async def _order(
-    desk: Desk,
-    feed: AIOKafkaConsumer,
-    stats: FillStats,
-    topics: tuple[str, str],
-    value: bytes | None,
-    catchup_timeout_s: float,
-) -> Outbox:
-    """One order record: parsed, its account's positions awaited up to its seq, then taken."""
-    order = desk.parse(value)
-    if order is None:
+async def _order(desk: Desk, feed: Feed, value: bytes | None, catchup_timeout_s: float) -> Outbox:
+    """One orders record: parsed and answered; a rebalance once its account's positions are read up to
+    its seq (or the wait timed out)."""
+    doc = desk.parse(value)
+    if doc is None:
         return Outbox()
-    deadline = time.monotonic() + catchup_timeout_s
-    while not desk.ledger.current(order) and time.monotonic() < deadline:
-        await _read_feed(feed, desk.ledger, stats, topics, 100)
-    return await desk.take(order, now_ms())
+    if doc["type"] == "rebalance":
+        deadline = time.monotonic() + catchup_timeout_s
+        while not desk.ledger.current(doc) and time.monotonic() < deadline:
+            await feed.read(100)
+    return await desk.answer(doc, now_ms())
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+def _ratio(text: str) -> Decimal:
+    if not 0 < _number(text) <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not in (0, 1]")
+    return Decimal(text)
+
+
+def _share(text: str) -> float:
+    value = _number(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not in [0, 1]")
+    return value
+
+
+def _milliseconds(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of milliseconds >= 0")
+    return int(text)
+
+
+def _names(text: str) -> frozenset[str]:
+    return frozenset(name for name in text.split(",") if name)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -445,9 +194,49 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"quotes read back per partition at start for current prices; -1: all ({QUOTE_LOOKBACK})",
     )
     parser.add_argument(
+        "--fill-ratio",
+        type=_ratio,
+        default=Decimal(1),
+        help="a part fills at most this fraction of each leg's remaining qty, on the lot grid (1: at once)",
+    )
+    parser.add_argument(
+        "--fill-latency-ms", type=_milliseconds, default=0, help="milliseconds between an order's parts (0)"
+    )
+    parser.add_argument(
         "--reject",
-        default="",
+        type=_names,
+        default=frozenset(),
         help="comma-separated instruments that are restricted: orders with a leg in one are rejected",
+    )
+    parser.add_argument(
+        "--reject-instruments",
+        type=_names,
+        default=frozenset(),
+        help="comma-separated instruments whose legs are rejected (restricted instrument); the others fill",
+    )
+    parser.add_argument(
+        "--reject-share",
+        type=_share,
+        default=0.0,
+        help="share of orders rejected whole, drawn by a hash of event_id (0)",
+    )
+    parser.add_argument(
+        "--ignore-cancels",
+        action="store_true",
+        help="keep filling orders that a cancel names (a consumer that ignores cancels)",
+    )
+
+
+def policy(args: argparse.Namespace) -> Policy:
+    """The policy the options of `streamproc fill` describe."""
+    return Policy(
+        fee_bps=Decimal(str(args.fee_bps)),
+        ratio=args.fill_ratio,
+        latency_ms=args.fill_latency_ms,
+        reject=args.reject,
+        reject_instruments=args.reject_instruments,
+        reject_share=args.reject_share,
+        ignore_cancels=args.ignore_cancels,
     )
 
 
@@ -460,9 +249,8 @@ def main(args: argparse.Namespace) -> int:
         settings,
         duration_s=args.duration_s,
         group=args.group,
-        fee_bps=args.fee_bps,
+        policy=policy(args),
         quote_lookback=args.quote_lookback,
         stats=stats,
-        reject=[i for i in args.reject.split(",") if i],
     )
     return run_command("fill", work, stats)
