@@ -14,6 +14,7 @@ import signal
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from streamproc.app.topics import remove_namespace
 from streamproc.clients import redis_client
 from streamproc.settings import Settings, SettingsError
 from streamproc.sim import fill, simulate
+from streamproc.sim.fill_desk import Policy
 from streamproc.sim.market import TRADING_DAY_S, Faults, Market
 from streamproc.state.keys import Keys
 from streamproc.worker_process import Samples, WorkerProcess
@@ -37,6 +39,9 @@ from streamproc.worker_process import Samples, WorkerProcess
 console = Console()
 OUT = Path("bench-results")
 _STOP_S = 20.0  # grace for each part and worker to stop
+# the demo's order management: halves over 0.5 s, 5 % of orders rejected (working, filled, rejected,
+# cancelled all show within a minute)
+DESK = Policy(ratio=Decimal("0.5"), latency_ms=500, reject_share=0.05)
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,7 @@ class View:
 
     started: float = field(default_factory=time.monotonic)
     orders: int = 0
+    cancels: Counter[str] = field(default_factory=Counter)  # cancel records by why
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=5000))
     recent_orders: deque[str] = field(default_factory=lambda: deque(maxlen=5))
     firing: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -83,6 +89,11 @@ class View:
         return time.monotonic() - self.started
 
     def on_order(self, doc: dict[str, Any], received_ms: float) -> None:
+        if doc.get("type") == "cancel":
+            self.cancels[doc["why"]] += 1
+            then = f", replaced by {doc['replaced_by'][:8]}" if "replaced_by" in doc else ""
+            self.recent_orders.append(f"{doc['account']}: cancel {doc['cancels'][:8]} ({doc['why']}{then})")
+            return
         self.orders += 1
         self.latencies_ms.append(received_ms - doc["as_of"])
         if self.first_order_s is None:
@@ -193,7 +204,16 @@ def render(view: View, sim: simulate.SimStats, desk: fill.FillStats, duration_s:
     flows.add_row(
         "positions in/s", f"{r.get('positions', 0):,.0f}", "breaches", f"{m.get('breaches', 0):,.0f}"
     )
-    flows.add_row("orders", f"{view.orders:,}", "fills", f"{desk.filled:,} (dup {desk.duplicates})")
+    cancels = sum(view.cancels.values())
+    flows.add_row(
+        "orders",
+        f"{view.orders:,} (+{cancels:,} cancels)",
+        "filled",
+        f"{desk.filled:,} in {desk.parts:,} parts",
+    )
+    flows.add_row(
+        "rejected", f"{desk.rejected:,}", "cancelled", f"{desk.cancelled:,} (dup {desk.duplicates})"
+    )
     flows.add_row(
         "accounts",
         f"{m.get('tracked', 0):,.0f}",
@@ -234,6 +254,7 @@ def summary(view: View, sim: simulate.SimStats, desk: fill.FillStats, drift: Cou
         "evaluations": int(view.metrics.get("evaluations", 0)),
         "breaches": int(view.metrics.get("breaches", 0)),
         "orders": view.orders,
+        "cancels": dict(view.cancels),
         "first_order_s": None if view.first_order_s is None else round(view.first_order_s, 1),
         "fills": desk.filled,
         "fill_duplicates": desk.duplicates,
@@ -274,7 +295,12 @@ def print_summary(doc: dict[str, Any], path: Path) -> None:
         ("evaluations", f"{doc['evaluations']:,}"),
         ("breaches (in band -> out)", f"{doc['breaches']:,}"),
         ("orders (first after)", f"{doc['orders']:,} ({doc['first_order_s']} s)"),
+        ("cancels (why)", ", ".join(f"{k} {v}" for k, v in sorted(doc["cancels"].items())) or "none"),
         ("fills (duplicates skipped)", f"{doc['fills']:,} ({doc['fill_duplicates']})"),
+        (
+            "answered: parts / rejected / cancelled",
+            f"{doc['fill_parts']:,} / {doc['fill_rejected']:,} / {doc['fill_cancelled']:,}",
+        ),
         (
             "quote -> order p50 / p99 / max",
             " / ".join("-" if v is None else f"{v:,.0f} ms" for v in (lat["p50"], lat["p99"], lat["max"])),
@@ -327,6 +353,8 @@ async def _run(s: Settings, args: argparse.Namespace) -> dict[str, Any]:
         # a trading day per second breaches far more accounts per 10 s than a real market does: only a
         # move that breaches half the book is treated as a storm (a held book would end the demo's loop)
         "STREAMPROC_STORM_SHARE": os.environ.get("STREAMPROC_STORM_SHARE", "0.5"),
+        # orders answered in parts, some rejected: a short cooldown shows unanswered ones cancelled too
+        "STREAMPROC_ORDER_COOLDOWN_S": os.environ.get("STREAMPROC_ORDER_COOLDOWN_S", "15"),
     }
     OUT.mkdir(exist_ok=True)
     workers = [
@@ -343,7 +371,7 @@ async def _run(s: Settings, args: argparse.Namespace) -> dict[str, Any]:
         asyncio.create_task(
             simulate.run(s, accounts=args.accounts, rate=args.rate, market=market, stats=sim), name="simulate"
         ),
-        asyncio.create_task(fill.run(s, stats=desk), name="fill"),
+        asyncio.create_task(fill.run(s, stats=desk, policy=DESK), name="fill"),
         asyncio.create_task(watch_outputs(s, partitions, view), name="outputs"),
         asyncio.create_task(watch_workers(workers, view), name="workers"),
     ]

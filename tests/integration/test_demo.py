@@ -40,6 +40,9 @@ def test_demo_closes_the_loop_and_alerts_on_the_faults_it_injects(stack: Stack, 
     # the loop closed: orders were filled and the fills came back as positions
     assert doc["orders"] > 0 and doc["fills"] > 0 and doc["positions_published_by_fills"] > 0
     assert doc["first_order_s"] is not None
+    # order management answers in parts (ratio 0.5): orders stay working over several parts
+    assert doc["fill_parts"] > doc["fills"] > 0
+    assert isinstance(doc["cancels"], dict) and doc["fill_rejected"] >= 0
     # the stopped instrument raised quote_stale, and it resolved when its quotes resumed
     assert doc["alerts"].get("quote_stale:firing", 0) >= 1
     assert doc["alerts"].get("quote_stale:resolved", 0) >= 1
