@@ -5,8 +5,6 @@ records published into the namespace's real topics."""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 
 import orjson
 import pytest
@@ -16,28 +14,11 @@ from aiokafka.admin import AIOKafkaAdminClient
 from streamproc.settings import Settings
 from streamproc.sim.messages import instrument, now_ms, position, produce, quote, targets
 from streamproc.wire.codec import Rejected, deadletter
-from tests.conftest import ROOT, Stack
+from tests.conftest import Stack
 from tests.integration.conftest import Namespace
+from tests.integration.oncall import cli
 
 pytestmark = pytest.mark.integration
-
-
-def cli(stack: Stack, namespace: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """`streamproc ARGS` as an on-call engineer runs it: a fresh process, settings from the environment."""
-    env = {
-        "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap,
-        "REDIS_URL": stack.redis_url,
-        "STREAMPROC_NAMESPACE": namespace,
-        "PATH": "",
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "streamproc", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def topic_rows(stdout: str) -> dict[str, tuple[int, str]]:

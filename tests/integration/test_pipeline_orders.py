@@ -12,6 +12,7 @@ from streamproc.sim.messages import now_ms, position, produce, quote
 from streamproc.state.keys import Keys
 from streamproc.wire.contract import Contract
 from tests.integration.alerts import alerts_of
+from tests.integration.oncall import cli
 from tests.integration.passes import passes_after
 from tests.integration.scenario import for_account, setup_records
 from tests.integration.workers import TopicReader, wait_for
@@ -152,6 +153,18 @@ async def test_unanswered_orders_are_cancelled_reissued_and_capped(
     assert rebalances[1]["ts"] - rebalances[0]["ts"] >= 2000  # a cooldown, then one for the cancel
     (alert,) = alerts_of(fired, "order_unanswered", "C")[:1]
     assert alert["state"] == "firing" and alert["runbook"] == "runbooks/order_unanswered.md"
+    # the runbook's commands, as on-call runs them during the incident
+    shown = cli(stack, settings.namespace, "inspect", "account", "C")
+    assert shown.returncode == 0, shown.stderr
+    assert "UNANSWERED     3 orders in a row" in shown.stdout and "streamproc orders retry C" in shown.stdout
+    assert f"CANCELLED      {rebalances[2]['event_id']}" in shown.stdout
+    topics = cli(stack, settings.namespace, "inspect", "topics")
+    assert topics.returncode == 0 and "orders" in topics.stdout, topics.stderr
+    async with TopicReader(stack, t.orders) as orders:
+        retried = cli(stack, settings.namespace, "orders", "retry", "C")
+        assert retried.returncode == 0 and "asked the owner of C to retry" in retried.stdout, retried.stderr
+        values = await orders.wait("the retried order", lambda v: len(v) >= 7, timeout=30)
+    assert values[6]["type"] == "rebalance" and values[6]["inputs"]["attempt"] == 3
 
 
 async def _drift_status(client, key, status):
