@@ -11,7 +11,7 @@ import numpy as np
 from streamproc.app.accounts import Accounts
 from streamproc.app.prices import Prices
 from streamproc.app.status import BREACHED, Status
-from streamproc.app.working import projected, projection
+from streamproc.app.working import among, projected, projection
 from streamproc.core import LegLimits, PriceFlag
 from streamproc.core.book import CASH
 from streamproc.core.evaluate import Evaluation
@@ -215,20 +215,15 @@ def decide(
 
 def _back_in_band(accounts: Accounts, rows: I64) -> Bool:
     """Per row: its working order is to be cancelled because the account is back in band."""
-    obsolete = accounts.working.obsolete
-    out: Bool = np.zeros(rows.size, dtype=bool)
-    if obsolete:
-        out[:] = [obsolete.get(r) == "back_in_band" for r in rows.tolist()]
-    return out
+    back = [r for r, why in accounts.working.obsolete.items() if why == "back_in_band"]
+    return among(rows, back)
 
 
 def _capped(accounts: Accounts, rows: I64) -> Bool:
     """Per row: its orders went unanswered too often in a row (it waits for an operator)."""
-    out: Bool = np.zeros(rows.size, dtype=bool)
-    if accounts.working.unanswered and accounts.max_attempts > 0:
-        for j, r in enumerate(rows.tolist()):
-            out[j] = accounts.capped(r)
-    return out
+    if accounts.max_attempts <= 0:
+        return np.zeros(rows.size, dtype=bool)
+    return among(rows, [r for r in accounts.working.unanswered if accounts.capped(r)])
 
 
 def _unanswered_why(accounts: Accounts, r: int) -> str:
@@ -248,7 +243,7 @@ def _cancels(accounts: Accounts, rows: I64, orders: list[Draft], now_ms: int) ->
     replacing = {d.row: d for d in orders}
     book = accounts.book
     out = []
-    for r in rows.tolist():
+    for r in rows[among(rows, working.obsolete)].tolist():
         why = working.obsolete.get(r)
         order = working.get(r)
         if why is None or order is None:
