@@ -212,7 +212,7 @@ def render(view: View, sim: simulate.SimStats, desk: fill.FillStats, duration_s:
         f"{desk.filled:,} in {desk.parts:,} parts",
     )
     flows.add_row(
-        "rejected", f"{desk.rejected:,}", "cancelled", f"{desk.cancelled:,} (dup {desk.duplicates})"
+        "working", f"{desk.working:,}", "rejected / cancelled", f"{desk.rejected:,} / {desk.cancelled:,}"
     )
     flows.add_row(
         "accounts",
@@ -265,6 +265,7 @@ def summary(view: View, sim: simulate.SimStats, desk: fill.FillStats, drift: Cou
         "fill_legs_rejected": desk.legs_rejected,
         "fill_cancelled": desk.cancelled,
         "fill_cancels_ignored": desk.cancels_ignored,
+        "fill_working_at_end": desk.working,
         "quote_to_order_ms": {
             "p50": view.latency(50),
             "p99": view.latency(99),

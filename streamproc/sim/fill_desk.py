@@ -82,6 +82,7 @@ class FillStats:
     cancelled: int = 0  # orders stopped by a cancel
     cancels_ignored: int = 0  # for an order complete or unknown, or all with --ignore-cancels
     positions_published: int = 0
+    working: int = 0  # orders with parts still to come, now
     quotes: int = 0
     positions: int = 0  # positions records applied (echoes and replays not counted)
 
@@ -188,6 +189,7 @@ class Desk:
             self.stats.cancels_ignored += 1
             return Outbox()
         del self.working[progress.event_id]
+        self.stats.working = len(self.working)
         progress.end(LegState.CANCELLED, f"cancelled by {doc['event_id']}")
         self.stats.cancelled += 1
         return Outbox(executions=[progress.report(ts)])
@@ -223,4 +225,5 @@ class Desk:
             self.working.pop(progress.event_id, None)
             self.stats.filled += 1
             self.stats.partial += progress.cut
+        self.stats.working = len(self.working)
         return out
