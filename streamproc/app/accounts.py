@@ -177,8 +177,9 @@ class Accounts:
         self.part[r], self.owned[r] = partition, True
         capped = self.status[r] == Status.UNANSWERED
         done = self.working.report(r, account, doc, int(now * 1000))
+        # answered, unless a replacement still works; or any answer to an account waiting at the cap
         if (done == Report.ANSWERED and r not in self.working) or (capped and done != Report.REJECTED):
-            self.hold_until[r] = now + self.settle_s  # a working replacement still holds it
+            self.hold_until[r] = now + self.settle_s
             self.dirty.add(r)
         elif done == Report.REJECTED:
             self.hold_until[r] = math.inf

@@ -244,13 +244,12 @@ def _cancels(accounts: Accounts, rows: I64, orders: list[Draft], now_ms: int) ->
     book = accounts.book
     out = []
     for r in rows[among(rows, working.obsolete)].tolist():
-        why = working.obsolete.get(r)
-        order = working.get(r)
-        if why is None or order is None:
+        why, order = working.obsolete[r], working.get(r)
+        if order is None:
             continue
         account = book.accounts.id_of(r)
-        legs: list[CancelLeg] = [
-            {"instrument": name, "side": "sell" if left < 0 else "buy", "qty": decimal_str(abs(left))}
+        legs = [
+            _open_leg(name, left)
             for event_id, name, left in open_legs(working.open_orders(r), book.holdings(account))
             if event_id == order.event_id
         ]
@@ -270,6 +269,11 @@ def _cancels(accounts: Accounts, rows: I64, orders: list[Draft], now_ms: int) ->
             replacement.doc["replaces"] = order.event_id
         out.append(CancelDraft(r, account, int(accounts.part[r]), doc))
     return out
+
+
+def _open_leg(instrument: str, left: float) -> CancelLeg:
+    """A leg still to trade ``left`` (> 0 buys, < 0 sells), as the orders contract writes it."""
+    return {"instrument": instrument, "side": "sell" if left < 0 else "buy", "qty": decimal_str(abs(left))}
 
 
 def _draft(
@@ -321,12 +325,7 @@ def _draft(
     if open_orders:  # sized on top of what they still trade: it works from the projected holdings
         holdings = book.holdings(account)
         doc["working"] = [
-            {
-                "event_id": event_id,
-                "instrument": name,
-                "side": "sell" if left < 0 else "buy",
-                "qty": decimal_str(abs(left)),
-            }
+            {"event_id": event_id, **_open_leg(name, left)}
             for event_id, name, left in open_legs(open_orders, holdings)
         ]
         held = projected(holdings, open_orders)

@@ -21,6 +21,9 @@ from streamproc.state.records import AccountRecord, RecordedOrder, WorkingOrder,
 
 log = structlog.get_logger(__name__)
 
+# One document to send: (row, account, partition, document).
+_Outgoing = tuple[int, str, int, Mapping[str, Any]]
+
 # Called with the orders delivered, before they are recorded: tests make the process "die" there.
 AfterPublish = Callable[[list[Draft]], None]
 
@@ -132,9 +135,9 @@ class Orders:
         open_ = tuple(self.accounts.working.cancelling.get(r, ()))
         return RecordedOrder(account, event_id, doc, working, (cancel[0],), open_)
 
-    async def _send(self, docs: list[tuple[int, str, int, Mapping[str, Any]]]) -> list[tuple[Any, Any]]:
-        """Send documents (row, account, partition, doc), await all; (item, metadata or None if it
-        failed: its account is left dirty, retried next pass)."""
+    async def _send(self, docs: list[_Outgoing]) -> list[tuple[_Outgoing, Any]]:
+        """Send documents, await all; each with its delivery metadata, or None if it failed (its
+        account is left dirty, retried next pass)."""
         futures = []
         for item in docs:
             r, account, partition, doc = item
@@ -142,7 +145,7 @@ class Orders:
                 self.topic, value=orjson.dumps(doc), key=account.encode(), partition=partition
             )
             futures.append((item, fut))
-        out: list[tuple[Any, Any]] = []
+        out: list[tuple[_Outgoing, Any]] = []
         for item, fut in futures:
             try:
                 out.append((item, await fut))

@@ -34,10 +34,6 @@ class Report(Enum):
     INVALID = "invalid"  # contradicts the order (dead-lettered)
 
 
-def _signed(side: str, qty: float) -> float:
-    return qty if side == "buy" else -qty
-
-
 def projected(holdings: Mapping[str, float], orders: Iterable[WorkingOrder]) -> dict[str, float]:
     """``holdings`` once ``orders`` (oldest first) have traded what they still have open."""
     out = dict(holdings)
@@ -218,7 +214,7 @@ class WorkingOrders:
                 self.cancelling[r] = [updated if o is cancelled else o for o in self.cancelling[r]]
                 return Report.APPLIED
             self.last[r] = event_id
-            unfilled = {leg.instrument: _signed(leg.side, leg.qty - leg.cum_qty) for leg in updated.legs}
+            unfilled = {leg.instrument: leg.signed(leg.qty - leg.cum_qty) for leg in updated.legs}
             self._drop(r, {event_id: unfilled})
             return Report.ANSWERED
         self.orders[r] = updated

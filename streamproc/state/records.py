@@ -85,10 +85,14 @@ class WorkingLeg:
         """Nothing of the leg works any more (filled, rejected, cancelled, expired)."""
         return self.state in TERMINAL
 
+    def signed(self, qty: float) -> float:
+        """``qty`` of this leg as a holding change: < 0 for a sell."""
+        return -qty if self.side == "sell" else qty
+
     @property
     def expected(self) -> float:
         """The holding once the leg is filled."""
-        return self.held_before - self.qty if self.side == "sell" else self.held_before + self.qty
+        return self.held_before + self.signed(self.qty)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,11 +138,10 @@ class WorkingOrder:
             elif leg.instrument in uncredited:
                 left = leg.qty
             else:
-                moved = holdings.get(leg.instrument, 0.0) - leg.held_before
-                filled = -moved if leg.side == "sell" else moved
+                filled = leg.signed(holdings.get(leg.instrument, 0.0) - leg.held_before)
                 left = leg.qty - min(max(filled, 0.0), leg.qty)
             if left > 0:
-                out.append((leg.instrument, -left if leg.side == "sell" else left))
+                out.append((leg.instrument, leg.signed(left)))
         return out
 
     def to_doc(self) -> dict[str, Any]:
@@ -185,7 +188,7 @@ def open_caps(orders: Iterable[WorkingOrder]) -> list[tuple[str, float]]:
         for leg in order.legs:
             if not leg.terminal:
                 left = leg.qty if leg.leaves_qty is None else leg.leaves_qty
-                out.append((leg.instrument, -left if leg.side == "sell" else left))
+                out.append((leg.instrument, leg.signed(left)))
     return out
 
 

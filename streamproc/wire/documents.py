@@ -34,13 +34,18 @@ class OrderInputs(TypedDict):
     attempt: int
 
 
-class WorkingRef(TypedDict):
-    """What of an earlier order is still believed to be working (an order's ``working``)."""
+class CancelLeg(TypedDict):
+    """A leg still believed to be working (a cancel's ``legs``)."""
 
-    event_id: str
     instrument: str
     side: Literal["buy", "sell"]
     qty: str
+
+
+class WorkingRef(CancelLeg):
+    """... of an earlier order, by its event_id (a rebalance's ``working``)."""
+
+    event_id: str
 
 
 class OrderDoc(TypedDict):
@@ -59,12 +64,6 @@ class OrderDoc(TypedDict):
     inputs: OrderInputs
     replaces: NotRequired[str]  # the working order this one replaces (its cancel precedes it)
     working: NotRequired[list[WorkingRef]]  # earlier orders' legs it was sized on top of
-
-
-class CancelLeg(TypedDict):
-    instrument: str
-    side: Literal["buy", "sell"]
-    qty: str
 
 
 CancelWhy = Literal["targets_changed", "unanswered", "back_in_band", "operator"]
