@@ -326,6 +326,13 @@ SPEC: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
         _positive_float,
         "a worker silent this long loses its partitions to the others (failover time after a crash)",
     ),
+    "stop_timeout_s": (
+        "STREAMPROC_STOP_TIMEOUT_S",
+        "15",
+        _positive_float,
+        "a stop (SIGTERM, Ctrl-C) still running after this long logs where it hung and exits with 75; "
+        "keep it under the orchestrator's grace period",
+    ),
     "batch_max": ("STREAMPROC_BATCH_MAX", "2000", _positive_int, "max records per consumed batch"),
     "quote_checkpoint_ms": (
         "STREAMPROC_QUOTE_CHECKPOINT_MS",
@@ -383,6 +390,7 @@ class Settings:
     order_max_attempts: int
     order_settle_s: float
     session_timeout_s: float
+    stop_timeout_s: float
     batch_max: int
     quote_checkpoint_ms: int
     partitions: int

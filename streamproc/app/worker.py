@@ -18,6 +18,7 @@ from streamproc.app.deadletters import Record
 from streamproc.app.kafka_io import KafkaOrderLog, KafkaPublisher
 from streamproc.app.orders import AfterPublish
 from streamproc.app.runtime import Components, build
+from streamproc.app.stop_guard import StopGuard
 from streamproc.app.topics import ensure_topics
 from streamproc.clients import faust_credentials, kafka_args, redis_client
 from streamproc.logs import configure as configure_logging
@@ -214,6 +215,17 @@ def create_app(
     return app, parts
 
 
+class _Worker(faust.Worker):
+    """faust's worker with its stop bounded by a StopGuard, armed when the stop signal arrives."""
+
+    guard: StopGuard | None = None
+
+    def _schedule_shutdown(self, signal: Any) -> None:
+        if self.guard is not None:
+            self.guard.arm()
+        super()._schedule_shutdown(signal)
+
+
 def run(settings: Settings, *, after_publish: AfterPublish | None = None) -> int:
     """`streamproc worker`: run one worker until SIGINT/SIGTERM."""
     configure_logging(settings.log_level, settings.log_format)
@@ -226,6 +238,7 @@ def run(settings: Settings, *, after_publish: AfterPublish | None = None) -> int
     # cycles, so collect far less often; loaded state is also frozen out of the collector (Ownership.load).
     gc.set_threshold(_GC_THRESHOLD, 20, 50)
     # override_logging=False: keep our handler (mode would replace the root handlers with its own)
-    worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True, override_logging=False)
+    worker = _Worker(app, loglevel=settings.log_level.upper(), quiet=True, override_logging=False)
+    worker.guard = StopGuard(worker.loop, settings.stop_timeout_s)
     worker.execute_from_commandline()
     return 0
