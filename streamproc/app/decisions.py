@@ -11,7 +11,7 @@ import numpy as np
 from streamproc.app.accounts import Accounts
 from streamproc.app.prices import Prices
 from streamproc.app.status import BREACHED, Status
-from streamproc.app.working import among, projected, projection
+from streamproc.app.working import among, projected, projection, unfilled
 from streamproc.core import LegLimits, PriceFlag
 from streamproc.core.book import CASH
 from streamproc.core.evaluate import Evaluation
@@ -117,18 +117,27 @@ def suppressed_why(accounts: Accounts, ev: Evaluation, j: int, quarantined: bool
 
 
 def back_in_band(accounts: Accounts, affected: I64, now: float) -> int:
-    """Working orders of accounts that prices moved back inside their bands (on the holdings alone)
-    are obsolete: released, their next evaluation cancels them (``back_in_band``, no replacement);
-    returns how many."""
+    """Working orders of accounts that prices moved back well inside their bands (every weight within
+    the re-arm fraction of its band, half by default) are obsolete: released, their next evaluation
+    cancels them (``back_in_band``, no replacement); returns how many. Judged on the holdings without
+    what the orders have filled so far: a partial fill bringing the account inside the band is the
+    order working, not a reason to cancel its rest."""
     working = accounts.working
     if not working.orders or affected.size == 0:
         return 0
-    live = np.fromiter((r for r in working.orders if r not in working.obsolete), dtype=np.int64)
-    rows = live[np.isin(live, affected) & accounts.owned[live]]  # few working orders, many accounts
+    live = np.fromiter(working.orders.keys(), dtype=np.int64, count=len(working.orders))
+    keep = np.isin(live, affected) & accounts.owned[live]  # few working orders, many accounts
+    if working.obsolete:
+        keep &= ~among(live, working.obsolete.keys())
+    rows = live[keep]
     if rows.size == 0:
         return 0
-    ev = accounts.book.evaluate(rows)
-    inside = rows[ev.evaluable & ~ev.breaching & ~accounts.quarantine.mask(rows)]
+    book = accounts.book
+    ev = book.evaluate(rows, unfilled(working, book, rows))
+    # hysteresis, as for re-arming a band: a weight just back inside its edge is noise, not a reason
+    with np.errstate(invalid="ignore"):  # NaN deviations: not evaluable, excluded below
+        calm = (np.abs(ev.deviations) <= book.policy.rearm_fraction * ev.limits).all(axis=1)
+    inside = rows[ev.evaluable & calm & ~accounts.quarantine.mask(rows)]
     for r in inside.tolist():
         working.make_obsolete(r, "back_in_band")
     accounts.hold_until[inside] = now

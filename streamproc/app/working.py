@@ -65,6 +65,7 @@ class WorkingOrders:
         self.rejected: dict[int, Episode] = {}  # row -> its order_rejected episode
         self.unanswered: dict[int, Episode] = {}  # row -> its order_unanswered episode
         self.changed: set[int] = set()  # rows whose open orders are to be stored
+        self.traded: set[int] = set()  # rows whose working order may have traded (moves or reports)
         self.closed: list[Episode] = []  # episodes ended since the last drain
         self.error = ""  # why the last report was UNKNOWN or INVALID
 
@@ -85,6 +86,7 @@ class WorkingOrders:
         """An order was published: it works from the holdings ``held`` (projected, when it was sized
         on top of cancelled orders still open)."""
         order = self.orders[r] = WorkingOrder.of(doc, held)
+        self.traded.discard(r)
         return order
 
     def restore(self, r: int, order: WorkingOrder | None) -> None:
@@ -93,6 +95,7 @@ class WorkingOrders:
             state.pop(r, None)
         if order is not None:
             self.orders[r] = order
+            self.traded.add(r)  # it may have traded before it was stored: assume it did
 
     def completed_by(self, r: int, holdings: Mapping[str, float], lot_of: Callable[[str], float]) -> bool:
         """Positions changed: True when they complete row r's working order (it is answered). Cancelled
@@ -106,7 +109,10 @@ class WorkingOrders:
                 self._drop(r, filled)
                 self._heard(r, answered_by="positions")
         order = self.orders.get(r)
-        if order is None or not order.done(holdings, lot_of):
+        if order is None:
+            return False
+        self.traded.add(r)
+        if not order.done(holdings, lot_of):
             return False
         self._answer(r)
         self._heard(r, answered_by="positions")
@@ -208,6 +214,8 @@ class WorkingOrders:
             return Report.INVALID
         self._heard(r, answered_by=doc["exec_id"])
         self.changed.add(r)
+        if cancelled is None:
+            self.traded.add(r)
         done = all(leg.terminal for leg in updated.legs)
         if cancelled is not None:
             if not done:
@@ -359,3 +367,26 @@ def projection(working: WorkingOrders, book: Book, rows: I64) -> Shift | None:
         return None
     ints = np.array(at, dtype=np.int64), np.array(inst, dtype=np.int64)
     return Shift(*ints, np.array(qty), np.array(price), np.array(cap))
+
+
+def unfilled(working: WorkingOrders, book: Book, rows: I64) -> Shift | None:
+    """The holdings of ``rows`` as if their working orders had not traded (fills undone at today's
+    prices): an order is obsolete when prices alone brought its account back in band, not when its own
+    partial fills did. Only rows in ``working.traded`` are undone (the rest have not traded)."""
+    may = np.flatnonzero(among(rows, working.traded & working.orders.keys()))
+    at: list[int] = []
+    inst: list[int] = []
+    qty: list[float] = []
+    price: list[float] = []
+    for j in may.tolist():
+        r = int(rows[j])
+        for name, done in working.orders[r].traded(book.holdings(book.accounts.id_of(r))):
+            bid, ask, _ = book.price(name)
+            px = bid if done > 0 else ask  # undoing a buy sells it back, undoing a sale buys it back
+            at.append(j)
+            inst.append(book.instrument(name))
+            qty.append(-done)
+            price.append(0.0 if math.isnan(px) else px)
+    if not at:
+        return None
+    return Shift(np.array(at, dtype=np.int64), np.array(inst, dtype=np.int64), np.array(qty), np.array(price))

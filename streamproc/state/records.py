@@ -144,6 +144,20 @@ class WorkingOrder:
                 out.append((leg.instrument, leg.signed(left)))
         return out
 
+    def traded(self, holdings: Mapping[str, float]) -> list[tuple[str, float]]:
+        """(instrument, qty traded so far: > 0 bought, < 0 sold) per leg: what execution reports say
+        was filled, else what positions show moved since it started (at most the leg)."""
+        out = []
+        for leg in self.legs:
+            if leg.terminal or leg.leaves_qty is not None:
+                done = leg.cum_qty
+            else:
+                moved = leg.signed(holdings.get(leg.instrument, 0.0) - leg.held_before)
+                done = min(max(moved, 0.0), leg.qty)
+            if done > 0:
+                out.append((leg.instrument, leg.signed(done)))
+        return out
+
     def to_doc(self) -> dict[str, Any]:
         legs = [
             [leg.instrument, leg.side, leg.qty, leg.held_before, leg.state, leg.cum_qty, leg.leaves_qty]

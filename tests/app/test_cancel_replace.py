@@ -188,7 +188,10 @@ async def test_an_order_whose_account_is_back_in_band_is_cancelled_and_not_repla
     quote(w, "EQ", 131.0, 3)  # still out of band: the order keeps working
     assert await w.parts.evaluator.run_once() == 0 and len(orders(w)) == 1
     w.clock.advance(1)
-    quote(w, "EQ", 101.0, 4)  # back: 60/40 on the holdings alone, the order would overshoot
+    quote(w, "EQ", 111.0, 4)  # 62.5 %: inside the band, but not by more than its half (hysteresis)
+    assert await w.parts.evaluator.run_once() == 0 and len(orders(w)) == 1
+    w.clock.advance(1)
+    quote(w, "EQ", 101.0, 5)  # back: 60/40 on the holdings alone, the order would overshoot
     assert await w.parts.evaluator.run_once() == 0
     (cancel,) = orders(w)[1:]
     CONTRACT.validate("orders", cancel)
@@ -197,7 +200,7 @@ async def test_an_order_whose_account_is_back_in_band_is_cancelled_and_not_repla
     stored = await w.store.load_account("A")
     assert stored is not None and stored.working is None
     assert [c.event_id for c in stored.cancelling] == [order["event_id"]]
-    for seq in (5, 6):  # waiting for the confirmation: nothing more
+    for seq in (6, 7):  # waiting for the confirmation: nothing more
         w.clock.advance(1)
         quote(w, "EQ", 101.0 + seq / 100, seq)
         await w.parts.evaluator.run_once()
@@ -223,3 +226,58 @@ async def test_targets_changed_before_a_handover_cancel_the_loaded_working_order
     cancel, replacement = orders(nxt)[1:]
     assert cancel["cancels"] == order["event_id"] and cancel["why"] == "targets_changed"
     assert replacement["replaces"] == order["event_id"]
+
+
+async def positions(w: InMemoryWorker, seq: int, **qty: float) -> None:
+    """Position records of account A (a fill as order management reports it), from ``seq`` on."""
+    topic, ts = w.parts.settings.topics.positions, int(w.clock.time() * 1000)
+    docs = [
+        {"account": "A", "instrument": i, "qty": q, "seq": seq + k, "ts": ts}
+        for k, (i, q) in enumerate(qty.items())
+    ]
+    await w.parts.intake.on_records(
+        [Record(topic, 0, 60 + seq + k, b"A", orjson.dumps(d)) for k, d in enumerate(docs)]
+    )
+
+
+@pytest.mark.parametrize("answered_by", ["positions", "reports"])
+async def test_a_partial_fill_that_brings_the_account_inside_its_band_does_not_cancel_the_rest(
+    answered_by: str,
+) -> None:
+    w = worker(settings(), CONTRACT)
+    order = await ordered(w)  # 600 EQ at 132 (66.4 %): sell ~58 EQ, buy ~154 BOND
+    qty = {leg["instrument"]: float(leg["qty"]) for leg in order["legs"]}
+    part = {name: q * 0.6 for name, q in qty.items()}
+    await positions(w, 4, EQ=600.0 - part["EQ"], BOND=800.0 + part["BOND"])  # EQ now ~62.6 %: inside
+    if answered_by == "reports":
+        states = {name: ("partially_filled", q) for name, q in part.items()}
+        await send(w, report(order, "p1", **states))
+    for seq in (3, 4):  # prices wiggle: the order is working, not obsolete
+        w.clock.advance(1)
+        quote(w, "EQ", 132.0 - seq / 100, seq)
+        await w.parts.evaluator.run_once()
+    assert len(orders(w)) == 1
+    stored = await w.store.load_account("A")
+    assert stored is not None and stored.working is not None
+    assert stored.working.event_id == order["event_id"]
+    w.clock.advance(1)
+    quote(w, "EQ", 101.0, 5)  # at 101 the holdings the order started from are back in band
+    await w.parts.evaluator.run_once()
+    (cancel,) = orders(w)[1:]
+    assert cancel["why"] == "back_in_band" and cancel["cancels"] == order["event_id"]
+
+
+async def test_a_loaded_order_that_traded_before_the_handover_is_judged_without_its_fills() -> None:
+    s = settings()
+    w = worker(s, CONTRACT)
+    order = await ordered(w)
+    qty = {leg["instrument"]: float(leg["qty"]) for leg in order["legs"]}
+    await positions(w, 4, EQ=600.0 - qty["EQ"] * 0.6, BOND=800.0 + qty["BOND"] * 0.6)
+    nxt = worker(s, CONTRACT, store=w.store, publisher=w.publisher, clock=w.clock)
+    market(nxt, eq=132.0, seq=2)
+    await own(nxt, 0)
+    for seq in (3, 4):
+        nxt.clock.advance(1)
+        quote(nxt, "EQ", 132.0 - seq / 100, seq)
+        await nxt.parts.evaluator.run_once()
+    assert len(orders(nxt)) == 1  # the new owner does not cancel an order its own fills brought in band
