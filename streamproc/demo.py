@@ -318,6 +318,12 @@ def print_summary(doc: dict[str, Any], path: Path) -> None:
         table.add_row(*row)
     console.print(table)
     console.print(f"summary: {path}; worker logs: {OUT}/demo-worker-*.log")
+    if not doc.get("removed", True):
+        ns = doc["namespace"]
+        console.print(
+            f"kept namespace {ns}: inspect it with `STREAMPROC_NAMESPACE={ns} streamproc inspect status` "
+            "(or `inspect topics`, `inspect account ID`); its topics and Redis keys stay until removed"
+        )
 
 
 async def drift_statuses(s: Settings) -> Counter[str]:

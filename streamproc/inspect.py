@@ -239,7 +239,7 @@ def topics_view(settings: Settings) -> int:
     """`streamproc inspect topics`: per topic, records so far and when the newest arrived; 1 when a
     topic does not exist (a wrong STREAMPROC_NAMESPACE, or no worker has created them yet)."""
     t = settings.topics
-    names = [t.quotes, t.positions, t.targets, t.instruments, t.orders, t.alerts, t.deadletter]
+    names = [t.quotes, t.positions, t.targets, t.instruments, t.executions, t.orders, t.alerts, t.deadletter]
     found = asyncio.run(_newest(settings, names))
     now_ms = int(time.time() * 1000)
     print(f"{'topic':<32} {'records':>10}  newest record")

@@ -50,13 +50,23 @@ async def test_inspect_topics_shows_each_topics_records_and_newest(settings: Set
 
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = topic_rows(proc.stdout)
-    assert set(rows) == {t.quotes, t.positions, t.targets, t.instruments, t.orders, t.alerts, t.deadletter}
+    assert set(rows) == {
+        t.quotes,
+        t.positions,
+        t.targets,
+        t.instruments,
+        t.executions,
+        t.orders,
+        t.alerts,
+        t.deadletter,
+    }
     for topic, records in published.items():
         count, newest = rows[topic]
         assert count == len(records), f"{topic}: {rows[topic]} (published {len(records)})\n{proc.stdout}"
         seconds = re.fullmatch(r"(\d+\.\d) s ago", newest)
         assert seconds and float(seconds[1]) < 120, f"{topic}: newest {newest!r}\n{proc.stdout}"
-    assert rows[t.orders] == (0, "never") and rows[t.alerts] == (0, "never"), proc.stdout
+    for empty in (t.executions, t.orders, t.alerts):
+        assert rows[empty] == (0, "never"), proc.stdout
     assert "no such topic" not in proc.stdout
 
 
