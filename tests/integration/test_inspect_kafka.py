@@ -120,7 +120,9 @@ async def test_a_wrong_namespace_is_reported_and_no_topic_is_created(
 
         assert topics.returncode == 1, topics.stdout + topics.stderr
         rows = topic_rows(topics.stdout)
-        assert len(rows) == 7 and all("no such topic" in shown for _n, shown in rows.values()), topics.stdout
+        # every topic the worker reads or writes: quotes, positions, targets, instruments, executions,
+        # orders, alerts, deadletter
+        assert len(rows) == 8 and all("no such topic" in shown for _n, shown in rows.values()), topics.stdout
         assert letters.returncode == 1, letters.stdout + letters.stderr
         assert f"no such topic {wrong}.deadletter" in letters.stdout
         created = [n for n in await admin.list_topics() if n.startswith(f"{wrong}.")]
