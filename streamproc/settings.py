@@ -80,6 +80,13 @@ def _fraction(raw: str) -> float:
     return value
 
 
+def _below_one(raw: str) -> float:
+    value = float(raw)
+    if not 0 <= value < 1:
+        raise ValueError("must be a fraction in [0, 1)")
+    return value
+
+
 def _pairs(raw: str, what: str) -> dict[str, float]:
     out: dict[str, float] = {}
     for item in (p.strip() for p in raw.split(",")):
@@ -302,6 +309,18 @@ SPEC: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
         _positive_float,
         "window over which the dead-letter rate is measured",
     ),
+    "band_rel_floor": (
+        "STREAMPROC_BAND_REL_FLOOR",
+        "0.005",
+        _below_one,
+        "the narrowest a relative band gets, in weight (0.005: half a point), so tiny targets stay tradable",
+    ),
+    "band_edge_margin": (
+        "STREAMPROC_BAND_EDGE_MARGIN",
+        "0.1",
+        _below_one,
+        "edge mode trades to this fraction of the band inside the edge (0.1: 40 +- 3 buys back to 37.3)",
+    ),
     "order_cooldown_s": (
         "STREAMPROC_ORDER_COOLDOWN_S",
         "300",
@@ -386,6 +405,8 @@ class Settings:
     storm_min_accounts: int
     deadletter_rate_per_min: int
     deadletter_window_s: float
+    band_rel_floor: float
+    band_edge_margin: float
     order_cooldown_s: float
     order_max_attempts: int
     order_settle_s: float

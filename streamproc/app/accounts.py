@@ -203,13 +203,14 @@ class Accounts:
         for j, rec in enumerate(recs):
             doc = rec.targets or {}
             weights = doc.get("weights", {})
-            if any(k in doc for k in ("band", "bands", "mode", "min_trade")):
+            if any(k in doc for k in ("band", "bands", "mode", "min_trade", "liquidate")):
                 args = targets_args(doc)
                 specs[j] = RowSpec(
                     band_pair(args["band"]),
                     {instrument(i): band_pair(b) for i, b in args["bands"].items()},
                     args["mode"],
                     args["min_trade"],
+                    args["liquidate"],
                 )
             names = sorted(set(rec.holdings) | {i for i, w in weights.items() if float(w) > 0})
             for s, name in enumerate(names):

@@ -25,7 +25,7 @@ from streamproc.app.progress import Progress
 from streamproc.app.storm import StormGuard
 from streamproc.app.watch import Watch
 from streamproc.app.watcher import Watcher
-from streamproc.core import Book
+from streamproc.core import BandPolicy, Book
 from streamproc.settings import Settings
 from streamproc.wire.contract import Contract
 
@@ -83,7 +83,7 @@ def build(
     clock = clock or SystemClock()
     topics = settings.topics
     lock = asyncio.Lock()  # one evaluation / rebalance / watch step at a time
-    book = Book()
+    book = Book(BandPolicy(rel_floor=settings.band_rel_floor, edge_margin=settings.band_edge_margin))
     accounts = Accounts(
         book,
         cooldown_s=settings.order_cooldown_s,

@@ -24,4 +24,5 @@ def targets_args(doc: Mapping[str, Any]) -> dict[str, Any]:
         "bands": {i: b for i, d in (doc.get("bands") or {}).items() if (b := _band(d)) is not None},
         "mode": Mode.parse(doc["mode"]) if "mode" in doc else Mode.TARGET,
         "min_trade": float(doc.get("min_trade", 0.0)),
+        "liquidate": bool(doc.get("liquidate", False)),
     }

@@ -13,6 +13,10 @@ Precedence, first match wins (documented in README, "Bands"):
 5. the policy default (abs 0.03).
 Tier defaults sit above the account-wide band on purpose: a risk rule for a tier is not loosened
 by an account's blanket setting; a per-instrument band is the explicit way to do that.
+
+A relative band is never narrower than the policy's ``rel_floor`` (half a point by default), so a
+tiny target stays tradable; and a weight exactly on its edge is inside: the comparison allows
+``BAND_TOLERANCE`` of float noise (63 % against 60 +- 3 computes as 0.030000000000000027 over).
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ F64 = npt.NDArray[np.float64]
 
 DEFAULT_ABS_BAND = 0.03
 DEFAULT_REARM_FRACTION = 0.5
+DEFAULT_REL_FLOOR = 0.005
+DEFAULT_EDGE_MARGIN = 0.1
+BAND_TOLERANCE = 1e-9  # weight points: far below any real breach, far above float noise
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,10 +71,19 @@ class BandPolicy:
     instruments: Mapping[str, Band] = field(default_factory=dict)
     # After a breach is answered, the slot re-arms once |deviation| <= rearm_fraction * limit.
     rearm_fraction: float = DEFAULT_REARM_FRACTION
+    # The narrowest a relative band gets, in weight points (0.005: a 5/25 band on 1 % is +-0.5 points).
+    rel_floor: float = DEFAULT_REL_FLOOR
+    # Edge mode aims this fraction of the band inside the edge (0.1: 37.3 % for 40 +- 3), so a fill
+    # at the ask or a small price move does not leave the account just outside, ordering dust.
+    edge_margin: float = DEFAULT_EDGE_MARGIN
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.rearm_fraction <= 1.0:
             raise ValueError(f"rearm_fraction must be within [0, 1], got {self.rearm_fraction!r}")
+        if not 0.0 <= self.rel_floor < 1.0:
+            raise ValueError(f"rel_floor must be within [0, 1), got {self.rel_floor!r}")
+        if not 0.0 <= self.edge_margin < 1.0:
+            raise ValueError(f"edge_margin must be within [0, 1), got {self.edge_margin!r}")
 
     def instrument_band(self, instrument: str, tier: str | None) -> Band | None:
         """The policy's band for one instrument (override, else tier default), or None."""
@@ -89,8 +105,10 @@ def effective_limits(
     targets: F64,
     levels: list[tuple[F64, F64]],
     default: Band,
+    rel_floor: float = 0.0,
 ) -> F64:
-    """Per-slot limit ``min(abs, rel * target)``: the first level whose abs is not NaN wins, else ``default``.
+    """Per-slot limit ``min(abs, max(rel * target, rel_floor))``: the first level whose abs is not NaN
+    wins, else ``default``.
 
     ``levels`` are (abs, rel) arrays broadcastable to ``targets``, highest precedence first.
     """
@@ -104,7 +122,7 @@ def effective_limits(
         abs_ = np.where(have, a, abs_)
         rel = np.where(have, r, rel)
     with np.errstate(invalid="ignore"):
-        rel_limit = np.where(targets > 0.0, rel * targets, np.inf)
+        rel_limit = np.where(targets > 0.0, np.maximum(rel * targets, rel_floor), np.inf)
     # a relative-only band says nothing about an unwanted holding (target 0): the default abs judges it
     abs_ = np.where((targets > 0.0) | np.isfinite(abs_), abs_, default.abs_or_inf)
     out: F64 = np.minimum(abs_, rel_limit)

@@ -41,6 +41,7 @@ class RowSpec:
     slot_bands: Mapping[int, tuple[float, float]] = field(default_factory=dict)  # instrument index -> pair
     mode: Mode = Mode.TARGET
     min_trade: float = 0.0
+    liquidate: bool = False
 
 
 def _grow(arr: np.ndarray, n: int, fill: object, axis: int = 0) -> np.ndarray:
@@ -96,6 +97,7 @@ class Book:
         self._row_rel: F64 = np.zeros(0)
         self._mode = np.zeros(0, dtype=np.int8)
         self._min_trade: F64 = np.zeros(0)
+        self._liquidate: Bool = np.zeros(0, dtype=bool)  # exit untargeted holdings without a breach
         self._slot_bands: dict[int, dict[int, tuple[float, float]]] = {}
         # per slot
         self._k = max(1, slots)
@@ -164,6 +166,7 @@ class Book:
         self._row_rel = _grow(self._row_rel, new_cap, np.nan)
         self._mode = _grow(self._mode, new_cap, np.int8(self.default_mode))
         self._min_trade = _grow(self._min_trade, new_cap, self.default_min_trade)
+        self._liquidate = _grow(self._liquidate, new_cap, False)
         self._inst = _grow(self._inst, new_cap, -1)
         self._qty = _grow(self._qty, new_cap, 0.0)
         self._target = _grow(self._target, new_cap, 0.0)
@@ -322,8 +325,10 @@ class Book:
         bands: Mapping[str, Band] | None = None,
         mode: Mode | None = None,
         min_trade: float | None = None,
+        liquidate: bool = False,
     ) -> None:
-        """Replace an account's target weights (the rest is its cash target) and its band settings."""
+        """Replace an account's target weights (the rest is its cash target) and its band settings;
+        ``liquidate`` sells every untargeted holding in full at the next evaluation, breach or not."""
         bad = {k: v for k, v in weights.items() if not v >= 0}
         if bad:
             raise ValueError(f"target weights must be >= 0; {account} has {bad}")
@@ -354,6 +359,7 @@ class Book:
             self._mode[row] = mode
         if min_trade is not None:
             self._min_trade[row] = min_trade
+        self._liquidate[row] = liquidate
         self._recompute_limits(np.array([row]))
         self._disarmed[row] = False
 
@@ -381,7 +387,11 @@ class Book:
             (self._inst_abs[inst], self._inst_rel[inst]),
             (self._row_abs[rows][:, None], self._row_rel[rows][:, None]),
         ]
-        limits = effective_limits(self._target[rows], levels, self.policy.default)
+        targets = self._target[rows]
+        limits = effective_limits(targets, levels, self.policy.default, self.policy.rel_floor)
+        liquidating = self._liquidate[rows]
+        if liquidating.any():  # an untargeted holding of a liquidating account breaches at any weight
+            limits = np.where(liquidating[:, None] & (targets == 0.0), 0.0, limits)
         self._limit[rows] = np.where(inst >= 0, limits, np.inf)
 
     def load_rows(
@@ -423,6 +433,7 @@ class Book:
         self._row_abs[rows] = self._row_rel[rows] = np.nan
         self._mode[rows] = self.default_mode
         self._min_trade[rows] = self.default_min_trade
+        self._liquidate[rows] = False
         for row in rows.tolist():
             self._slot_bands.pop(row, None)
         for j, spec in (specs or {}).items():
@@ -432,6 +443,7 @@ class Book:
                 self._slot_bands[row] = dict(spec.slot_bands)
             self._mode[row] = spec.mode
             self._min_trade[row] = spec.min_trade
+            self._liquidate[row] = spec.liquidate
         self._recompute_limits(rows)
         self._index_ptr = None  # structural change of many rows: rebuild the index on next use
         return rows
@@ -538,6 +550,7 @@ class Book:
             mode=self._mode[br.rows],
             min_trade=self._min_trade[br.rows],
             limits=limits or LegLimits(),
+            edge_margin=self.policy.edge_margin,
         )
 
     def mark_answered(self, plan: LegPlan) -> None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from streamproc.core.bands import BAND_TOLERANCE
 from streamproc.core.types import F64, I64, U8, Bool, PriceFlag
 
 
@@ -29,7 +30,9 @@ class Evaluation:
     cash: F64
     value: F64  # total market value at mid, holdings plus cash
     deviations: F64  # weight - target; NaN on rows that are not evaluable
-    excess: F64  # |deviation| - limit where an armed slot of an evaluable row breaches, else 0
+    excess: (
+        F64  # |deviation| - limit - BAND_TOLERANCE where an armed slot of an evaluable row breaches, else 0
+    )
     status: U8  # OR of PriceFlag over held/targeted instruments, plus EMPTY_ACCOUNT; 0 = evaluable
     breaching: Bool  # evaluable accounts with at least one armed slot outside its band
     sellable: F64  # what a new sell may take per slot: ``qty`` less what working orders still sell
@@ -145,6 +148,7 @@ def evaluate_arrays(
 
     excess = np.abs(deviations)
     np.subtract(excess, limits, out=excess)  # padded slots: limit inf -> -inf
+    np.subtract(excess, BAND_TOLERANCE, out=excess)  # a weight exactly on its edge is inside
     np.maximum(excess, 0.0, out=excess)  # NaN (bad rows) propagates, cleared below
     if any_bad:
         excess[bad] = 0.0

@@ -1,6 +1,7 @@
 """Rebalance legs for breaching accounts, vectorized over accounts x slots.
 
-Rules (issue #3): sells at bid, buys at ask; quantities rounded toward zero to the lot; an exit
+Rules (issue #3, #16): sells at bid, buys at ask; edge mode aims a margin inside the edge; a target of
+0 exits in every mode; quantities rounded toward zero to the lot; an exit
 (desired weight 0) sells the whole holding; legs above ``max_notional`` are cut to it; instruments
 whose spread exceeds ``max_spread_bps`` are not traded and reported; sells never exceed the holding;
 sells below ``min_trade`` are dropped first, then buys are funded by sell proceeds plus free cash
@@ -107,11 +108,13 @@ def plan_legs(
     mode: I8,
     min_trade: F64,
     limits: LegLimits,
+    edge_margin: float = 0.0,
 ) -> LegPlan:
     """Plan legs for every account in ``ev`` (callers pass only breaching ones).
 
     ``bid``, ``ask`` and ``lot`` are per-instrument vectors ending with a sentinel for empty slots;
-    ``cash_target`` (fraction of value), ``mode`` and ``min_trade`` are per account of ``ev``.
+    ``cash_target`` (fraction of value), ``mode`` and ``min_trade`` are per account of ``ev``;
+    ``edge_margin`` is the fraction of the band inside the edge that edge mode aims at.
     """
     inst = ev.instruments
     b = bid[inst]
@@ -122,13 +125,14 @@ def plan_legs(
     breach = ev.breach_slots
     value = ev.value[:, None]
 
-    # Desired weight per mode: target moves every slot; edge and half move breached slots only.
+    # Desired weight per mode: target moves every slot; edge and half move breached slots only. An
+    # exit (target 0) is an exit in every mode.
     m = mode[:, None]
     direction = np.sign(ev.deviations)
     with np.errstate(invalid="ignore"):  # padded slots: 0 * inf
-        desired = np.where(m == Mode.EDGE, t + direction * lim, t)
+        desired = np.where(m == Mode.EDGE, t + direction * lim * (1.0 - edge_margin), t)
         desired = np.where(m == Mode.HALF, t + direction * lim * 0.5, desired)
-    desired = np.clip(desired, 0.0, 1.0)
+    desired = np.where(t > 0.0, np.clip(desired, 0.0, 1.0), 0.0)
     used = inst >= 0
     move = used & (breach | (m == Mode.TARGET))
     delta_value = np.where(move, desired * value - q * mid, 0.0)

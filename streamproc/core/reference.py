@@ -7,6 +7,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from streamproc.core.bands import BAND_TOLERANCE
+
 
 @dataclass(frozen=True, slots=True)
 class AccountDrift:
@@ -25,7 +27,8 @@ def evaluate_account(
     limits: Mapping[str, float],
     mids: Mapping[str, float | None],
 ) -> AccountDrift:
-    """Weights at mid and band breaches (|w - t| > limit) of one account, one instrument at a time."""
+    """Weights at mid and band breaches (|w - t| > limit, beyond float noise) of one account, one
+    instrument at a time."""
     names = set(holdings) | {i for i, t in targets.items() if t > 0}
     if any(mids.get(i) is None for i in names):
         return AccountDrift(math.nan, {}, frozenset(), False)
@@ -34,5 +37,7 @@ def evaluate_account(
     if total <= 0:
         return AccountDrift(total, {}, frozenset(), False)
     weights = {i: v / total for i, v in values.items()}
-    breached = frozenset(i for i in names if abs(weights[i] - targets.get(i, 0.0)) > limits.get(i, math.inf))
+    breached = frozenset(
+        i for i in names if abs(weights[i] - targets.get(i, 0.0)) > limits.get(i, math.inf) + BAND_TOLERANCE
+    )
     return AccountDrift(total, weights, breached, True)

@@ -59,8 +59,9 @@ def test_each_policy_trades_exactly_as_hand_computed() -> None:
     ]
     # day 1: 66,000 / 106,000 = 62.3 % (inside ±3); day 2: 64.3 % -> to target, as the calendar does
     assert trades_of(result, "abs ±3") == [(2, "EQ", "sell", 40.0, 120.0), (2, "BOND", "buy", 96.0, 50.0)]
-    # Leland trades only to the edge, 63 %: 70,560 of EQ, so 12 sold and 28.8 BOND bought
-    assert trades_of(result, "Leland ±3") == [(2, "EQ", "sell", 12.0, 120.0), (2, "BOND", "buy", 28.8, 50.0)]
+    # Leland trades to just inside the edge (10 % of the band), 62.7 %: 70,224 of EQ, so 14.8 sold; BOND
+    # to 37.3 % would take 35.52, all the sale's 1,776: the funded quantity is rounded down, 35.51
+    assert trades_of(result, "Leland ±3") == [(2, "EQ", "sell", 14.8, 120.0), (2, "BOND", "buy", 35.51, 50.0)]
     # ±1 already trades on day 1 (62.3 %): 600 x 110 -> 63,600, selling 21.8181 EQ (lots of 0.0001)
     assert trades_of(result, "abs ±1")[0] == (1, "EQ", "sell", 21.8181, 110.0)
     assert trades_of(result, "every 10 days ±1") == []  # it only looks on days 0, 10, 20, ...

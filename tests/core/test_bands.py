@@ -90,3 +90,58 @@ def test_setting_only_the_lot_keeps_the_tier() -> None:
     book.set_instrument("EQ", lot=0.01)
     assert book.tier_of("EQ") == "micro"
     assert book.limit("A", "EQ") == pytest.approx(0.02)
+
+
+@pytest.mark.parametrize(("eq", "bd"), [(63, 37), (57, 43), (43, 57), (37, 63)])
+def test_a_weight_exactly_on_the_edge_is_inside(eq: float, bd: float) -> None:
+    # 63 % vs 60 +- 3 computes as 0.030000000000000027 over; 43 % vs 40 +- 3 as 0.02999999999999997
+    targets = {"EQ": 0.6, "BD": 0.4} if eq > 50 else {"EQ": 0.4, "BD": 0.6}
+    book = Book()
+    book.set_targets("A", targets)
+    book.set_holding("A", "EQ", eq)
+    book.set_holding("A", "BD", bd)
+    book.set_price("EQ", 1.0, 1.0)
+    book.set_price("BD", 1.0, 1.0)
+    ev = book.evaluate()
+    assert not ev.breaching[0] and not ev.breach_slots.any()
+    book.set_holding("A", "EQ", eq + 0.001 if eq in (63, 43) else eq - 0.001)  # just beyond
+    assert book.evaluate().breaching[0]
+
+
+def test_a_relative_band_is_never_narrower_than_the_floor() -> None:
+    book = Book()  # default floor: half a point
+    book.set_targets("A", {"EQ": 0.6, "TINY": 0.001}, band=Band(abs=0.05, rel=0.25))
+    assert book.limit("A", "TINY") == pytest.approx(0.005)  # 25 % of 0.1 % would be 0.025 points
+    assert book.limit("A", "EQ") == pytest.approx(0.05)
+    floorless = Book(BandPolicy(rel_floor=0.0))
+    floorless.set_targets("A", {"EQ": 0.6, "TINY": 0.001}, band=Band(abs=0.05, rel=0.25))
+    assert floorless.limit("A", "TINY") == pytest.approx(0.00025)
+
+
+def test_liquidate_sells_untargeted_holdings_inside_their_band() -> None:
+    book = Book()
+    book.set_targets("A", {"EQ": 0.6, "BD": 0.38}, liquidate=True)
+    book.set_holding("A", "EQ", 60)
+    book.set_holding("A", "BD", 38)
+    book.set_holding("A", "OLD", 2)  # 2 %, inside the 3-point band of a 0 target
+    for inst in ("EQ", "BD", "OLD"):
+        book.set_price(inst, 1.0, 1.0)
+    ev = book.evaluate()
+    assert ev.breaching[0]
+    legs = book.plan(ev).legs(0)
+    assert [
+        (book.instruments.id_of(leg.instrument), leg.side, leg.qty) for leg in legs if leg.side == "sell"
+    ] == [("OLD", "sell", 2.0)]
+    plain = Book()
+    plain.set_targets("A", {"EQ": 0.6, "BD": 0.38})
+    for inst, q in (("EQ", 60), ("BD", 38), ("OLD", 2)):
+        plain.set_holding("A", inst, q)
+        plain.set_price(inst, 1.0, 1.0)
+    assert not plain.evaluate().breaching[0]
+
+
+def test_bad_policy_values_are_refused() -> None:
+    with pytest.raises(ValueError, match="rel_floor"):
+        BandPolicy(rel_floor=1.5)
+    with pytest.raises(ValueError, match="edge_margin"):
+        BandPolicy(edge_margin=-0.1)

@@ -44,6 +44,7 @@ BAD = [
     ("targets", {"account": "A", "version": 1, "weights": {"X": -0.1}, "ts": 1}),
     ("targets", {"account": "A", "version": 1, "weights": {"X": 0.5}, "mode": "sideways", "ts": 1}),
     ("targets", {"account": "A", "version": 1, "weights": {"X": 0.5}, "band": {"abs": 3}, "ts": 1}),
+    ("targets", {"account": "A", "version": 1, "weights": {}, "liquidate": "yes", "ts": 1}),
     ("instruments", {"instrument": "X", "lot": 0}),
     ("orders", {**CONTRACT.examples("orders")[0], "legs": []}),
     ("deadletter", {**CONTRACT.examples("deadletter")[0], "error": ""}),
