@@ -203,7 +203,7 @@ class Accounts:
         for j, rec in enumerate(recs):
             doc = rec.targets or {}
             weights = doc.get("weights", {})
-            if any(k in doc for k in ("band", "bands", "mode", "min_trade", "liquidate")):
+            if any(k in doc for k in ("band", "bands", "mode", "min_trade", "liquidate", "groups")):
                 args = targets_args(doc)
                 specs[j] = RowSpec(
                     band_pair(args["band"]),
@@ -211,6 +211,7 @@ class Accounts:
                     args["mode"],
                     args["min_trade"],
                     args["liquidate"],
+                    self.book.group_row(args["groups"]) if args["groups"] else None,
                 )
             names = sorted(set(rec.holdings) | {i for i, w in weights.items() if float(w) > 0})
             for s, name in enumerate(names):

@@ -18,7 +18,15 @@ from streamproc.core.evaluate import Evaluation
 from streamproc.core.types import I64, Bool
 from streamproc.state.records import open_legs
 from streamproc.wire.codec import decimal_str, leg_qty
-from streamproc.wire.documents import ORDERS_VERSION, CancelDoc, CancelLeg, DriftDoc, OrderDoc, OrderLeg
+from streamproc.wire.documents import (
+    ORDERS_VERSION,
+    CancelDoc,
+    CancelLeg,
+    DriftDoc,
+    OrderDoc,
+    OrderLeg,
+    OrderReason,
+)
 from streamproc.wire.ids import cancel_event_id, rebalance_event_id
 
 _FLAG_NAMES = {
@@ -135,8 +143,7 @@ def back_in_band(accounts: Accounts, affected: I64, now: float) -> int:
     book = accounts.book
     ev = book.evaluate(rows, unfilled(working, book, rows))
     # hysteresis, as for re-arming a band: a weight just back inside its edge is noise, not a reason
-    with np.errstate(invalid="ignore"):  # NaN deviations: not evaluable, excluded below
-        calm = (np.abs(ev.deviations) <= book.policy.rearm_fraction * ev.limits).all(axis=1)
+    calm = ev.calm(book.policy.rearm_fraction)  # groups too; NaN deviations (not evaluable): not calm
     inside = rows[ev.evaluable & calm & ~accounts.quarantine.mask(rows)]
     for r in inside.tolist():
         working.make_obsolete(r, "back_in_band")
@@ -170,7 +177,7 @@ def decide(
     plan = book.plan(ev.take(breaching), limits) if breaching.size and not hold else None
     if plan is not None:
         br = ev.take(breaching)
-        worst = br.worst_slot()
+        worst, worst_group = br.worst()
         as_of = np.maximum(
             prices.newest_ts(br.instruments), np.maximum(accounts.pts[br.rows], accounts.tts[br.rows])
         )
@@ -187,7 +194,7 @@ def decide(
                     plan,
                     j,
                     r,
-                    int(worst[j]),
+                    (int(worst[j]), int(worst_group[j])),
                     int(as_of[j]),
                     float(cash_after_w[j]),
                     now_ms,
@@ -285,6 +292,27 @@ def _open_leg(instrument: str, left: float) -> CancelLeg:
     return {"instrument": instrument, "side": "sell" if left < 0 else "buy", "qty": decimal_str(abs(left))}
 
 
+def _reason(
+    accounts: Accounts, br: Evaluation, weights: Any, j: int, r: int, worst: tuple[int, int]
+) -> OrderReason:
+    """The worst breach of an order's account: an instrument's, or a group's (named by ``group``)."""
+    slot, group = worst
+    if group >= 0 and br.groups is not None:
+        g = br.groups
+        return {
+            "group": accounts.book.groups.name(r, group),
+            "weight": round(float(g.targets[j, group] + g.deviations[j, group]), 6),
+            "target": round(float(g.targets[j, group]), 6),
+            "band": round(float(g.limits[j, group]), 6),
+        }
+    return {
+        "instrument": accounts.book.instruments.id_of(int(br.instruments[j, slot])),
+        "weight": round(float(weights[slot]), 6),
+        "target": round(float(br.targets[j, slot]), 6),
+        "band": round(float(br.limits[j, slot]), 6),
+    }
+
+
 def _draft(
     accounts: Accounts,
     br: Evaluation,
@@ -292,7 +320,7 @@ def _draft(
     plan: Any,
     j: int,
     r: int,
-    worst: int,
+    worst: tuple[int, int],
     as_of: int,
     cash_after_w: float,
     now_ms: int,
@@ -318,12 +346,7 @@ def _draft(
         "account": account,
         "ts": now_ms,
         "as_of": as_of,
-        "reason": {
-            "instrument": names.id_of(int(br.instruments[j, worst])),
-            "weight": round(float(weights[worst]), 6),
-            "target": round(float(br.targets[j, worst]), 6),
-            "band": round(float(br.limits[j, worst]), 6),
-        },
+        "reason": _reason(accounts, br, weights, j, r, worst),
         "legs": legs,
         "weights_before": _weights(names, br.instruments[j], weights, float(br.cash[j]) / value),
         "weights_after": _weights(names, plan.instruments[j], plan.weights_after[j], cash_after_w),

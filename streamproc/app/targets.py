@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from streamproc.core import Band, Mode
+from streamproc.core.groups import Group
 
 
 def _band(doc: Mapping[str, Any] | None) -> Band | None:
@@ -25,4 +26,13 @@ def targets_args(doc: Mapping[str, Any]) -> dict[str, Any]:
         "mode": Mode.parse(doc["mode"]) if "mode" in doc else Mode.TARGET,
         "min_trade": float(doc.get("min_trade", 0.0)),
         "liquidate": bool(doc.get("liquidate", False)),
+        "groups": [
+            Group(
+                name,
+                tuple(g["members"]),
+                _band(g.get("band")),
+                Mode.parse(g["mode"]) if "mode" in g else None,
+            )
+            for name, g in (doc.get("groups") or {}).items()
+        ],
     }

@@ -24,9 +24,19 @@ import numpy as np
 
 from streamproc.core.bands import UNSET, Band, BandPolicy, band_pair, effective_limits
 from streamproc.core.evaluate import Evaluation, Shift, evaluate_arrays
+from streamproc.core.groups import (
+    Group,
+    GroupDrift,
+    GroupRow,
+    GroupTable,
+    check_groups,
+    desired_members,
+    group_drift,
+    group_row,
+)
 from streamproc.core.ids import IdMap
 from streamproc.core.legs import LegLimits, LegPlan, plan_legs
-from streamproc.core.types import F64, I32, I64, Bool, Mode, PriceFlag
+from streamproc.core.types import F64, I8, I32, I64, Bool, Mode, PriceFlag
 
 DEFAULT_LOT = 0.0001
 CASH = "CASH"
@@ -42,6 +52,7 @@ class RowSpec:
     mode: Mode = Mode.TARGET
     min_trade: float = 0.0
     liquidate: bool = False
+    groups: GroupRow | None = None  # from ``Book.group_row``
 
 
 def _grow(arr: np.ndarray, n: int, fill: object, axis: int = 0) -> np.ndarray:
@@ -106,6 +117,8 @@ class Book:
         self._target: F64 = np.zeros((0, self._k))
         self._limit: F64 = np.full((0, self._k), np.inf)
         self._disarmed: Bool = np.zeros((0, self._k), dtype=bool)
+        self._group: I8 = np.full((0, self._k), -1, dtype=np.int8)  # the slot's group, -1: none
+        self.groups = GroupTable()
         self._limits_due: set[int] = set()  # rows with slots whose limit is not computed yet
         # inverted index
         self._index_ptr: I64 | None = None
@@ -172,6 +185,8 @@ class Book:
         self._target = _grow(self._target, new_cap, 0.0)
         self._limit = _grow(self._limit, new_cap, np.inf)
         self._disarmed = _grow(self._disarmed, new_cap, False)
+        self._group = _grow(self._group, new_cap, -1)
+        self.groups.ensure(new_cap, self.groups.width)
 
     def _ensure_slots(self, k: int) -> None:
         if k <= self._k:
@@ -182,6 +197,7 @@ class Book:
         self._target = _grow(self._target, k, 0.0, axis=1)
         self._limit = _grow(self._limit, k, np.inf, axis=1)
         self._disarmed = _grow(self._disarmed, k, False, axis=1)
+        self._group = _grow(self._group, k, -1, axis=1)
         self._k = k
 
     # ---- ids ---------------------------------------------------------------------------------
@@ -280,6 +296,8 @@ class Book:
         else:
             slot = int(free[0])
         self._inst[row, slot] = inst
+        groups = self.groups.rows.get(row)
+        self._group[row, slot] = -1 if groups is None else groups.member_of.get(inst, -1)
         self._pending_inst.append(inst)
         self._pending_rows.append(row)
         return slot
@@ -289,6 +307,7 @@ class Book:
             self._inst[row, slot] = -1
             self._limit[row, slot] = np.inf
             self._disarmed[row, slot] = False
+            self._group[row, slot] = -1
 
     def set_holding(self, account: str, instrument: str, qty: float) -> None:
         """Absolute holding after a position change (``CASH`` sets cash); re-arms the account's bands."""
@@ -300,6 +319,7 @@ class Book:
         row = self.account(account)
         inst = self.instrument(instrument)
         self._disarmed[row] = False
+        self.groups.disarmed[row] = False
         slot = self._slot(row, inst, create=qty > 0)
         if slot is None:
             return
@@ -315,6 +335,7 @@ class Book:
         row = self.account(account)
         self._cash[row] = amount
         self._disarmed[row] = False
+        self.groups.disarmed[row] = False
 
     def set_targets(
         self,
@@ -326,6 +347,7 @@ class Book:
         mode: Mode | None = None,
         min_trade: float | None = None,
         liquidate: bool = False,
+        groups: list[Group] | None = None,
     ) -> None:
         """Replace an account's target weights (the rest is its cash target) and its band settings;
         ``liquidate`` sells every untargeted holding in full at the next evaluation, breach or not."""
@@ -339,6 +361,8 @@ class Book:
             raise ValueError(f"{CASH} is not a target instrument: the cash target is 1 - sum(weights)")
         if min_trade is not None and not min_trade >= 0:
             raise ValueError(f"min_trade of {account} must be >= 0, got {min_trade!r}")
+        if groups:
+            check_groups(groups, CASH)
         row = self.account(account)
         wanted = {self.instrument(i): float(w) for i, w in weights.items() if w > 0}
         for old in np.flatnonzero(self._inst[row] >= 0).tolist():
@@ -360,8 +384,20 @@ class Book:
         if min_trade is not None:
             self._min_trade[row] = min_trade
         self._liquidate[row] = liquidate
+        self._set_groups(row, self.group_row(groups) if groups else None)
         self._recompute_limits(np.array([row]))
         self._disarmed[row] = False
+
+    def group_row(self, groups: list[Group]) -> GroupRow:
+        """An account's groups as ``RowSpec.groups`` takes them (registers their members)."""
+        check_groups(groups, CASH)
+        return group_row(groups, self.instrument)
+
+    def _set_groups(self, row: int, groups: GroupRow | None) -> None:
+        if groups is not None:
+            self.groups.ensure(len(self._cash), len(groups.names))
+        self.groups.set_row(row, groups)
+        self._group[row] = self.groups.slot_groups(row, self._inst[row])
 
     def _settle_limits(self) -> None:
         """Compute the limits of slots added since the last read, in one pass (not ~60 us per slot)."""
@@ -389,6 +425,12 @@ class Book:
         ]
         targets = self._target[rows]
         limits = effective_limits(targets, levels, self.policy.default, self.policy.rel_floor)
+        if self.groups.width:  # a member is judged by its group's band unless it has its own
+            explicit = ~np.isnan(slot_abs) | ~np.isnan(levels[1][0])
+            limits = np.where((self._group[rows] >= 0) & ~explicit, np.inf, limits)
+            self.groups.recompute(
+                rows, self._group[rows], targets, self.policy.default, self.policy.rel_floor
+            )
         liquidating = self._liquidate[rows]
         if liquidating.any():  # an untargeted holding of a liquidating account breaches at any weight
             limits = np.where(liquidating[:, None] & (targets == 0.0), 0.0, limits)
@@ -434,8 +476,11 @@ class Book:
         self._mode[rows] = self.default_mode
         self._min_trade[rows] = self.default_min_trade
         self._liquidate[rows] = False
+        self._group[rows] = -1
         for row in rows.tolist():
             self._slot_bands.pop(row, None)
+            if row in self.groups.rows:
+                self.groups.set_row(row, None)
         for j, spec in (specs or {}).items():
             row = int(rows[j])
             self._row_abs[row], self._row_rel[row] = spec.band
@@ -444,6 +489,8 @@ class Book:
             self._mode[row] = spec.mode
             self._min_trade[row] = spec.min_trade
             self._liquidate[row] = spec.liquidate
+            if spec.groups is not None:
+                self._set_groups(row, spec.groups)
         self._recompute_limits(rows)
         self._index_ptr = None  # structural change of many rows: rebuild the index on next use
         return rows
@@ -536,21 +583,51 @@ class Book:
             with np.errstate(invalid="ignore"):  # NaN deviations of unevaluable rows stay disarmed
                 inside = np.abs(ev.deviations) <= self.policy.rearm_fraction * ev.limits
             self._disarmed[rows] = disarmed & ~inside
+        if self.groups.width and self.groups.count[rows].any():
+            ev = ev.with_groups(self._group_drift(ev, _take_rows(self._group, rows, full)))
         return ev
 
+    def _group_drift(self, ev: Evaluation, slot_group: I8) -> GroupDrift:
+        """Group deviations of an evaluation's rows, and their re-arming (as for slots)."""
+        g, rows = self.groups, ev.rows
+        width = g.width
+        gdisarmed = g.disarmed[rows, :width]
+        drift = group_drift(
+            slot_group,
+            ev.deviations,
+            g.target[rows, :width],
+            g.limit[rows, :width],
+            gdisarmed,
+            ev.status != 0,
+        )
+        if gdisarmed.any():
+            with np.errstate(invalid="ignore"):
+                inside = np.abs(drift.deviations) <= self.policy.rearm_fraction * drift.limits
+            g.disarmed[rows, :width] = gdisarmed & ~inside
+        return drift
+
     def plan(self, ev: Evaluation, limits: LegLimits | None = None) -> LegPlan:
-        """Legs for the breaching accounts of ``ev``, each in its own rebalance mode."""
+        """Legs for the breaching accounts of ``ev``, each in its own rebalance mode (a group's members
+        in the group's mode, when it has one)."""
         br = ev.take(np.flatnonzero(ev.breaching))
+        mode = self._mode[br.rows]
+        group_desired = None
+        if br.groups is not None:
+            gmode = self.groups.mode[br.rows, : self.groups.width]
+            gmode = np.where(gmode >= 0, gmode, mode[:, None]).astype(np.int8)
+            group_desired = desired_members(br.groups, gmode, br.targets, self.policy.edge_margin)
+            mode = np.where(br.groups.slot_group >= 0, br.groups.member_values(gmode, 0), mode[:, None])
         return plan_legs(
             br,
             bid=self._bid,
             ask=self._ask,
             lot=self._lot,
             cash_target=self._cash_target[br.rows],
-            mode=self._mode[br.rows],
+            mode=mode.astype(np.int8),
             min_trade=self._min_trade[br.rows],
             limits=limits or LegLimits(),
             edge_margin=self.policy.edge_margin,
+            group_desired=group_desired,
         )
 
     def mark_answered(self, plan: LegPlan) -> None:
@@ -565,6 +642,12 @@ class Book:
         k = plan.instruments.shape[1]
         same = self._inst[rows, :k] == plan.instruments[has]
         self._disarmed[rows, :k] |= traded[has] & same
+        if plan.groups is not None:  # a breached group some of whose members got a leg
+            g = plan.groups
+            moved = plan.qty != 0.0
+            width = g.excess.shape[1]
+            answered = np.stack([(moved & (g.slot_group == j)).any(axis=1) for j in range(width)], axis=1)
+            self.groups.disarmed[plan.rows, :width] |= answered & (g.excess > 0.0)
 
     # ---- read access -------------------------------------------------------------------------
 

@@ -7,11 +7,12 @@ sums are matrix-vector products (BLAS), much faster than ``sum(axis=1)`` over a 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
 from streamproc.core.bands import BAND_TOLERANCE
+from streamproc.core.groups import GroupDrift
 from streamproc.core.types import F64, I64, U8, Bool, PriceFlag
 
 
@@ -37,6 +38,7 @@ class Evaluation:
     breaching: Bool  # evaluable accounts with at least one armed slot outside its band
     sellable: F64  # what a new sell may take per slot: ``qty`` less what working orders still sell
     spendable: F64  # the cash new buys may use: ``cash`` less what working orders still buy
+    groups: GroupDrift | None = None  # group weights and breaches, when the book has groups
 
     @property
     def weights(self) -> F64:
@@ -58,15 +60,43 @@ class Evaluation:
 
     def worst_slot(self) -> I64:
         """Per account, the slot with the largest deviation relative to its limit (the order's reason)."""
+        return self.worst()[0]
+
+    def worst(self) -> tuple[I64, I64]:
+        """Per account, the breach furthest outside its band relative to the band (the order's reason):
+        (slot, -1) for an instrument, (slot of no meaning, group) when a group's is the worst."""
         with np.errstate(divide="ignore", invalid="ignore"):
             severity = np.where(self.excess > 0.0, np.abs(self.deviations) / self.limits, -1.0)
         # equal breaches (a two-asset account) differ only by float noise: ties go to the first slot
-        out: I64 = np.round(severity, 9).argmax(axis=1).astype(np.int64)
+        severity = np.round(severity, 9)
+        slot: I64 = severity.argmax(axis=1).astype(np.int64)
+        group: I64 = np.full(slot.shape, -1, dtype=np.int64)
+        g = self.groups
+        if g is not None and g.excess.shape[1]:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                gsev = np.round(np.where(g.excess > 0.0, np.abs(g.deviations) / g.limits, -1.0), 9)
+            best = gsev.argmax(axis=1)
+            wins = np.take_along_axis(gsev, best[:, None], axis=1)[:, 0] > severity.max(axis=1)
+            group = np.where(wins, best, -1).astype(np.int64)
+        return slot, group
+
+    def calm(self, fraction: float) -> Bool:
+        """Per account: every weight, and every group's, within ``fraction`` of its band (NaN: False)."""
+        with np.errstate(invalid="ignore"):
+            out: Bool = np.all(np.abs(self.deviations) <= fraction * self.limits, axis=1)
+            if self.groups is not None:
+                g = self.groups
+                out &= np.all(np.abs(g.deviations) <= fraction * g.limits, axis=1)
         return out
 
     def take(self, which: Bool | I64) -> Evaluation:
         """The same evaluation restricted to some of its accounts (a mask or positions)."""
-        return Evaluation(**{f.name: getattr(self, f.name)[which] for f in fields(self)})
+        picked = {f.name: getattr(self, f.name)[which] for f in fields(self) if f.name != "groups"}
+        return Evaluation(**picked, groups=None if self.groups is None else self.groups.take(which))
+
+    def with_groups(self, groups: GroupDrift) -> Evaluation:
+        """This evaluation with its accounts' group drift: group breaches make accounts breach."""
+        return replace(self, groups=groups, breaching=self.breaching | groups.breaching)
 
 
 @dataclass(frozen=True, slots=True)

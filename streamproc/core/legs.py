@@ -18,6 +18,7 @@ from typing import Literal
 import numpy as np
 
 from streamproc.core.evaluate import Evaluation
+from streamproc.core.groups import GroupDrift
 from streamproc.core.types import F64, I8, I64, Bool, Mode
 
 # Relative: 0.3 / 0.1 = 2.9999999999999996 must count as 3 lots, 2.9999999995 must not.
@@ -64,6 +65,7 @@ class LegPlan:
     cash_after: F64
     weights_after: F64
     held: F64  # what could be sold before the trades (the holding, less what working orders sell)
+    groups: GroupDrift | None = None  # the evaluation's group drift, for re-arming answered groups
 
     @property
     def has_legs(self) -> Bool:
@@ -109,12 +111,15 @@ def plan_legs(
     min_trade: F64,
     limits: LegLimits,
     edge_margin: float = 0.0,
+    group_desired: F64 | None = None,
 ) -> LegPlan:
     """Plan legs for every account in ``ev`` (callers pass only breaching ones).
 
     ``bid``, ``ask`` and ``lot`` are per-instrument vectors ending with a sentinel for empty slots;
     ``cash_target`` (fraction of value), ``mode`` and ``min_trade`` are per account of ``ev``;
-    ``edge_margin`` is the fraction of the band inside the edge that edge mode aims at.
+    ``mode`` may also be per slot (accounts x slots); ``edge_margin`` is the fraction of the band
+    inside the edge that edge mode aims at; ``group_desired`` (per slot, NaN: none) the weight members
+    of breached groups trade to, which wins over their own.
     """
     inst = ev.instruments
     b = bid[inst]
@@ -127,7 +132,7 @@ def plan_legs(
 
     # Desired weight per mode: target moves every slot; edge and half move breached slots only. An
     # exit (target 0) is an exit in every mode.
-    m = mode[:, None]
+    m = mode if mode.ndim == 2 else mode[:, None]
     direction = np.sign(ev.deviations)
     with np.errstate(invalid="ignore"):  # padded slots: 0 * inf
         desired = np.where(m == Mode.EDGE, t + direction * lim * (1.0 - edge_margin), t)
@@ -135,6 +140,10 @@ def plan_legs(
     desired = np.where(t > 0.0, np.clip(desired, 0.0, 1.0), 0.0)
     used = inst >= 0
     move = used & (breach | (m == Mode.TARGET))
+    if group_desired is not None:
+        in_breached_group = ~np.isnan(group_desired)
+        desired = np.where(in_breached_group, group_desired, desired)
+        move |= used & in_breached_group
     delta_value = np.where(move, desired * value - q * mid, 0.0)
     selling = delta_value < 0
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -189,4 +198,5 @@ def plan_legs(
         cash_after=cash_after,
         weights_after=weights_after,
         held=held,
+        groups=ev.groups,
     )

@@ -77,6 +77,17 @@ def _semantic_error(topic: str, doc: dict[str, Any], key: bytes | None) -> tuple
         total = math.fsum(float(w) for w in weights.values())
         if total > 1.0 + _WEIGHT_SUM_TOLERANCE:
             return f"target weights sum to {total:.6f} > 1; they are fractions of account value", False
+        seen: dict[str, str] = {}
+        for name, group in (doc.get("groups") or {}).items():
+            for member in group["members"]:
+                if member == CASH:
+                    return f"group {name!r} names {CASH}: cash is not a member, it has its own target", False
+                if member in seen:
+                    return (
+                        f"instrument {member} is in groups {seen[member]!r} and {name!r}: one group each",
+                        False,
+                    )
+                seen[member] = name
     return None
 
 

@@ -10,9 +10,11 @@ ORDERS_VERSION = 2  # the orders contract this worker publishes (schemas/orders.
 
 
 class OrderReason(TypedDict):
-    """The worst breach of an order: the slot furthest outside its band relative to the band."""
+    """The worst breach of an order: the instrument or group furthest outside its band relative to the
+    band (``instrument`` or ``group``, one of them)."""
 
-    instrument: str
+    instrument: NotRequired[str]
+    group: NotRequired[str]
     weight: float
     target: float
     band: float

@@ -1,0 +1,231 @@
+"""Groups of an account's instruments (asset classes, sleeves) banded as one weight, vectorized.
+
+A group's weight is the sum of its members' weights and its target the sum of their targets (the
+members' weights stay in the account's ``weights``), so a 60/40 built from 4 equity and 4 bond ETFs is
+judged at class level: 66.5 % equity against 60 +- 3 breaches although no single ETF is out of its
+band. Each instrument is in at most one group of an account.
+
+Layout: per account up to ``G`` groups (``G`` grows to the account with the most), as accounts x G
+arrays beside the book's accounts x K slot arrays, and per slot the index of its group (-1: none). A
+group's deviation is the sum of its members' deviations: one masked matrix-vector product per group
+column, no per-account Python.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import TypeVar, cast
+
+import numpy as np
+
+from streamproc.core.bands import BAND_TOLERANCE, UNSET, Band, band_pair, effective_limits
+from streamproc.core.types import F64, I8, I64, Bool, Mode
+
+_Arr = TypeVar("_Arr", bound=np.ndarray)
+
+MAX_GROUPS = 32  # per account: a model with more classes than this is a configuration error
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """One group of an account: its members (instrument ids), its band (None: the policy default) and
+    its rebalance mode (None: the account's)."""
+
+    name: str
+    members: tuple[str, ...]
+    band: Band | None = None
+    mode: Mode | None = None
+
+    def __post_init__(self) -> None:
+        if not self.members:
+            raise ValueError(f"group {self.name!r} has no members")
+
+
+def check_groups(groups: Sequence[Group], cash: str) -> None:
+    """Raise ValueError unless every instrument is in at most one group and the groups are few."""
+    if len(groups) > MAX_GROUPS:
+        raise ValueError(f"{len(groups)} groups; at most {MAX_GROUPS} per account")
+    seen: dict[str, str] = {}
+    for group in groups:
+        for member in group.members:
+            if member == cash:
+                raise ValueError(f"group {group.name!r}: {cash} is not an instrument (it has its own target)")
+            if member in seen:
+                raise ValueError(f"instrument {member} is in groups {seen[member]!r} and {group.name!r}")
+            seen[member] = group.name
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRow:
+    """An account's groups as the book stores them: member instrument index -> group index, and per
+    group its name, (abs, rel) band pair and mode (-1: the account's)."""
+
+    names: tuple[str, ...]
+    member_of: Mapping[int, int]
+    bands: tuple[tuple[float, float], ...]
+    modes: tuple[int, ...]
+
+
+class GroupTable:
+    """The book's groups: per account x group the target, band and limit, and the disarmed flags."""
+
+    def __init__(self) -> None:
+        self.width = 0  # G
+        self.rows: dict[int, GroupRow] = {}
+        self.count: I64 = np.zeros(0, dtype=np.int64)  # groups per account
+        self.target: F64 = np.zeros((0, 0))
+        self.abs: F64 = np.zeros((0, 0))
+        self.rel: F64 = np.zeros((0, 0))
+        self.limit: F64 = np.zeros((0, 0))  # +inf on unused columns
+        self.mode: I8 = np.zeros((0, 0), dtype=np.int8)
+        self.disarmed: Bool = np.zeros((0, 0), dtype=bool)
+
+    def ensure(self, accounts: int, width: int) -> None:
+        """Capacity for ``accounts`` rows and ``width`` groups per row."""
+        n, g = self.target.shape
+        if accounts <= n and width <= g:
+            return
+        n2, g2 = max(accounts, n), max(width, g)
+
+        def grown(arr: np.ndarray, fill: object) -> np.ndarray:
+            out = np.full((n2, g2), fill, dtype=arr.dtype)
+            out[:n, :g] = arr
+            return out
+
+        self.target = grown(self.target, 0.0)
+        self.abs = grown(self.abs, np.nan)
+        self.rel = grown(self.rel, np.nan)
+        self.limit = grown(self.limit, np.inf)
+        self.mode = grown(self.mode, np.int8(-1))
+        self.disarmed = grown(self.disarmed, False)
+        count = np.zeros(n2, dtype=np.int64)
+        count[:n] = self.count
+        self.count = count
+        self.width = max(self.width, width)
+
+    def set_row(self, row: int, groups: GroupRow | None) -> None:
+        """Replace one account's groups (None: it has none); the book ensured the row's capacity."""
+        self.disarmed[row] = False
+        self.target[row] = 0.0
+        self.limit[row] = np.inf
+        self.abs[row] = self.rel[row] = np.nan
+        self.mode[row] = -1
+        self.count[row] = 0
+        if groups is None or not groups.names:
+            self.rows.pop(row, None)
+            return
+        self.rows[row] = groups
+        g = len(groups.names)
+        self.ensure(row + 1, g)
+        self.count[row] = g
+        pairs = np.asarray(groups.bands, dtype=np.float64).reshape(g, 2)
+        self.abs[row, :g], self.rel[row, :g] = pairs[:, 0], pairs[:, 1]
+        self.mode[row, :g] = groups.modes
+
+    def slot_groups(self, row: int, instruments: I64) -> I8:
+        """Group index of each of a row's slots (-1: in no group), given the slots' instrument indices."""
+        out = np.full(instruments.shape, -1, dtype=np.int8)
+        groups = self.rows.get(row)
+        if groups is not None:
+            for s, inst in enumerate(instruments.tolist()):
+                out[s] = groups.member_of.get(inst, -1)
+        return out
+
+    def recompute(self, rows: I64, slot_group: I8, slot_target: F64, default: Band, rel_floor: float) -> None:
+        """Targets (sums of the members') and limits of the groups of ``rows``."""
+        if self.width == 0 or rows.size == 0:
+            return
+        mask = self.count[rows] > 0
+        if not mask.any():
+            return
+        grouped, sg, st = rows[mask], slot_group[mask], slot_target[mask]
+        target = np.stack([np.where(sg == g, st, 0.0).sum(axis=1) for g in range(self.width)], axis=1)
+        self.target[grouped, : self.width] = target
+        a, r = self.abs[grouped, : self.width], self.rel[grouped, : self.width]
+        limits = effective_limits(target, [(a, r)], default, rel_floor)
+        used = np.arange(self.width) < self.count[grouped][:, None]
+        self.limit[grouped, : self.width] = np.where(used, limits, np.inf)
+
+    def name(self, row: int, group: int) -> str:
+        """The wire name of one of a row's groups."""
+        return self.rows[row].names[group]
+
+
+def group_row(groups: Sequence[Group], index: Callable[[str], int]) -> GroupRow:
+    """A ``GroupRow`` from an account's groups; ``index`` gives (registering) an instrument's index."""
+    return GroupRow(
+        names=tuple(g.name for g in groups),
+        member_of={index(m): j for j, g in enumerate(groups) for m in g.members},
+        bands=tuple(band_pair(g.band) if g.band is not None else UNSET for g in groups),
+        modes=tuple(-1 if g.mode is None else int(g.mode) for g in groups),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class GroupDrift:
+    """Per evaluated account x group: deviation (sum of the members'), target, limit and excess; and
+    per slot its group (-1: none)."""
+
+    slot_group: I8
+    deviations: F64
+    targets: F64
+    limits: F64
+    excess: F64  # |deviation| - limit - BAND_TOLERANCE where an armed group breaches, else 0
+
+    @property
+    def breaching(self) -> Bool:
+        """Accounts with a group outside its band."""
+        out: Bool = np.any(self.excess > 0.0, axis=1)
+        return out
+
+    def take(self, which: Bool | I64) -> GroupDrift:
+        """The same drift restricted to some of its accounts."""
+        return GroupDrift(*(getattr(self, f.name)[which] for f in fields(self)))
+
+    def member_values(self, per_group: _Arr, fill: float) -> _Arr:
+        """A per-group array (rows x G) spread onto the slots (rows x K), ``fill`` outside groups."""
+        inside = self.slot_group >= 0
+        if per_group.shape[1] == 0:
+            return cast(_Arr, np.full(inside.shape, fill, dtype=per_group.dtype))
+        idx = np.where(inside, self.slot_group, 0).astype(np.int64)
+        spread = np.take_along_axis(per_group, idx, axis=1)
+        return cast(_Arr, np.where(inside, spread, np.asarray(fill, dtype=per_group.dtype)))
+
+
+def group_drift(
+    slot_group: I8, deviations: F64, targets: F64, limits: F64, disarmed: Bool, bad: Bool
+) -> GroupDrift:
+    """Group deviations and breaches of evaluated rows: ``slot_group`` and ``deviations`` are rows x K,
+    the rest rows x G; ``bad`` marks rows that are not evaluable (their excess is 0)."""
+    m, width = targets.shape
+    ones = np.ones(slot_group.shape[1])
+    dev = np.zeros((m, width))
+    for g in range(width):
+        member = slot_group == g
+        if member.any():
+            dev[:, g] = np.where(member, deviations, 0.0) @ ones
+    excess = np.abs(dev)
+    np.subtract(excess, limits, out=excess)
+    np.subtract(excess, BAND_TOLERANCE, out=excess)
+    np.maximum(excess, 0.0, out=excess)
+    excess[bad | np.isnan(excess).any(axis=1)] = 0.0
+    excess[disarmed] = 0.0
+    return GroupDrift(slot_group, dev, targets, limits, excess)
+
+
+def desired_members(drift: GroupDrift, mode: I8, targets: F64, edge_margin: float) -> F64:
+    """Per slot of the planned rows: the weight a member of a breached group trades to (NaN: its group
+    did not breach). The group goes back to its target (``target``), to just inside its edge (``edge``)
+    or to half its band (``half``), its members in their target proportions."""
+    gt, lim = drift.targets, drift.limits
+    direction = np.sign(drift.deviations)
+    with np.errstate(invalid="ignore"):
+        goal = np.where(mode == Mode.EDGE, gt + direction * lim * (1.0 - edge_margin), gt)
+        goal = np.where(mode == Mode.HALF, gt + direction * lim * 0.5, goal)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = np.where(gt > 0.0, np.clip(goal, 0.0, 1.0) / gt, 0.0)
+    breached = drift.excess > 0.0
+    member_scale = drift.member_values(np.where(breached, scale, np.nan), np.nan)
+    out: F64 = targets * member_scale
+    return out
