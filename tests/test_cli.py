@@ -33,6 +33,8 @@ def test_bench_kernel_runs_small_and_writes_its_figures(tmp_path: Path) -> None:
     assert figures["accounts"] == 3000
     assert figures["price_batch"]["affected_accounts"] > 0
     assert figures["speedup_full_vs_loop"] > 0 and figures["full_eval_ms"]["best"] > 0
+    assert figures["groups"]["per_account"] == 2 and figures["groups"]["full_eval_ms"]["best"] > 0
+    assert set(figures["ratios"]) == {"full_eval_over_floor", "grouped_eval_over_floor", "grouped_over_plain"}
 
 
 def test_the_fill_options_make_its_policy_and_values_out_of_range_are_refused() -> None:

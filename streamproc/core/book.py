@@ -296,18 +296,21 @@ class Book:
         else:
             slot = int(free[0])
         self._inst[row, slot] = inst
-        groups = self.groups.rows.get(row)
-        self._group[row, slot] = -1 if groups is None else groups.member_of.get(inst, -1)
+        waiting = self.groups.orphans.get(row)
+        self._group[row, slot] = -1 if waiting is None else waiting.pop(inst, -1)
         self._pending_inst.append(inst)
         self._pending_rows.append(row)
         return slot
 
     def _release_if_empty(self, row: int, slot: int) -> None:
         if self._qty[row, slot] == 0.0 and self._target[row, slot] == 0.0:
-            self._inst[row, slot] = -1
             self._limit[row, slot] = np.inf
             self._disarmed[row, slot] = False
-            self._group[row, slot] = -1
+            group = int(self._group[row, slot])
+            if group >= 0:  # still a member: it waits for its next slot
+                self.groups.orphans.setdefault(row, {})[int(self._inst[row, slot])] = group
+                self._group[row, slot] = -1
+            self._inst[row, slot] = -1
 
     def set_holding(self, account: str, instrument: str, qty: float) -> None:
         """Absolute holding after a position change (``CASH`` sets cash); re-arms the account's bands."""
@@ -394,10 +397,42 @@ class Book:
         return group_row(groups, self.instrument)
 
     def _set_groups(self, row: int, groups: GroupRow | None) -> None:
-        if groups is not None:
-            self.groups.ensure(len(self._cash), len(groups.names))
-        self.groups.set_row(row, groups)
-        self._group[row] = self.groups.slot_groups(row, self._inst[row])
+        rows = np.array([row], dtype=np.int64)
+        self.groups.clear(rows)
+        self._group[row] = -1
+        if groups is None:
+            return
+        g = len(groups.names)
+        pairs = np.asarray(groups.bands, dtype=np.float64).reshape(g, 2)
+        modes = np.asarray(groups.modes, dtype=np.int8)[None, :]
+        self.groups.assign(rows, groups.names, pairs[None, :, 0], pairs[None, :, 1], modes)
+        slotted = self._inst[row].tolist()
+        for s, inst in enumerate(slotted):
+            if inst >= 0:
+                self._group[row, s] = groups.member_of.get(inst, -1)
+        waiting = {i: j for i, j in groups.member_of.items() if i not in set(slotted)}
+        if waiting:
+            self.groups.orphans[row] = waiting
+
+    def load_groups(self, rows: I64, slot_group: I8, names: tuple[str, ...], abs_: F64, rel: F64) -> None:
+        """Bulk groups for loaded ``rows`` that share the group names ``names``: per row x slot the
+        group (-1: none; every member must have a slot), per row x group the band's abs and rel (NaN
+        rel: none; NaN abs: the default band). The fast path for benchmarks and loads of one model;
+        the groups take their accounts' modes."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if slot_group.shape[0] != rows.size or slot_group.shape[1] > self._k:
+            raise ValueError("load_groups: one row of slot groups per account, at most the book's width")
+        if slot_group.size and int(slot_group.max()) >= len(names):
+            raise ValueError("load_groups: a slot names a group beyond `names`")
+        self.groups.clear(rows)
+        self._group[rows] = -1
+        self._group[rows, : slot_group.shape[1]] = np.where(
+            self._inst[rows, : slot_group.shape[1]] >= 0, slot_group, -1
+        )
+        mode = np.full((rows.size, len(names)), -1, dtype=np.int8)
+        rel = np.where(np.isnan(rel) & ~np.isnan(abs_), np.inf, rel)  # a band without a relative limit
+        self.groups.assign(rows, names, abs_, rel, mode)
+        self._recompute_limits(rows)
 
     def _settle_limits(self) -> None:
         """Compute the limits of slots added since the last read, in one pass (not ~60 us per slot)."""
@@ -477,10 +512,9 @@ class Book:
         self._min_trade[rows] = self.default_min_trade
         self._liquidate[rows] = False
         self._group[rows] = -1
+        self.groups.clear(rows)
         for row in rows.tolist():
             self._slot_bands.pop(row, None)
-            if row in self.groups.rows:
-                self.groups.set_row(row, None)
         for j, spec in (specs or {}).items():
             row = int(rows[j])
             self._row_abs[row], self._row_rel[row] = spec.band
@@ -584,22 +618,17 @@ class Book:
                 inside = np.abs(ev.deviations) <= self.policy.rearm_fraction * ev.limits
             self._disarmed[rows] = disarmed & ~inside
         if self.groups.width and self.groups.count[rows].any():
-            ev = ev.with_groups(self._group_drift(ev, _take_rows(self._group, rows, full)))
+            ev = ev.with_groups(self._group_drift(ev, _take_rows(self._group, rows, full), full))
         return ev
 
-    def _group_drift(self, ev: Evaluation, slot_group: I8) -> GroupDrift:
+    def _group_drift(self, ev: Evaluation, slot_group: I8, full: bool) -> GroupDrift:
         """Group deviations of an evaluation's rows, and their re-arming (as for slots)."""
         g, rows = self.groups, ev.rows
         width = g.width
-        gdisarmed = g.disarmed[rows, :width]
-        drift = group_drift(
-            slot_group,
-            ev.deviations,
-            g.target[rows, :width],
-            g.limit[rows, :width],
-            gdisarmed,
-            ev.status != 0,
-        )
+        target = _take_rows(g.target, rows, full)[:, :width]
+        limit = _take_rows(g.limit, rows, full)[:, :width]
+        gdisarmed = _take_rows(g.disarmed, rows, full)[:, :width]
+        drift = group_drift(slot_group, ev.deviations, target, limit, gdisarmed, ev.status != 0, g.scratch)
         if gdisarmed.any():
             with np.errstate(invalid="ignore"):
                 inside = np.abs(drift.deviations) <= self.policy.rearm_fraction * drift.limits
@@ -678,6 +707,15 @@ class Book:
         """Cash target of an account as a fraction of its value."""
         row = self.accounts.get(account)
         return 1.0 if row is None else float(self._cash_target[row])
+
+    def group_limit(self, account: str, group: str) -> float:
+        """Effective band limit of one of an account's groups."""
+        row = self.accounts.get(account)
+        names = () if row is None else self.groups.names(row)
+        if row is None or group not in names:
+            raise KeyError(f"{account} has no group {group!r}")
+        self._settle_limits()
+        return float(self.groups.limit[row, names.index(group)])
 
     def limit(self, account: str, instrument: str) -> float:
         """Effective band limit of one holding/target (inf when the account has no such slot)."""

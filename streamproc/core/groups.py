@@ -68,18 +68,27 @@ class GroupRow:
 
 
 class GroupTable:
-    """The book's groups: per account x group the target, band and limit, and the disarmed flags."""
+    """The book's groups: per account x group the target, band, limit, mode and disarmed flag; per
+    account which layout (tuple of group names, shared by the accounts of one model) it has.
+
+    Nothing here is a Python object per account, so a million grouped accounts cost only their arrays;
+    the members of a group that have no slot in the book yet (not held, weight 0) wait in ``orphans``.
+    """
 
     def __init__(self) -> None:
         self.width = 0  # G
-        self.rows: dict[int, GroupRow] = {}
+        self.layouts: list[tuple[str, ...]] = []
+        self._layout_ids: dict[tuple[str, ...], int] = {}
+        self.layout: I64 = np.full(0, -1, dtype=np.int64)  # per account, -1: no groups
         self.count: I64 = np.zeros(0, dtype=np.int64)  # groups per account
+        self.orphans: dict[int, dict[int, int]] = {}  # row -> {instrument index: group} without a slot
         self.target: F64 = np.zeros((0, 0))
         self.abs: F64 = np.zeros((0, 0))
         self.rel: F64 = np.zeros((0, 0))
         self.limit: F64 = np.zeros((0, 0))  # +inf on unused columns
-        self.mode: I8 = np.zeros((0, 0), dtype=np.int8)
+        self.mode: I8 = np.zeros((0, 0), dtype=np.int8)  # -1: the account's
         self.disarmed: Bool = np.zeros((0, 0), dtype=bool)
+        self.scratch = Scratch()
 
     def ensure(self, accounts: int, width: int) -> None:
         """Capacity for ``accounts`` rows and ``width`` groups per row."""
@@ -99,38 +108,37 @@ class GroupTable:
         self.limit = grown(self.limit, np.inf)
         self.mode = grown(self.mode, np.int8(-1))
         self.disarmed = grown(self.disarmed, False)
-        count = np.zeros(n2, dtype=np.int64)
-        count[:n] = self.count
-        self.count = count
+        for name, fill in (("layout", -1), ("count", 0)):
+            old = getattr(self, name)
+            arr = np.full(n2, fill, dtype=np.int64)
+            arr[:n] = old
+            setattr(self, name, arr)
         self.width = max(self.width, width)
 
-    def set_row(self, row: int, groups: GroupRow | None) -> None:
-        """Replace one account's groups (None: it has none); the book ensured the row's capacity."""
-        self.disarmed[row] = False
-        self.target[row] = 0.0
-        self.limit[row] = np.inf
-        self.abs[row] = self.rel[row] = np.nan
-        self.mode[row] = -1
-        self.count[row] = 0
-        if groups is None or not groups.names:
-            self.rows.pop(row, None)
-            return
-        self.rows[row] = groups
-        g = len(groups.names)
-        self.ensure(row + 1, g)
-        self.count[row] = g
-        pairs = np.asarray(groups.bands, dtype=np.float64).reshape(g, 2)
-        self.abs[row, :g], self.rel[row, :g] = pairs[:, 0], pairs[:, 1]
-        self.mode[row, :g] = groups.modes
+    def clear(self, rows: I64) -> None:
+        """Forget the groups of ``rows``."""
+        self.layout[rows] = -1
+        self.count[rows] = 0
+        self.target[rows] = 0.0
+        self.limit[rows] = np.inf
+        self.abs[rows] = self.rel[rows] = np.nan
+        self.mode[rows] = -1
+        self.disarmed[rows] = False
+        if self.orphans:
+            for row in set(self.orphans).intersection(rows.tolist()):
+                del self.orphans[row]
 
-    def slot_groups(self, row: int, instruments: I64) -> I8:
-        """Group index of each of a row's slots (-1: in no group), given the slots' instrument indices."""
-        out = np.full(instruments.shape, -1, dtype=np.int8)
-        groups = self.rows.get(row)
-        if groups is not None:
-            for s, inst in enumerate(instruments.tolist()):
-                out[s] = groups.member_of.get(inst, -1)
-        return out
+    def assign(self, rows: I64, names: tuple[str, ...], abs_: F64, rel: F64, mode: I8) -> None:
+        """Give ``rows`` (cleared before) the groups ``names``, with per row x group band and mode."""
+        g = len(names)
+        layout = self._layout_ids.get(names)
+        if layout is None:
+            layout = self._layout_ids[names] = len(self.layouts)
+            self.layouts.append(names)
+        self.ensure(int(rows.max()) + 1, g)
+        self.layout[rows] = layout
+        self.count[rows] = g
+        self.abs[rows, :g], self.rel[rows, :g], self.mode[rows, :g] = abs_, rel, mode
 
     def recompute(self, rows: I64, slot_group: I8, slot_target: F64, default: Band, rel_floor: float) -> None:
         """Targets (sums of the members') and limits of the groups of ``rows``."""
@@ -147,9 +155,14 @@ class GroupTable:
         used = np.arange(self.width) < self.count[grouped][:, None]
         self.limit[grouped, : self.width] = np.where(used, limits, np.inf)
 
+    def names(self, row: int) -> tuple[str, ...]:
+        """The names of a row's groups, in column order (empty: none)."""
+        layout = int(self.layout[row]) if row < self.layout.size else -1
+        return () if layout < 0 else self.layouts[layout]
+
     def name(self, row: int, group: int) -> str:
         """The wire name of one of a row's groups."""
-        return self.rows[row].names[group]
+        return self.names(row)[group]
 
 
 def group_row(groups: Sequence[Group], index: Callable[[str], int]) -> GroupRow:
@@ -160,6 +173,22 @@ def group_row(groups: Sequence[Group], index: Callable[[str], int]) -> GroupRow:
         bands=tuple(band_pair(g.band) if g.band is not None else UNSET for g in groups),
         modes=tuple(-1 if g.mode is None else int(g.mode) for g in groups),
     )
+
+
+class Scratch:
+    """Reusable rows x K buffers for ``group_drift``, grown to the largest evaluation seen."""
+
+    def __init__(self) -> None:
+        self._buf: F64 = np.empty(0)
+        self._member: Bool = np.empty(0, dtype=bool)
+
+    def buffers(self, shape: tuple[int, ...]) -> tuple[F64, Bool]:
+        """A float and a bool array of ``shape`` (views of the kept buffers; contents undefined)."""
+        size = int(np.prod(shape))
+        if self._buf.size < size:
+            self._buf = np.empty(size)
+            self._member = np.empty(size, dtype=bool)
+        return self._buf[:size].reshape(shape), self._member[:size].reshape(shape)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +205,7 @@ class GroupDrift:
     @property
     def breaching(self) -> Bool:
         """Accounts with a group outside its band."""
-        out: Bool = np.any(self.excess > 0.0, axis=1)
+        out: Bool = (self.excess @ np.ones(self.excess.shape[1])) > 0.0  # excess >= 0: a sum, not any()
         return out
 
     def take(self, which: Bool | I64) -> GroupDrift:
@@ -194,23 +223,35 @@ class GroupDrift:
 
 
 def group_drift(
-    slot_group: I8, deviations: F64, targets: F64, limits: F64, disarmed: Bool, bad: Bool
+    slot_group: I8,
+    deviations: F64,
+    targets: F64,
+    limits: F64,
+    disarmed: Bool,
+    bad: Bool,
+    scratch: Scratch | None = None,
 ) -> GroupDrift:
     """Group deviations and breaches of evaluated rows: ``slot_group`` and ``deviations`` are rows x K,
-    the rest rows x G; ``bad`` marks rows that are not evaluable (their excess is 0)."""
+    the rest rows x G; ``bad`` marks rows that are not evaluable (NaN deviations; their excess is 0).
+
+    Per group one masked product into a buffer and one matrix-vector sum; ``scratch`` keeps the
+    buffers between passes (a fresh 80 MB temporary costs its page faults every pass)."""
     m, width = targets.shape
     ones = np.ones(slot_group.shape[1])
-    dev = np.zeros((m, width))
+    buf, member = (scratch or Scratch()).buffers(deviations.shape)
+    dev = np.empty((m, width))
     for g in range(width):
-        member = slot_group == g
-        if member.any():
-            dev[:, g] = np.where(member, deviations, 0.0) @ ones
+        np.equal(slot_group, g, out=member)
+        np.multiply(deviations, member, out=buf)  # NaN only on bad rows, cleared below
+        dev[:, g] = buf @ ones
     excess = np.abs(dev)
     np.subtract(excess, limits, out=excess)
     np.subtract(excess, BAND_TOLERANCE, out=excess)
     np.maximum(excess, 0.0, out=excess)
-    excess[bad | np.isnan(excess).any(axis=1)] = 0.0
-    excess[disarmed] = 0.0
+    if bad.any():
+        excess[bad] = 0.0
+    if disarmed.any():
+        excess[disarmed] = 0.0
     return GroupDrift(slot_group, dev, targets, limits, excess)
 
 

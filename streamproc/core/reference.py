@@ -4,8 +4,8 @@ the baseline the kernel benchmark compares with. Deliberately simple; never used
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 
 from streamproc.core.bands import BAND_TOLERANCE
 
@@ -18,6 +18,8 @@ class AccountDrift:
     weights: dict[str, float]
     breached: frozenset[str]
     evaluable: bool
+    group_weights: dict[str, float] = field(default_factory=dict)
+    breached_groups: frozenset[str] = frozenset()
 
 
 def evaluate_account(
@@ -26,9 +28,11 @@ def evaluate_account(
     targets: Mapping[str, float],
     limits: Mapping[str, float],
     mids: Mapping[str, float | None],
+    groups: Mapping[str, tuple[Collection[str], float]] | None = None,
 ) -> AccountDrift:
     """Weights at mid and band breaches (|w - t| > limit, beyond float noise) of one account, one
-    instrument at a time."""
+    instrument at a time; and of its groups (name -> (members, limit)): the sum of the members'
+    weights against the sum of their targets."""
     names = set(holdings) | {i for i, t in targets.items() if t > 0}
     if any(mids.get(i) is None for i in names):
         return AccountDrift(math.nan, {}, frozenset(), False)
@@ -40,4 +44,12 @@ def evaluate_account(
     breached = frozenset(
         i for i in names if abs(weights[i] - targets.get(i, 0.0)) > limits.get(i, math.inf) + BAND_TOLERANCE
     )
-    return AccountDrift(total, weights, breached, True)
+    group_weights: dict[str, float] = {}
+    breached_groups: set[str] = set()
+    for name, (members, limit) in (groups or {}).items():
+        weight = sum(weights.get(m, 0.0) for m in members)
+        target = sum(targets.get(m, 0.0) for m in members)
+        group_weights[name] = weight
+        if abs(weight - target) > limit + BAND_TOLERANCE:
+            breached_groups.add(name)
+    return AccountDrift(total, weights, breached, True, group_weights, frozenset(breached_groups))

@@ -70,3 +70,66 @@ async def test_liquidate_exits_an_untargeted_holding_inside_its_band_and_survive
     assert row is not None
     ev = loaded.evaluate()
     assert ev.breaching[row]
+
+
+EQ = [f"EQ{i}" for i in range(4)]
+BD = [f"BD{i}" for i in range(4)]
+GROUPS = {"equity": {"members": EQ, "band": {"abs": 0.03}}, "bonds": {"members": BD, "band": {"abs": 0.03}}}
+
+
+def prices(w: InMemoryWorker, equity: float, seq: int) -> None:
+    for e in EQ:
+        quote(w, e, equity, seq)
+    for b in BD:
+        quote(w, b, 50.0, seq)
+
+
+async def classes(w: InMemoryWorker) -> None:
+    """The seed's 60/40 of 4 equity ETFs (150 each at 100) and 4 bond ETFs (200 each at 50), class bands."""
+    t = w.parts.settings.topics
+    held = [(e, 150.0) for e in EQ] + [(b, 200.0) for b in BD] + [("CASH", 0.0)]
+    docs: list[tuple[str, dict[str, Any]]] = [
+        (t.positions, {"account": "A", "instrument": i, "qty": q, "seq": n})
+        for n, (i, q) in enumerate(held, 1)
+    ]
+    weights = {**{e: 0.15 for e in EQ}, **{b: 0.10 for b in BD}}
+    docs.append((t.targets, {"account": "A", "version": 1, "weights": weights, "groups": GROUPS}))
+    await feed(w, "A", docs)
+
+
+async def test_a_class_order_works_while_the_class_is_out_and_is_cancelled_once_it_is_back() -> None:
+    w = worker(settings(), CONTRACT)
+    await own(w, 0)
+    prices(w, 100.0, 1)
+    await classes(w)
+    await passes(w)
+    assert orders(w) == []
+    prices(w, 132.34, 2)  # equity 66.5 %
+    await passes(w, 1)
+    (order,) = orders(w)
+    CONTRACT.validate("orders", order)
+    assert order["reason"]["group"] == "equity"
+    prices(w, 130.0, 3)  # still out: the order works, no cancel (members have no band of their own)
+    await passes(w)
+    assert len(orders(w)) == 1
+    prices(w, 100.5, 4)  # back to 60 %: obsolete
+    await passes(w)
+    (cancel,) = orders(w)[1:]
+    assert (
+        cancel["type"] == "cancel"
+        and cancel["why"] == "back_in_band"
+        and cancel["cancels"] == order["event_id"]
+    )
+
+
+async def test_a_targets_record_with_an_instrument_in_two_groups_is_dead_lettered() -> None:
+    w = worker(settings(), CONTRACT)
+    await own(w, 0)
+    t = w.parts.settings.topics
+    twice = {"a": {"members": ["EQ0", "EQ1"]}, "b": {"members": ["EQ1"]}}
+    await feed(
+        w, "A", [(t.targets, {"account": "A", "version": 1, "weights": {"EQ0": 0.5}, "groups": twice})]
+    )
+    (dead,) = [orjson.loads(r.value) for r in w.publisher.sent(t.deadletter)]
+    assert dead["reason"] == "semantic" and "EQ1 is in groups 'a' and 'b'" in dead["error"]
+    assert w.parts.counters.deadletters.get("targets", "semantic") == 1

@@ -135,3 +135,39 @@ def test_bulk_loaded_groups_evaluate_as_set_ones() -> None:
         ["A"], inst, np.array([[150.0] * 4 + [100.0] * 4]), np.array([[0.15] * 4 + [0.1] * 4]), np.zeros(1)
     )
     assert not loaded.evaluate().breaching[0]
+
+
+def test_a_member_without_weight_joins_its_group_when_it_is_bought_and_after_it_is_sold() -> None:
+    book = Book()
+    weights = {**{e: 0.15 for e in EQ}, **{b: 0.10 for b in BD}}
+    members = (*EQ, "EQ-NEW")  # a member the model does not weight (yet): no slot
+    book.set_targets("A", weights, groups=[Group("equity", members, Band(abs=0.03)), model()[1]])
+    for e in EQ:
+        book.set_holding("A", e, 150)
+        book.set_price(e, 1.0, 1.0)
+    for b in BD:
+        book.set_holding("A", b, 100)
+        book.set_price(b, 1.0, 1.0)
+    book.set_price("EQ-NEW", 1.0, 1.0)
+    assert not book.evaluate().breaching[0]
+    for _ in range(2):  # bought: it weighs in its group (750 of 1150: 5.2 points over); sold: gone
+        book.set_holding("A", "EQ-NEW", 150)
+        ev = book.evaluate()
+        assert ev.groups is not None and ev.groups.deviations[0, 0] > 0.03
+        assert ev.breaching[0] and not ev.breach_slots.any()
+        book.set_holding("A", "EQ-NEW", 0)
+        assert not book.evaluate().breaching[0]
+
+
+def test_bulk_groups_equal_set_ones() -> None:
+    direct = book_at(0.665)
+    bulk = book_at(0.665, groups=[])
+    ev = bulk.evaluate()
+    eq = {bulk.instruments.get(e) for e in EQ}
+    slot_group = np.where(np.isin(ev.instruments, list(eq)), 0, 1).astype(np.int8)
+    slot_group[ev.instruments < 0] = -1
+    bulk.load_groups(ev.rows, slot_group, ("equity", "bonds"), np.full((1, 2), 0.03), np.full((1, 2), np.nan))
+    a, b = direct.evaluate(), bulk.evaluate()
+    assert a.groups is not None and b.groups is not None
+    assert b.groups.deviations[0] == pytest.approx(a.groups.deviations[0])
+    assert b.breaching[0] and bulk.group_limit("A", "bonds") == pytest.approx(0.03)

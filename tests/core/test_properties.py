@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamproc.core import Band, Book, LegLimits, Mode
+from streamproc.core.groups import Group
 from streamproc.core.reference import evaluate_account
 
 INSTRUMENTS = [f"I{i}" for i in range(6)]
@@ -23,10 +24,26 @@ class Account:
     targets: dict[str, float]
     band: float
     mode: Mode
+    groups: list[Group]
 
 
 @st.composite
-def accounts(draw: st.DrawFn) -> list[Account]:
+def groups_of(draw: st.DrawFn) -> list[Group]:
+    """Disjoint groups over some of the instruments, each with its band and maybe its own mode."""
+    names = draw(st.permutations(INSTRUMENTS))
+    cuts = sorted(draw(st.lists(st.integers(1, len(names)), max_size=3, unique=True)))
+    out, start = [], 0
+    for g, end in enumerate(cuts):
+        if draw(st.booleans()):
+            band = Band(abs=draw(st.floats(0.01, 0.1)))
+            mode = draw(st.one_of(st.none(), st.sampled_from(list(Mode))))
+            out.append(Group(f"G{g}", tuple(names[start:end]), band, mode))
+        start = end
+    return out
+
+
+@st.composite
+def accounts(draw: st.DrawFn, grouped: bool = False) -> list[Account]:
     n = draw(st.integers(1, 6))
     out = []
     for a in range(n):
@@ -44,6 +61,7 @@ def accounts(draw: st.DrawFn) -> list[Account]:
                 targets=targets,
                 band=draw(st.floats(0.01, 0.1)),
                 mode=draw(st.sampled_from(list(Mode))),
+                groups=draw(groups_of()) if grouped else [],
             )
         )
     return out
@@ -59,7 +77,7 @@ def build(accts: list[Account], mids: dict[str, float], spread_bps: float = 0.0,
         book.set_price(i, m - half, m + half)
         book.set_instrument(i, lot=lot)
     for a in accts:
-        book.set_targets(a.id, a.targets, band=Band(abs=a.band), mode=a.mode)
+        book.set_targets(a.id, a.targets, band=Band(abs=a.band), mode=a.mode, groups=a.groups)
         for i, q in a.holdings.items():
             book.set_holding(a.id, i, q)
         book.set_cash(a.id, a.cash)
@@ -80,15 +98,17 @@ def by_account(book: Book) -> dict[str, tuple[dict[str, float], frozenset[str], 
 
 
 @settings(max_examples=150, deadline=None)
-@given(accts=accounts(), mids=prices)
+@given(accts=st.one_of(accounts(), accounts(grouped=True)), mids=prices)
 def test_vectorized_evaluation_matches_the_per_account_reference(
     accts: list[Account], mids: dict[str, float]
 ) -> None:
     book = build(accts, mids)
     got = by_account(book)
+    ev = book.evaluate()
     for a in accts:
         limits = {i: book.limit(a.id, i) for i in set(a.holdings) | set(a.targets)}
-        ref = evaluate_account(book.holdings(a.id), a.cash, a.targets, limits, mids)
+        glimits = {g.name: (g.members, book.group_limit(a.id, g.name)) for g in a.groups}
+        ref = evaluate_account(book.holdings(a.id), a.cash, a.targets, limits, mids, glimits)
         weights, breached, evaluable = got[a.id]
         assert evaluable == ref.evaluable
         if ref.evaluable:
@@ -99,6 +119,20 @@ def test_vectorized_evaluation_matches_the_per_account_reference(
                 i for i, w in ref.weights.items() if abs(abs(w - a.targets.get(i, 0)) - limits[i]) < 1e-12
             }
             assert breached - edge == ref.breached - edge
+            j = int(np.flatnonzero(ev.rows == book.accounts.get(a.id))[0])
+            gedge, gbreached = set(), set()
+            for k, g in enumerate(a.groups):
+                assert ev.groups is not None
+                target = sum(a.targets.get(m, 0.0) for m in g.members)
+                assert ev.groups.deviations[j, k] + target == pytest.approx(
+                    ref.group_weights[g.name], abs=1e-12
+                )
+                if abs(abs(ref.group_weights[g.name] - target) - glimits[g.name][1]) < 1e-12:
+                    gedge.add(g.name)
+                if ev.groups.excess[j, k] > 0:
+                    gbreached.add(g.name)
+            assert gbreached - gedge == ref.breached_groups - gedge
+            assert bool(ev.breaching[j]) == bool(breached | gbreached)
 
 
 @settings(max_examples=100, deadline=None)
@@ -126,7 +160,7 @@ def test_subset_evaluation_equals_full_and_account_order_does_not_matter(
 
 @settings(max_examples=150, deadline=None)
 @given(
-    accts=accounts(),
+    accts=st.one_of(accounts(), accounts(grouped=True)),
     mids=prices,
     spread=st.floats(0.0, 80.0),
     lot=st.sampled_from([1e-4, 0.01, 1.0]),
@@ -170,3 +204,25 @@ def test_target_legs_bring_every_weight_inside_its_band(accts: list[Account], mi
             continue  # value below one lot-rounding unit: "ignoring lot rounding" cannot hold
         dev = np.abs(plan.weights_after[j][used] - ev.targets[src][used])
         assert (dev <= ev.limits[src][used] + 1e-6).all()
+
+
+@settings(max_examples=150, deadline=None)
+@given(accts=accounts(grouped=True), mids=prices)
+def test_target_legs_bring_every_group_inside_its_band(accts: list[Account], mids: dict[str, float]) -> None:
+    for a in accts:
+        a.mode = Mode.TARGET
+        a.groups = [Group(g.name, g.members, g.band, Mode.TARGET) for g in a.groups]
+    book = build(accts, mids, spread_bps=0.0, lot=1e-9)
+    ev = book.evaluate()
+    plan = book.plan(ev)
+    for j in range(plan.rows.size):
+        src = int(np.flatnonzero(ev.rows == plan.rows[j])[0])
+        if ev.value[src] < 1.0:
+            continue
+        acct = next(a for a in accts if a.id == book.accounts.id_of(int(plan.rows[j])))
+        names = [book.instruments.id_of(int(i)) if i >= 0 else "" for i in plan.instruments[j]]
+        after = dict(zip(names, plan.weights_after[j].tolist(), strict=True))
+        for g in acct.groups:
+            weight = sum(after.get(m, 0.0) for m in g.members)
+            target = sum(acct.targets.get(m, 0.0) for m in g.members)
+            assert abs(weight - target) <= book.group_limit(acct.id, g.name) + 1e-6, (g, weight, target)
