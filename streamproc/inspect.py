@@ -86,16 +86,23 @@ async def _account(store: Store, ident: str, now_ms: int) -> int:
         print(f"  holding        {inst:<16} {qty:g}")
     if rec.targets:
         t = rec.targets
-        extra = {k: t[k] for k in ("band", "bands", "mode", "min_trade", "cooldown_s") if k in t}
+        extra = {
+            k: t[k]
+            for k in ("band", "bands", "groups", "mode", "min_trade", "liquidate", "cooldown_s")
+            if k in t
+        }
         print(f"  targets        v{t['version']}: {_json(t['weights'])} {_json(extra)}")
     else:
         print("  targets        none (not managed: never traded)")
     if drift:
-        print(f"  drift status   {drift['status']}, evaluated {_age(now_ms, drift['evaluated_at'])}")
+        since = f" since {_age(now_ms, drift['status_since'])}" if "status_since" in drift else ""
+        print(f"  drift status   {drift['status']}{since}, evaluated {_age(now_ms, drift['evaluated_at'])}")
         if "why" in drift:
             print(f"  why            {drift['why']}")
         if "weights" in drift:
             print(f"  weights        {_json(drift['weights'])}")
+        if "groups" in drift:
+            print(f"  groups         {_json(drift['groups'])}")
     else:
         print("  drift status   not evaluated yet")
     if rec.gap:

@@ -321,6 +321,19 @@ SPEC: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
         _below_one,
         "edge mode trades to this fraction of the band inside the edge (0.1: 40 +- 3 buys back to 37.3)",
     ),
+    "drift_min_move": (
+        "STREAMPROC_DRIFT_MIN_MOVE",
+        "0.0025",
+        _below_one,
+        "an evaluated account's drift document is rewritten when a weight moved more than this (0.0025: "
+        "a quarter point) since it was written",
+    ),
+    "drift_refresh_s": (
+        "STREAMPROC_DRIFT_REFRESH_S",
+        "60",
+        _positive_float,
+        "... or when it is this old and the account is evaluated again",
+    ),
     "order_cooldown_s": (
         "STREAMPROC_ORDER_COOLDOWN_S",
         "300",
@@ -407,6 +420,8 @@ class Settings:
     deadletter_window_s: float
     band_rel_floor: float
     band_edge_margin: float
+    drift_min_move: float
+    drift_refresh_s: float
     order_cooldown_s: float
     order_max_attempts: int
     order_settle_s: float

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from streamproc.app.freshness import Freshness
 from streamproc.app.quarantine import Quarantine
 from streamproc.app.status import Status
 from streamproc.app.targets import targets_args
@@ -34,7 +35,16 @@ class Applied(Enum):
 class Accounts:
     """Per-account pipeline state in numpy columns indexed like the book's rows."""
 
-    def __init__(self, book: Book, *, cooldown_s: float, settle_s: float, max_attempts: int = 0) -> None:
+    def __init__(
+        self,
+        book: Book,
+        *,
+        cooldown_s: float,
+        settle_s: float,
+        max_attempts: int = 0,
+        drift_min_move: float = 0.0025,
+        drift_refresh_s: float = 60.0,
+    ) -> None:
         self.book = book
         self.default_cooldown_s = cooldown_s
         self.settle_s = settle_s
@@ -56,6 +66,7 @@ class Accounts:
         self.targets_doc: dict[int, dict[str, Any]] = {}
         self.dirty: set[int] = set()
         self.quarantine = Quarantine()  # rows with missing position seqs
+        self.freshness = Freshness(drift_min_move, drift_refresh_s)  # when drift documents are rewritten
 
     def __len__(self) -> int:
         return self.book.n_accounts
@@ -232,6 +243,8 @@ class Accounts:
                 self.tver[r] = -1
                 self.targets_doc.pop(r, None)
             self.restore_order(r, rec.order, now, rec.working)
+            stored_status = Status.__members__.get(rec.drift["status"].upper()) if rec.drift else None
+            self.freshness.restore(r, -1 if stored_status is None else int(stored_status), rec.drift)
             if rec.cancelling:  # (restore_order cleared what the row had open)
                 self.working.cancelling[r] = list(rec.cancelling)
             if rec.unanswered is not None:

@@ -10,11 +10,12 @@ import numpy as np
 
 from streamproc.app.accounts import Accounts
 from streamproc.app.prices import Prices
-from streamproc.app.status import BREACHED, Status
+from streamproc.app.status import BREACHED, WEIGHTED, Status
 from streamproc.app.working import among, projected, projection, unfilled
 from streamproc.core import LegLimits, PriceFlag
 from streamproc.core.book import CASH
 from streamproc.core.evaluate import Evaluation
+from streamproc.core.groups import GroupDrift
 from streamproc.core.types import I64, Bool
 from streamproc.state.records import open_legs
 from streamproc.wire.codec import decimal_str, leg_qty
@@ -205,14 +206,20 @@ def decide(
     # only in band -> breached counts: after a load (status unknown) or a suppression the account may
     # have been out of band all along, and counting it would make every restart look like a storm
     out.new_breaches = int(np.count_nonzero(np.isin(codes, BREACHED) & (before == Status.OK)))
-    changed = np.flatnonzero(codes != before)
-    weights = ev.weights[changed]  # a computed matrix: once, not per account
-    for k, j in enumerate(changed.tolist()):
+    # rewritten on a status change, and for an account with weights when they moved or grew old
+    fresh = accounts.freshness
+    weighted = np.isin(codes, WEIGHTED)
+    all_weights = ev.weights  # a computed matrix: once, not per account
+    due = weighted & fresh.due(rows, now, ev.instruments, all_weights)
+    write = np.flatnonzero((codes != before) | due)
+    since = fresh.since(rows, codes, now_ms)
+    weights = all_weights[write]
+    for k, j in enumerate(write.tolist()):
         r = int(rows[j])
         code = Status(int(codes[j]))
-        doc: DriftDoc = {"status": code.name.lower(), "evaluated_at": now_ms}
+        doc: DriftDoc = {"status": code.name.lower(), "evaluated_at": now_ms, "status_since": int(since[j])}
         if code == Status.HELD:
-            doc = _held_doc(now_ms)
+            doc = {**_held_doc(now_ms), "status_since": int(since[j])}
         elif code == Status.UNANSWERED:
             doc["why"] = _unanswered_why(accounts, r)
         elif code == Status.SUPPRESSED:
@@ -222,11 +229,20 @@ def decide(
             doc["weights"] = _weights(
                 book.instruments, ev.instruments[j], weights[k], float(ev.cash[j]) / value
             )
+            if ev.groups is not None and book.groups.count[r]:
+                doc["groups"] = _group_weights(book.groups.names(r), ev.groups, j)
         out.statuses[r] = doc
+    fresh.written(rows[write], now, ev.instruments[write], np.where(weighted[write, None], weights, np.nan))
     accounts.status[rows] = codes
     if capped.any():
         accounts.hold_until[rows[capped]] = np.inf  # until an operator retries or releases it
     return out
+
+
+def _group_weights(names: tuple[str, ...], groups: GroupDrift, j: int) -> dict[str, float]:
+    """An evaluated account's group weights, by group name (for its drift document)."""
+    weights = groups.targets[j] + groups.deviations[j]
+    return {name: round(float(weights[g]), 6) for g, name in enumerate(names)}
 
 
 def _back_in_band(accounts: Accounts, rows: I64) -> Bool:

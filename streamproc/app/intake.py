@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
+import numpy as np
 from aiokafka import TopicPartition
 
 from streamproc.app.accounts import Accounts, Applied
@@ -13,6 +14,7 @@ from streamproc.app.counters import Counters, Outcome
 from streamproc.app.deadletters import DeadLetters, Record
 from streamproc.app.ports import AccountStore, Clock
 from streamproc.app.progress import Progress
+from streamproc.app.status import Status
 from streamproc.app.working import Report
 from streamproc.core.book import CASH
 from streamproc.settings import Topics
@@ -117,7 +119,11 @@ class Intake:
         for r in working.drain_changed():  # orders answered, reported on, rejected, retried
             patch = working.stored(r, patches.setdefault(ids.id_of(r), AccountPatch()))
             if r in working.rejected:
-                patch.drift({"status": "rejected", "why": working.why_rejected(r), "evaluated_at": now_ms})
+                (since,) = accounts.freshness.since(
+                    np.array([r]), np.array([Status.REJECTED]), now_ms
+                ).tolist()
+                why = working.why_rejected(r)
+                patch.drift({"status": "rejected", "why": why, "evaluated_at": now_ms, "status_since": since})
         await self.deadletters.publish(dead)
         await self.store.write_accounts(patches, parts, referenced - self._referenced_sent)
         self._referenced_sent |= referenced

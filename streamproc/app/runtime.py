@@ -89,6 +89,8 @@ def build(
         cooldown_s=settings.order_cooldown_s,
         settle_s=settings.order_settle_s,
         max_attempts=settings.order_max_attempts,
+        drift_min_move=settings.drift_min_move,
+        drift_refresh_s=settings.drift_refresh_s,
     )
     prices = Prices(
         book,

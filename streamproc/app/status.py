@@ -19,3 +19,4 @@ class Status(IntEnum):
 
 
 BREACHED = (Status.ORDERED, Status.UNTRADABLE, Status.HELD)
+WEIGHTED = (Status.OK, Status.ORDERED, Status.UNTRADABLE)  # drift documents with the account's weights

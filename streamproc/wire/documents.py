@@ -90,9 +90,11 @@ class DriftDoc(TypedDict):
     ``weights`` when evaluated."""
 
     status: str
-    evaluated_at: int
+    evaluated_at: int  # the evaluation this document was written from (ms)
+    status_since: NotRequired[int]  # when the status began (ms); absent in documents before #16
     why: NotRequired[str]
     weights: NotRequired[dict[str, float]]
+    groups: NotRequired[dict[str, float]]  # group weights by name, for accounts with groups
 
 
 def position_changes(doc: Mapping[str, Any]) -> list[tuple[str, float]]:

@@ -172,6 +172,7 @@ def test_stale_price_suppresses_and_recovery_evaluates_immediately() -> None:
     assert d.statuses[0] == {
         "status": "suppressed",
         "evaluated_at": int((T0 + 40) * 1000),
+        "status_since": int((T0 + 40) * 1000),
         "why": "suppressed: quote_stale BOND",
     }
     assert accounts.status[0] == Status.SUPPRESSED

@@ -106,5 +106,9 @@ async def test_class_bands_order_the_seeds_60_40_back_at_class_level(
         assert for_account(orders.values(), "I") == [], "62 % equity is inside its class band"
         assert len(for_account(orders.values(), "U")) == 1 and len(for_account(orders.values(), "D")) == 1
     drift = orjson.loads(await redis_client.hget(keys.account("I"), "drift"))
-    assert drift["status"] == "ok"
+    assert drift["status"] == "ok"  # rewritten after its 2-point move, with the class weights
+    assert drift["groups"] == {
+        "equity": pytest.approx(0.62, abs=1e-3),
+        "bonds": pytest.approx(0.38, abs=1e-3),
+    }
     assert worker.alive
