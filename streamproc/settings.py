@@ -321,6 +321,13 @@ SPEC: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
         _below_one,
         "edge mode trades to this fraction of the band inside the edge (0.1: 40 +- 3 buys back to 37.3)",
     ),
+    "cash_buffer": (
+        "STREAMPROC_CASH_BUFFER",
+        "0.0025",
+        _below_one,
+        "cash a deposit leaves uninvested above the cash target, as a fraction of the account "
+        "(targets `cash_buffer` overrides)",
+    ),
     "drift_min_move": (
         "STREAMPROC_DRIFT_MIN_MOVE",
         "0.0025",
@@ -420,6 +427,7 @@ class Settings:
     deadletter_window_s: float
     band_rel_floor: float
     band_edge_margin: float
+    cash_buffer: float
     drift_min_move: float
     drift_refresh_s: float
     order_cooldown_s: float

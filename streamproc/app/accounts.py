@@ -22,6 +22,19 @@ from streamproc.core.types import F64, I64, Bool
 from streamproc.state.records import AccountRecord, OrderAction, WorkingOrder
 from streamproc.wire.documents import OrderDoc, position_changes
 
+# targets fields that make a loaded account's settings differ from the book's defaults
+_SPEC_FIELDS = (
+    "band",
+    "bands",
+    "mode",
+    "min_trade",
+    "liquidate",
+    "groups",
+    "cash_band",
+    "cash_buffer",
+    "min_trade_fraction",
+)
+
 
 class Applied(Enum):
     """What ``apply_position`` did with a record."""
@@ -214,7 +227,7 @@ class Accounts:
         for j, rec in enumerate(recs):
             doc = rec.targets or {}
             weights = doc.get("weights", {})
-            if any(k in doc for k in ("band", "bands", "mode", "min_trade", "liquidate", "groups")):
+            if any(k in doc for k in _SPEC_FIELDS):
                 args = targets_args(doc)
                 specs[j] = RowSpec(
                     band_pair(args["band"]),
@@ -223,6 +236,8 @@ class Accounts:
                     args["min_trade"],
                     args["liquidate"],
                     self.book.group_row(args["groups"]) if args["groups"] else None,
+                    args["cash"],
+                    args["min_trade_fraction"],
                 )
             names = sorted(set(rec.holdings) | {i for i, w in weights.items() if float(w) > 0})
             for s, name in enumerate(names):

@@ -14,7 +14,7 @@ from streamproc.app.status import BREACHED, WEIGHTED, Status
 from streamproc.app.working import among, projected, projection, unfilled
 from streamproc.core import LegLimits, PriceFlag
 from streamproc.core.book import CASH
-from streamproc.core.evaluate import Evaluation
+from streamproc.core.evaluate import CASH_REASON, Evaluation
 from streamproc.core.groups import GroupDrift
 from streamproc.core.types import I64, Bool
 from streamproc.state.records import open_legs
@@ -313,6 +313,14 @@ def _reason(
 ) -> OrderReason:
     """The worst breach of an order's account: an instrument's, or a group's (named by ``group``)."""
     slot, group = worst
+    if group == CASH_REASON and br.cash_drift is not None:
+        c = br.cash_drift
+        return {
+            "instrument": CASH,
+            "weight": round(float(c.deviation[j] + accounts.book.cash_target_of(r)), 6),
+            "target": round(accounts.book.cash_target_of(r), 6),
+            "band": round(float(c.limit[j]), 6),
+        }
     if group >= 0 and br.groups is not None:
         g = br.groups
         return {

@@ -83,7 +83,10 @@ def build(
     clock = clock or SystemClock()
     topics = settings.topics
     lock = asyncio.Lock()  # one evaluation / rebalance / watch step at a time
-    book = Book(BandPolicy(rel_floor=settings.band_rel_floor, edge_margin=settings.band_edge_margin))
+    book = Book(
+        BandPolicy(rel_floor=settings.band_rel_floor, edge_margin=settings.band_edge_margin),
+        default_cash_buffer=settings.cash_buffer,
+    )
     accounts = Accounts(
         book,
         cooldown_s=settings.order_cooldown_s,

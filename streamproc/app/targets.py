@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from streamproc.core import Band, Mode
+from streamproc.core.cash import CashRules
 from streamproc.core.groups import Group
 
 
@@ -26,6 +27,11 @@ def targets_args(doc: Mapping[str, Any]) -> dict[str, Any]:
         "mode": Mode.parse(doc["mode"]) if "mode" in doc else Mode.TARGET,
         "min_trade": float(doc.get("min_trade", 0.0)),
         "liquidate": bool(doc.get("liquidate", False)),
+        "cash": CashRules(
+            _band(doc.get("cash_band")),
+            float(doc["cash_buffer"]) if "cash_buffer" in doc else None,
+        ),
+        "min_trade_fraction": float(doc.get("min_trade_fraction", 0.0)),
         "groups": [
             Group(
                 name,

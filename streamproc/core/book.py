@@ -23,6 +23,7 @@ from typing import TypeVar, cast
 import numpy as np
 
 from streamproc.core.bands import UNSET, Band, BandPolicy, band_pair, effective_limits
+from streamproc.core.cash import DEFAULT_CASH_BUFFER, CashPlan, CashRules, cash_drift
 from streamproc.core.evaluate import Evaluation, Shift, evaluate_arrays
 from streamproc.core.groups import (
     Group,
@@ -53,6 +54,8 @@ class RowSpec:
     min_trade: float = 0.0
     liquidate: bool = False
     groups: GroupRow | None = None  # from ``Book.group_row``
+    cash: CashRules | None = None
+    min_trade_fraction: float = 0.0
 
 
 def _grow(arr: np.ndarray, n: int, fill: object, axis: int = 0) -> np.ndarray:
@@ -86,10 +89,12 @@ class Book:
         slots: int = 4,
         default_mode: Mode = Mode.TARGET,
         default_min_trade: float = 0.0,
+        default_cash_buffer: float = DEFAULT_CASH_BUFFER,
     ) -> None:
         self.policy = policy or BandPolicy()
         self.default_mode = default_mode
         self.default_min_trade = default_min_trade
+        self.default_cash_buffer = default_cash_buffer
         self.accounts = IdMap()
         self.instruments = IdMap()
         # per instrument, + 1 sentinel at the end
@@ -109,6 +114,11 @@ class Book:
         self._mode = np.zeros(0, dtype=np.int8)
         self._min_trade: F64 = np.zeros(0)
         self._liquidate: Bool = np.zeros(0, dtype=bool)  # exit untargeted holdings without a breach
+        self._min_frac: F64 = np.zeros(0)  # minimum leg as a fraction of the account's value
+        self._cash_abs: F64 = np.zeros(0)  # the cash band (NaN: the account's band, else the default)
+        self._cash_rel: F64 = np.zeros(0)
+        self._cash_limit: F64 = np.zeros(0)
+        self._cash_buffer: F64 = np.zeros(0)
         self._slot_bands: dict[int, dict[int, tuple[float, float]]] = {}
         # per slot
         self._k = max(1, slots)
@@ -180,6 +190,11 @@ class Book:
         self._mode = _grow(self._mode, new_cap, np.int8(self.default_mode))
         self._min_trade = _grow(self._min_trade, new_cap, self.default_min_trade)
         self._liquidate = _grow(self._liquidate, new_cap, False)
+        self._min_frac = _grow(self._min_frac, new_cap, 0.0)
+        self._cash_abs = _grow(self._cash_abs, new_cap, np.nan)
+        self._cash_rel = _grow(self._cash_rel, new_cap, np.nan)
+        self._cash_limit = _grow(self._cash_limit, new_cap, self.policy.default.abs_or_inf)
+        self._cash_buffer = _grow(self._cash_buffer, new_cap, self.default_cash_buffer)
         self._inst = _grow(self._inst, new_cap, -1)
         self._qty = _grow(self._qty, new_cap, 0.0)
         self._target = _grow(self._target, new_cap, 0.0)
@@ -351,6 +366,8 @@ class Book:
         min_trade: float | None = None,
         liquidate: bool = False,
         groups: list[Group] | None = None,
+        cash: CashRules | None = None,
+        min_trade_fraction: float = 0.0,
     ) -> None:
         """Replace an account's target weights (the rest is its cash target) and its band settings;
         ``liquidate`` sells every untargeted holding in full at the next evaluation, breach or not."""
@@ -387,9 +404,19 @@ class Book:
         if min_trade is not None:
             self._min_trade[row] = min_trade
         self._liquidate[row] = liquidate
+        self._set_cash(row, cash, min_trade_fraction)
         self._set_groups(row, self.group_row(groups) if groups else None)
         self._recompute_limits(np.array([row]))
         self._disarmed[row] = False
+
+    def _set_cash(self, row: int, cash: CashRules | None, min_trade_fraction: float) -> None:
+        if not 0.0 <= min_trade_fraction < 1.0:
+            raise ValueError(f"min_trade_fraction must be within [0, 1), got {min_trade_fraction!r}")
+        self._min_frac[row] = min_trade_fraction
+        band = None if cash is None else cash.band
+        self._cash_abs[row], self._cash_rel[row] = band_pair(band)
+        buffer = None if cash is None else cash.buffer
+        self._cash_buffer[row] = self.default_cash_buffer if buffer is None else buffer
 
     def group_row(self, groups: list[Group]) -> GroupRow:
         """An account's groups as ``RowSpec.groups`` takes them (registers their members)."""
@@ -466,6 +493,13 @@ class Book:
             self.groups.recompute(
                 rows, self._group[rows], targets, self.policy.default, self.policy.rel_floor
             )
+        cash_target = self._cash_target[rows][:, None]
+        cash_levels = [
+            (self._cash_abs[rows][:, None], self._cash_rel[rows][:, None]),
+            (self._row_abs[rows][:, None], self._row_rel[rows][:, None]),
+        ]
+        cash_limit = effective_limits(cash_target, cash_levels, self.policy.default, self.policy.rel_floor)
+        self._cash_limit[rows] = cash_limit[:, 0]
         liquidating = self._liquidate[rows]
         if liquidating.any():  # an untargeted holding of a liquidating account breaches at any weight
             limits = np.where(liquidating[:, None] & (targets == 0.0), 0.0, limits)
@@ -511,6 +545,9 @@ class Book:
         self._mode[rows] = self.default_mode
         self._min_trade[rows] = self.default_min_trade
         self._liquidate[rows] = False
+        self._min_frac[rows] = 0.0
+        self._cash_abs[rows] = self._cash_rel[rows] = np.nan
+        self._cash_buffer[rows] = self.default_cash_buffer
         self._group[rows] = -1
         self.groups.clear(rows)
         for row in rows.tolist():
@@ -523,6 +560,7 @@ class Book:
             self._mode[row] = spec.mode
             self._min_trade[row] = spec.min_trade
             self._liquidate[row] = spec.liquidate
+            self._set_cash(row, spec.cash, spec.min_trade_fraction)
             if spec.groups is not None:
                 self._set_groups(row, spec.groups)
         self._recompute_limits(rows)
@@ -619,7 +657,9 @@ class Book:
             self._disarmed[rows] = disarmed & ~inside
         if self.groups.width and self.groups.count[rows].any():
             ev = ev.with_groups(self._group_drift(ev, _take_rows(self._group, rows, full), full))
-        return ev
+        cash_target = _take_rows(self._cash_target, rows, full)
+        cash_limit = _take_rows(self._cash_limit, rows, full)
+        return ev.with_cash(cash_drift(ev.cash, ev.value, cash_target, cash_limit, ev.status != 0))
 
     def _group_drift(self, ev: Evaluation, slot_group: I8, full: bool) -> GroupDrift:
         """Group deviations of an evaluation's rows, and their re-arming (as for slots)."""
@@ -646,6 +686,13 @@ class Book:
             gmode = np.where(gmode >= 0, gmode, mode[:, None]).astype(np.int8)
             group_desired = desired_members(br.groups, gmode, br.targets, self.policy.edge_margin)
             mode = np.where(br.groups.slot_group >= 0, br.groups.member_values(gmode, 0), mode[:, None])
+        cash = None
+        if br.cash_drift is not None:
+            other: Bool = np.any(br.breach_slots, axis=1)
+            if br.groups is not None:
+                other |= br.groups.breaching
+            cash = CashPlan(br.cash_drift, self._cash_buffer[br.rows], other, self._mode[br.rows])
+        min_trade = np.maximum(self._min_trade[br.rows], self._min_frac[br.rows] * br.value)
         return plan_legs(
             br,
             bid=self._bid,
@@ -653,10 +700,11 @@ class Book:
             lot=self._lot,
             cash_target=self._cash_target[br.rows],
             mode=mode.astype(np.int8),
-            min_trade=self._min_trade[br.rows],
+            min_trade=min_trade,
             limits=limits or LegLimits(),
             edge_margin=self.policy.edge_margin,
             group_desired=group_desired,
+            cash=cash,
         )
 
     def mark_answered(self, plan: LegPlan) -> None:
@@ -702,6 +750,18 @@ class Book:
         """Cash balance of an account."""
         row = self.accounts.get(account)
         return 0.0 if row is None else float(self._cash[row])
+
+    def cash_limit(self, account: str) -> float:
+        """The band limit of an account's cash weight."""
+        row = self.accounts.get(account)
+        if row is None:
+            return self.policy.default.abs_or_inf
+        self._settle_limits()
+        return float(self._cash_limit[row])
+
+    def cash_target_of(self, row: int) -> float:
+        """Cash target of the account in ``row``."""
+        return float(self._cash_target[row])
 
     def cash_target(self, account: str) -> float:
         """Cash target of an account as a fraction of its value."""

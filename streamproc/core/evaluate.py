@@ -12,8 +12,11 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 
 from streamproc.core.bands import BAND_TOLERANCE
+from streamproc.core.cash import CashDrift
 from streamproc.core.groups import GroupDrift
 from streamproc.core.types import F64, I64, U8, Bool, PriceFlag
+
+CASH_REASON = -2  # ``Evaluation.worst``'s group when the cash weight is the worst breach
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +42,7 @@ class Evaluation:
     sellable: F64  # what a new sell may take per slot: ``qty`` less what working orders still sell
     spendable: F64  # the cash new buys may use: ``cash`` less what working orders still buy
     groups: GroupDrift | None = None  # group weights and breaches, when the book has groups
+    cash_drift: CashDrift | None = None  # the cash weight against its band
 
     @property
     def weights(self) -> F64:
@@ -64,7 +68,8 @@ class Evaluation:
 
     def worst(self) -> tuple[I64, I64]:
         """Per account, the breach furthest outside its band relative to the band (the order's reason):
-        (slot, -1) for an instrument, (slot of no meaning, group) when a group's is the worst."""
+        (slot, -1) for an instrument, (slot of no meaning, group) when a group's is the worst, and
+        (slot of no meaning, ``CASH_REASON``) when the cash weight's is."""
         with np.errstate(divide="ignore", invalid="ignore"):
             severity = np.where(self.excess > 0.0, np.abs(self.deviations) / self.limits, -1.0)
         # equal breaches (a two-asset account) differ only by float noise: ties go to the first slot
@@ -78,6 +83,14 @@ class Evaluation:
             best = gsev.argmax(axis=1)
             wins = np.take_along_axis(gsev, best[:, None], axis=1)[:, 0] > severity.max(axis=1)
             group = np.where(wins, best, -1).astype(np.int64)
+            severity = np.maximum(severity.max(axis=1), np.take_along_axis(gsev, best[:, None], axis=1)[:, 0])
+        else:
+            severity = severity.max(axis=1)
+        c = self.cash_drift
+        if c is not None:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                csev = np.round(np.where(c.excess > 0.0, np.abs(c.deviation) / c.limit, -1.0), 9)
+            group = np.where(csev > severity, CASH_REASON, group).astype(np.int64)
         return slot, group
 
     def calm(self, fraction: float) -> Bool:
@@ -87,12 +100,23 @@ class Evaluation:
             if self.groups is not None:
                 g = self.groups
                 out &= np.all(np.abs(g.deviations) <= fraction * g.limits, axis=1)
+            if self.cash_drift is not None:
+                out &= np.abs(self.cash_drift.deviation) <= fraction * self.cash_drift.limit
         return out
 
     def take(self, which: Bool | I64) -> Evaluation:
         """The same evaluation restricted to some of its accounts (a mask or positions)."""
-        picked = {f.name: getattr(self, f.name)[which] for f in fields(self) if f.name != "groups"}
-        return Evaluation(**picked, groups=None if self.groups is None else self.groups.take(which))
+        parts = ("groups", "cash_drift")
+        picked = {f.name: getattr(self, f.name)[which] for f in fields(self) if f.name not in parts}
+        return Evaluation(
+            **picked,
+            groups=None if self.groups is None else self.groups.take(which),
+            cash_drift=None if self.cash_drift is None else self.cash_drift.take(which),
+        )
+
+    def with_cash(self, drift: CashDrift) -> Evaluation:
+        """This evaluation with its accounts' cash drift: a cash weight outside its band breaches."""
+        return replace(self, cash_drift=drift, breaching=self.breaching | (drift.excess > 0.0))
 
     def with_groups(self, groups: GroupDrift) -> Evaluation:
         """This evaluation with its accounts' group drift: group breaches make accounts breach."""

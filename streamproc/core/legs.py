@@ -17,6 +17,7 @@ from typing import Literal
 
 import numpy as np
 
+from streamproc.core.cash import CashPlan, overweights_first
 from streamproc.core.evaluate import Evaluation
 from streamproc.core.groups import GroupDrift
 from streamproc.core.types import F64, I8, I64, Bool, Mode
@@ -112,6 +113,7 @@ def plan_legs(
     limits: LegLimits,
     edge_margin: float = 0.0,
     group_desired: F64 | None = None,
+    cash: CashPlan | None = None,
 ) -> LegPlan:
     """Plan legs for every account in ``ev`` (callers pass only breaching ones).
 
@@ -119,7 +121,10 @@ def plan_legs(
     ``cash_target`` (fraction of value), ``mode`` and ``min_trade`` are per account of ``ev``;
     ``mode`` may also be per slot (accounts x slots); ``edge_margin`` is the fraction of the band
     inside the edge that edge mode aims at; ``group_desired`` (per slot, NaN: none) the weight members
-    of breached groups trade to, which wins over their own.
+    of breached groups trade to, which wins over their own; ``cash`` the accounts' cash bands: an
+    account whose only breach is too much cash invests it with buys only into its underweights
+    (leaving the buffer), one whose only breach is too little raises it with sells only, overweights
+    first (with other breaches, the mode's rebalance brings cash along).
     """
     inst = ev.instruments
     b = bid[inst]
@@ -144,7 +149,19 @@ def plan_legs(
         in_breached_group = ~np.isnan(group_desired)
         desired = np.where(in_breached_group, group_desired, desired)
         move |= used & in_breached_group
+    investing = raising = np.zeros(inst.shape[0], dtype=bool)
+    if cash is not None:
+        investing = cash.drift.over & ~cash.other_breach
+        raising = cash.drift.short & ~cash.other_breach
+        move = np.where(investing[:, None], used & (ev.deviations < 0.0), move)
     delta_value = np.where(move, desired * value - q * mid, 0.0)
+    if cash is not None and raising.any():
+        floor = cash_target - cash.allowance(edge_margin)
+        need = np.maximum(floor * ev.value - ev.cash, 0.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            at_bid = np.where(used & (mid > 0.0), b / mid, 0.0)  # value the overweights where they sell
+        sell = overweights_first(np.where(used, q * b, 0.0), t * value * at_bid, need)
+        delta_value = np.where(raising[:, None], -sell, delta_value)
     selling = delta_value < 0
     with np.errstate(divide="ignore", invalid="ignore"):
         price = np.where(selling, b, a)
@@ -154,22 +171,31 @@ def plan_legs(
     skipped = wanted & (spread_bps > limits.max_spread_bps)
     raw = np.where(skipped, 0.0, raw)
     qty = _round_to_lot(raw, lots)
+    if raising.any():  # raise at least what is short: a sell's last lot is rounded up
+        with np.errstate(divide="ignore", invalid="ignore"):
+            up = -np.ceil(np.round(-raw / lots, 9)) * lots
+        qty = np.where(raising[:, None] & (raw < 0.0), up, qty)
     if math.isfinite(limits.max_notional):
         with np.errstate(divide="ignore", invalid="ignore"):  # padded slots: price 0
             cap = _round_to_lot(limits.max_notional / price, lots, exact=True)
         qty = np.clip(qty, -cap, cap)
-    exiting = selling & (desired == 0.0) & ~skipped
+    exiting = selling & (desired == 0.0) & ~skipped & ~raising[:, None]
     # what working orders still sell is not for sale again (``sellable``; ``q`` is the projected holding)
     held = np.minimum(q, ev.sellable)
     qty = np.where(exiting & (limits.max_notional >= held * b), -held, qty)
     qty = np.maximum(qty, -held)  # never sell more than is held
+    qty = np.where((investing[:, None] & (qty < 0.0)) | (raising[:, None] & (qty > 0.0)), 0.0, qty)
 
     min_t = min_trade[:, None]
     notional = np.abs(qty) * price
     qty = np.where((qty < 0) & (notional < min_t), 0.0, qty)
 
     proceeds = np.where(qty < 0, -qty * price, 0.0).sum(axis=1)
-    free_cash = np.maximum(0.0, np.minimum(ev.cash, ev.spendable) - cash_target * ev.value)
+    if cash is None:
+        keep = cash_target
+    else:
+        keep = cash_target + np.where(investing, np.maximum(cash.buffer, cash.allowance(edge_margin)), 0.0)
+    free_cash = np.maximum(0.0, np.minimum(ev.cash, ev.spendable) - keep * ev.value)
     available = proceeds + free_cash
     buys = np.where(qty > 0, qty * price, 0.0).sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):

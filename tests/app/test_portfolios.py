@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import pytest
 
 from streamproc.app.deadletters import Record
 from streamproc.testkit import InMemoryWorker, worker
@@ -133,3 +134,23 @@ async def test_a_targets_record_with_an_instrument_in_two_groups_is_dead_lettere
     (dead,) = [orjson.loads(r.value) for r in w.publisher.sent(t.deadletter)]
     assert dead["reason"] == "semantic" and "EQ1 is in groups 'a' and 'b'" in dead["error"]
     assert w.parts.counters.deadletters.get("targets", "semantic") == 1
+
+
+async def test_a_deposit_is_invested_with_buys_only_and_the_order_names_cash() -> None:
+    w = worker(settings(), CONTRACT)
+    await own(w, 0)
+    prices(w, 100.0, 1)
+    await classes(w)
+    await passes(w)
+    assert orders(w) == []
+    t = w.parts.settings.topics
+    # a 5,000 deposit on 100,000 (4.8 %), the classes at 60/40: only cash is out of its band
+    await feed(w, "A", [(t.positions, {"account": "A", "instrument": "CASH", "qty": 5000.0, "seq": 10})])
+    await passes(w)
+    (order,) = orders(w)
+    CONTRACT.validate("orders", order)
+    assert order["reason"]["instrument"] == "CASH" and order["reason"]["target"] == 0.0
+    assert order["reason"]["weight"] == pytest.approx(5000 / 105_000, abs=1e-4)
+    assert {leg["side"] for leg in order["legs"]} == {"buy"}
+    assert {leg["instrument"] for leg in order["legs"]} == set(EQ + BD)  # all under their targets
+    assert float(order["weights_after"]["CASH"]) == pytest.approx(0.0025, abs=1e-3)
