@@ -80,6 +80,7 @@ class Accounts:
         self.dirty: set[int] = set()
         self.quarantine = Quarantine()  # rows with missing position seqs
         self.freshness = Freshness(drift_min_move, drift_refresh_s)  # when drift documents are rewritten
+        self.settled: dict[int, str] = {}  # row -> the last withdrawal paid out (positions ``settles``)
 
     def __len__(self) -> int:
         return self.book.n_accounts
@@ -139,6 +140,8 @@ class Accounts:
             if gaps is not None:
                 gaps.newest[inst] = seq
             set_holding(account, inst, qty)
+        if "settles" in doc:
+            self.settle_withdrawal(r, doc["settles"])
         self.seq[r] = seq
         self.pts[r] = max(int(self.pts[r]), int(doc["ts"]))
         self.part[r], self.owned[r] = partition, True
@@ -173,9 +176,23 @@ class Accounts:
         self.part[r], self.owned[r] = partition, True
         self.cooldown[r] = float(doc["cooldown_s"]) if "cooldown_s" in doc else math.nan
         self.targets_doc[r] = dict(doc)
+        self._reserve(r, doc)
         self.working.make_obsolete(r, "targets_changed")  # cancelled, and replaced if still needed
         self._settle(r, now)
         return True
+
+    def _reserve(self, r: int, targets: Mapping[str, Any] | None) -> None:
+        """Set aside the cash of the targets' withdrawal until a positions record pays it out."""
+        withdrawal: Mapping[str, Any] | None = (targets or {}).get("withdrawal")
+        amount = 0.0
+        if withdrawal is not None and self.settled.get(r) != withdrawal["id"]:
+            amount = float(withdrawal["amount"])
+        self.book.set_reserve(self.book.accounts.id_of(r), amount)
+
+    def settle_withdrawal(self, r: int, withdrawal: str) -> None:
+        """A positions record paid out ``withdrawal``: its reserve ends with that record."""
+        self.settled[r] = withdrawal
+        self._reserve(r, self.targets_doc.get(r))
 
     def _settle(self, r: int, now: float) -> None:
         """Changed inputs (and an open order's answer) often come as several records: evaluate the
@@ -249,6 +266,11 @@ class Accounts:
         self._grow(int(rows.max()) + 1)
         for r, rec in zip(rows.tolist(), recs, strict=True):
             self.seq[r], self.pts[r], self.part[r] = rec.seq, rec.pts, rec.partition
+            if rec.settled is not None:
+                self.settled[r] = rec.settled
+            else:
+                self.settled.pop(r, None)
+            self._reserve(r, rec.targets)
             stored = rec.targets
             if stored is not None:
                 self.tver[r], self.tts[r] = int(stored["version"]), int(stored["ts"])

@@ -90,6 +90,8 @@ class Intake:
                         if qty > 0:
                             referenced.add(inst)
                 patch.positions(int(accounts.seq[r]), int(accounts.pts[r]))
+                if "settles" in doc and done == Applied.APPLIED:
+                    patch.settled(doc["settles"])
                 if done != Applied.APPLIED or r in accounts.quarantine:
                     patch.gap(accounts.quarantine.record(r))
             elif logical == "executions":

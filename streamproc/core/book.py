@@ -119,6 +119,8 @@ class Book:
         self._cash_rel: F64 = np.zeros(0)
         self._cash_limit: F64 = np.zeros(0)
         self._cash_buffer: F64 = np.zeros(0)
+        self._reserve: F64 = np.zeros(0)  # cash set aside for a withdrawal: not the portfolio's
+        self._reserving: set[int] = set()
         self._slot_bands: dict[int, dict[int, tuple[float, float]]] = {}
         # per slot
         self._k = max(1, slots)
@@ -195,6 +197,7 @@ class Book:
         self._cash_rel = _grow(self._cash_rel, new_cap, np.nan)
         self._cash_limit = _grow(self._cash_limit, new_cap, self.policy.default.abs_or_inf)
         self._cash_buffer = _grow(self._cash_buffer, new_cap, self.default_cash_buffer)
+        self._reserve = _grow(self._reserve, new_cap, 0.0)
         self._inst = _grow(self._inst, new_cap, -1)
         self._qty = _grow(self._qty, new_cap, 0.0)
         self._target = _grow(self._target, new_cap, 0.0)
@@ -354,6 +357,23 @@ class Book:
         self._cash[row] = amount
         self._disarmed[row] = False
         self.groups.disarmed[row] = False
+
+    def set_reserve(self, account: str, amount: float) -> None:
+        """Cash set aside for a withdrawal (0: none): the account is evaluated and traded as if it
+        were already paid out, so the reserve is raised when short and never invested."""
+        if not amount >= 0:
+            raise ValueError(f"reserve of {account} must be >= 0, got {amount!r}")
+        row = self.account(account)
+        self._reserve[row] = amount
+        if amount > 0:
+            self._reserving.add(row)
+        else:
+            self._reserving.discard(row)
+
+    def reserve(self, account: str) -> float:
+        """Cash set aside for a withdrawal."""
+        row = self.accounts.get(account)
+        return 0.0 if row is None else float(self._reserve[row])
 
     def set_targets(
         self,
@@ -548,6 +568,8 @@ class Book:
         self._min_frac[rows] = 0.0
         self._cash_abs[rows] = self._cash_rel[rows] = np.nan
         self._cash_buffer[rows] = self.default_cash_buffer
+        self._reserve[rows] = 0.0
+        self._reserving.difference_update(rows.tolist())
         self._group[rows] = -1
         self.groups.clear(rows)
         for row in rows.tolist():
@@ -648,6 +670,12 @@ class Book:
         sellable = spendable = None
         if shift is not None:
             qty, cash, sellable, spendable = shift.apply(inst, qty, cash)
+        if self._reserving:  # a withdrawal's cash is not the portfolio's (cash may go below 0)
+            reserve = _take_rows(self._reserve, rows, full)
+            cash = cash - reserve
+            spendable = None if spendable is None else np.maximum(spendable - reserve, 0.0)
+            if spendable is None:
+                sellable, spendable = qty, np.maximum(cash, 0.0)
         ev = evaluate_arrays(rows, inst, qty, target, limit, disarmed, cash, self._mid, self._flags)
         if sellable is not None and spendable is not None:
             ev = dataclasses.replace(ev, sellable=sellable, spendable=spendable)

@@ -149,10 +149,11 @@ def plan_legs(
         in_breached_group = ~np.isnan(group_desired)
         desired = np.where(in_breached_group, group_desired, desired)
         move |= used & in_breached_group
-    investing = raising = np.zeros(inst.shape[0], dtype=bool)
+    investing = raising = short = np.zeros(inst.shape[0], dtype=bool)
     if cash is not None:
         investing = cash.drift.over & ~cash.other_breach
-        raising = cash.drift.short & ~cash.other_breach
+        short = cash.drift.short
+        raising = short & ~cash.other_breach
         move = np.where(investing[:, None], used & (ev.deviations < 0.0), move)
     delta_value = np.where(move, desired * value - q * mid, 0.0)
     if cash is not None and raising.any():
@@ -171,10 +172,10 @@ def plan_legs(
     skipped = wanted & (spread_bps > limits.max_spread_bps)
     raw = np.where(skipped, 0.0, raw)
     qty = _round_to_lot(raw, lots)
-    if raising.any():  # raise at least what is short: a sell's last lot is rounded up
+    if short.any():  # raise at least what is short: a sell's last lot is rounded up
         with np.errstate(divide="ignore", invalid="ignore"):
             up = -np.ceil(np.round(-raw / lots, 9)) * lots
-        qty = np.where(raising[:, None] & (raw < 0.0), up, qty)
+        qty = np.where(short[:, None] & (raw < 0.0), up, qty)
     if math.isfinite(limits.max_notional):
         with np.errstate(divide="ignore", invalid="ignore"):  # padded slots: price 0
             cap = _round_to_lot(limits.max_notional / price, lots, exact=True)

@@ -314,6 +314,7 @@ class AccountRecord:
     rejected: Episode | None = None  # its order was rejected: held until an input changes
     cancelling: tuple[WorkingOrder, ...] = ()  # cancelled, not yet confirmed: may still trade
     unanswered: Episode | None = None  # its orders went unanswered (details: attempts)
+    settled: str | None = None  # the last withdrawal a positions record paid out (``settles``)
 
     @property
     def drift(self) -> DriftDoc | None:
@@ -340,6 +341,7 @@ def parse_account(account: str, raw: HashFields) -> AccountRecord:
         rejected=episode_from(orjson.loads(rej)) if (rej := raw.get(b"rejected")) else None,
         cancelling=decode_orders(raw.get(b"cancelling", b"")),
         unanswered=episode_from(orjson.loads(una)) if (una := raw.get(b"unanswered")) else None,
+        settled=settled.decode() if (settled := raw.get(b"settled")) else None,
     )
 
 
@@ -392,6 +394,10 @@ class AccountPatch:
 
     def cancelling(self, orders: Iterable[WorkingOrder]) -> AccountPatch:
         self.fields["cancelling"] = encode_orders(orders)
+        return self
+
+    def settled(self, withdrawal: str) -> AccountPatch:
+        self.fields["settled"] = withdrawal
         return self
 
     def unanswered(self, episode: Episode | None) -> AccountPatch:

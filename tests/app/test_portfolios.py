@@ -154,3 +154,63 @@ async def test_a_deposit_is_invested_with_buys_only_and_the_order_names_cash() -
     assert {leg["side"] for leg in order["legs"]} == {"buy"}
     assert {leg["instrument"] for leg in order["legs"]} == set(EQ + BD)  # all under their targets
     assert float(order["weights_after"]["CASH"]) == pytest.approx(0.0025, abs=1e-3)
+
+
+def fill_of(order: dict[str, Any], held: dict[str, float], cash: float) -> tuple[list[dict[str, Any]], float]:
+    """The atomic change of a full fill of ``order`` at its prices: absolute holdings and the cash."""
+    changes = []
+    for leg in order["legs"]:
+        signed = float(leg["qty"]) * (1 if leg["side"] == "buy" else -1)
+        held[leg["instrument"]] = held.get(leg["instrument"], 0.0) + signed
+        cash -= signed * float(leg["price"])
+        changes.append({"instrument": leg["instrument"], "qty": round(held[leg["instrument"]], 6)})
+    changes.append({"instrument": "CASH", "qty": round(cash, 2)})
+    return changes, cash
+
+
+async def test_a_withdrawal_is_raised_from_the_overweights_kept_until_paid_out_and_released_with_it() -> None:
+    s = settings()
+    w = worker(s, CONTRACT)
+    await own(w, 0)
+    prices(w, 100.0, 1)
+    await classes(w)
+    await passes(w)
+    t = s.topics
+    weights = {**{e: 0.15 for e in EQ}, **{b: 0.10 for b in BD}}
+    request = {"account": "A", "version": 2, "weights": weights, "groups": GROUPS}
+    await feed(w, "A", [(t.targets, {**request, "withdrawal": {"id": "W-1", "amount": 10_000}})])
+    await passes(w)
+    (order,) = [o for o in orders(w) if o["type"] == "rebalance"]
+    assert {leg["side"] for leg in order["legs"]} == {"sell"}, "a withdrawal sells, it never buys"
+    raised = sum(float(leg["notional"]) for leg in order["legs"])
+    assert 10_000 <= raised < 10_100  # at least the payout, about one lot more at most per leg
+
+    held = {**{e: 150.0 for e in EQ}, **{b: 200.0 for b in BD}}
+    changes, cash = fill_of(order, held, 0.0)
+    await feed(w, "A", [(t.positions, {"account": "A", "changes": changes, "seq": 10})])
+    await passes(w)
+    assert len(orders(w)) == 1, "raised: the reserve is not invested"
+
+    # a restart before the payout keeps the reserve (it comes from the stored targets)
+    later = worker(s, CONTRACT, store=w.store, publisher=w.publisher, clock=w.clock)
+    prices(later, 100.0, 2)
+    await own(later, 0)
+    await passes(later)
+    assert later.parts.accounts.book.reserve("A") == 10_000
+    assert len(orders(later)) == 1
+
+    # the payout: cash leaves, the reserve with it, in one record; nothing to trade afterwards
+    payout = {
+        "account": "A",
+        "instrument": "CASH",
+        "qty": round(cash - 10_000, 2),
+        "seq": 11,
+        "settles": "W-1",
+    }
+    await feed(later, "A", [(t.positions, payout)])
+    await passes(later)
+    assert later.parts.accounts.book.reserve("A") == 0.0
+    assert len(orders(later)) == 1
+    stored = await later.store.load_account("A")
+    assert stored is not None and stored.settled == "W-1"
+    assert stored.drift is not None and stored.drift["status"] == "ok"
