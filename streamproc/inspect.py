@@ -105,6 +105,18 @@ async def _account(store: Store, ident: str, now_ms: int) -> int:
             print(f"  groups         {_json(drift['groups'])}")
     else:
         print("  drift status   not evaluated yet")
+    if rec.sleeves:
+        for name, sleeve in orjson.loads(rec.sleeves).items():
+            closed = sleeve.get("closed")
+            state = (
+                f"STOPPED by {closed['trigger']} {_age(now_ms, closed['at_ms'])} at mark {closed['mark']}"
+                if closed
+                else "open"
+            )
+            print(
+                f"  sleeve         {name}: {state}; opened {_age(now_ms, sleeve['opened_at'])}, "
+                f"peak mark {sleeve['peak']:.4f}, entry mids {_json(sleeve['entry'])}"
+            )
     if rec.gap:
         print(
             f"  QUARANTINED    position seqs missing: {rec.gap.gaps['ranges']} (streamproc reconcile {ident})"

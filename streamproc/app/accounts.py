@@ -12,6 +12,7 @@ import numpy as np
 
 from streamproc.app.freshness import Freshness
 from streamproc.app.quarantine import Quarantine
+from streamproc.app.sleeves import Sleeves, closed_names, decode
 from streamproc.app.status import Status
 from streamproc.app.targets import targets_args
 from streamproc.app.working import Report, WorkingOrders
@@ -81,6 +82,8 @@ class Accounts:
         self.quarantine = Quarantine()  # rows with missing position seqs
         self.freshness = Freshness(drift_min_move, drift_refresh_s)  # when drift documents are rewritten
         self.settled: dict[int, str] = {}  # row -> the last withdrawal paid out (positions ``settles``)
+        self.sleeves = Sleeves(book)
+        self.order_closures: I64 = np.zeros(0, dtype=np.int64)  # stopped sleeves when the last order went
 
     def __len__(self) -> int:
         return self.book.n_accounts
@@ -100,6 +103,7 @@ class Accounts:
         self.cooldown, self.hold_until = ext(self.cooldown, math.nan), ext(self.hold_until, 0.0)
         self.order_seq, self.order_tver = ext(self.order_seq, -1), ext(self.order_tver, -1)
         self.attempt, self.status = ext(self.attempt, 0), ext(self.status, Status.UNKNOWN)
+        self.order_closures = ext(self.order_closures, 0)
 
     def row(self, account: str) -> int:
         """The account's row, adding it when new."""
@@ -170,7 +174,8 @@ class Accounts:
         version = int(doc["version"])
         if version <= self.tver[r]:
             return False
-        self.book.set_targets(doc["account"], **targets_args(doc))
+        self.book.set_targets(doc["account"], **targets_args(doc, self.sleeves.closed_names(r, doc)))
+        self.sleeves.applied(r, doc)
         self.tver[r] = version
         self.tts[r] = max(int(self.tts[r]), int(doc["ts"]))
         self.part[r], self.owned[r] = partition, True
@@ -180,6 +185,24 @@ class Accounts:
         self.working.make_obsolete(r, "targets_changed")  # cancelled, and replaced if still needed
         self._settle(r, now)
         return True
+
+    def stop_sleeves(self, rows: Iterable[int], now: float) -> None:
+        """Sleeves of ``rows`` were stopped (``Sleeves.check``): their targets go to the rest of the
+        model, the next pass sells them, and a working order is cancelled and replaced."""
+        for r in set(rows):
+            doc = self.targets_doc.get(r)
+            if doc is None:
+                continue
+            account = self.book.accounts.id_of(r)
+            closed = self.sleeves.closed_names(r, doc)
+            self.book.set_targets(account, **targets_args(doc, closed))
+            self.sleeves.applied(r, doc)
+            for name in closed:
+                if r not in self.sleeves.stopped:
+                    self.sleeves.start_episode(r, account, name)
+            self.working.make_obsolete(r, "targets_changed")
+            self.hold_until[r] = now
+            self.dirty.add(r)
 
     def _reserve(self, r: int, targets: Mapping[str, Any] | None) -> None:
         """Set aside the cash of the targets' withdrawal until a positions record pays it out."""
@@ -241,11 +264,13 @@ class Accounts:
         cash = np.zeros(len(recs))
         specs: dict[int, RowSpec] = {}
         instrument = self.book.instrument
+        stored_sleeves = [decode(rec.sleeves) for rec in recs]
         for j, rec in enumerate(recs):
             doc = rec.targets or {}
-            weights = doc.get("weights", {})
+            closed = closed_names(stored_sleeves[j], doc) if stored_sleeves[j] else set()
+            weights = targets_args(doc, closed)["weights"] if closed else doc.get("weights", {})
             if any(k in doc for k in _SPEC_FIELDS):
-                args = targets_args(doc)
+                args = targets_args(doc, closed)
                 specs[j] = RowSpec(
                     band_pair(args["band"]),
                     {instrument(i): band_pair(b) for i, b in args["bands"].items()},
@@ -264,8 +289,10 @@ class Accounts:
             cash[j] = rec.cash
         rows = self.book.load_rows([r.account for r in recs], inst, qty, tgt, cash, specs)
         self._grow(int(rows.max()) + 1)
-        for r, rec in zip(rows.tolist(), recs, strict=True):
+        for r, rec, sleeves in zip(rows.tolist(), recs, stored_sleeves, strict=True):
             self.seq[r], self.pts[r], self.part[r] = rec.seq, rec.pts, rec.partition
+            if sleeves or r in self.sleeves.records:
+                self.sleeves.load(r, rec.account, sleeves, rec.targets)
             if rec.settled is not None:
                 self.settled[r] = rec.settled
             else:
@@ -325,7 +352,8 @@ class Accounts:
         self.last_order[r] = order["event_id"]
         self.order_seq[r], self.order_tver[r] = inputs["positions_seq"], inputs["targets_version"]
         self.attempt[r] = inputs.get("attempt", 0)
-        if r not in self.working and self.order_seq[r] == self.seq[r] and self.order_tver[r] == self.tver[r]:
+        self.order_closures[r] = inputs.get("sleeves_closed", 0)
+        if r not in self.working and self._same_inputs(r):
             self.hold_until[r] = order["ts"] / 1000.0 + self.cooldown_of(r)
 
     def cooldown_of(self, r: int) -> float:
@@ -394,8 +422,15 @@ class Accounts:
 
     def attempt_for(self, r: int) -> int:
         """0 for the first order on the current inputs, +1 per re-issue after a cooldown."""
-        same = self.order_seq[r] == self.seq[r] and self.order_tver[r] == self.tver[r]
-        return int(self.attempt[r]) + 1 if same else 0
+        return int(self.attempt[r]) + 1 if self._same_inputs(r) else 0
+
+    def _same_inputs(self, r: int) -> bool:
+        """The last order answered the account's current inputs (positions, targets, stopped sleeves)."""
+        return bool(
+            self.order_seq[r] == self.seq[r]
+            and self.order_tver[r] == self.tver[r]
+            and self.order_closures[r] == self.sleeves.closures(r)
+        )
 
     def opened(
         self, r: int, doc: OrderDoc, now: float, held: Mapping[str, float] | None = None
@@ -407,6 +442,7 @@ class Accounts:
         self.last_order[r] = doc["event_id"]
         self.order_seq[r], self.order_tver[r] = inputs["positions_seq"], inputs["targets_version"]
         self.attempt[r] = inputs["attempt"]
+        self.order_closures[r] = inputs.get("sleeves_closed", 0)
         if held is None:
             held = self.book.holdings(self.book.accounts.id_of(r))
         working = self.working.open(r, doc, held)

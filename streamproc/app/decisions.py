@@ -164,6 +164,10 @@ def decide(
     book = accounts.book
     ev = book.evaluate(rows, projection(accounts.working, book, rows))
     now_ms = int(now * 1000)
+    # stopped sleeves: their accounts trade on the targets without them, from the next pass
+    stopping = accounts.sleeves.check(ev, now_ms, accounts.targets_doc.get)
+    if stopping:
+        accounts.stop_sleeves(stopping, now)
     quarantined = accounts.quarantine.mask(rows)
     codes = np.full(rows.size, Status.OK, dtype=np.int64)
     suppressed = ~ev.evaluable | quarantined
@@ -172,7 +176,8 @@ def decide(
     capped = _capped(accounts, rows)
     # an order cancelled because the account is back in band is not replaced (its cancel is enough)
     back = _back_in_band(accounts, rows)
-    breaching = np.flatnonzero(ev.breaching & ~quarantined & ~capped & ~back)
+    stopped_now = among(rows, stopping) if stopping else np.zeros(rows.size, dtype=bool)
+    breaching = np.flatnonzero(ev.breaching & ~quarantined & ~capped & ~back & ~stopped_now)
     codes[breaching] = Status.HELD if hold else Status.UNTRADABLE
     codes[capped] = Status.UNANSWERED
     plan = book.plan(ev.take(breaching), limits) if breaching.size and not hold else None
@@ -237,6 +242,28 @@ def decide(
     if capped.any():
         accounts.hold_until[rows[capped]] = np.inf  # until an operator retries or releases it
     return out
+
+
+def _liquidating(accounts: Accounts, br: Evaluation, j: int, r: int) -> OrderReason | None:
+    """The reason of an order that sells a stopped sleeve still held: the sleeve and its trigger."""
+    stopped = accounts.sleeves.stopped.get(r)
+    if stopped is None or br.groups is None:
+        return None
+    name = stopped.details["sleeve"]
+    names = accounts.book.groups.names(r)
+    if name not in names:
+        return None
+    g = names.index(name)
+    weight = float(br.groups.targets[j, g] + br.groups.deviations[j, g])
+    if weight <= 0.0:
+        return None
+    return {
+        "group": name,
+        "trigger": stopped.details["trigger"],
+        "weight": round(weight, 6),
+        "target": 0.0,
+        "band": 0.0,
+    }
 
 
 def _group_weights(names: tuple[str, ...], groups: GroupDrift, j: int) -> dict[str, float]:
@@ -313,6 +340,9 @@ def _reason(
 ) -> OrderReason:
     """The worst breach of an order's account: an instrument's, or a group's (named by ``group``)."""
     slot, group = worst
+    selling = _liquidating(accounts, br, j, r)
+    if selling is not None:
+        return selling
     if group == CASH_REASON and br.cash_drift is not None:
         c = br.cash_drift
         return {
@@ -354,7 +384,8 @@ def _draft(
     account = book.accounts.id_of(r)
     attempt = accounts.attempt_for(r)
     seq, tver = int(accounts.seq[r]), int(accounts.tver[r])
-    event_id = rebalance_event_id(account, seq, tver, attempt)
+    closures = accounts.sleeves.closures(r)
+    event_id = rebalance_event_id(account, seq, tver, attempt, closures)
     legs: list[OrderLeg] = []
     for leg in plan.legs(j):
         name = names.id_of(leg.instrument)
@@ -376,6 +407,8 @@ def _draft(
         "weights_after": _weights(names, plan.instruments[j], plan.weights_after[j], cash_after_w),
         "inputs": {"positions_seq": max(seq, 0), "targets_version": tver, "attempt": attempt},
     }
+    if closures:
+        doc["inputs"]["sleeves_closed"] = closures
     held = None
     open_orders = accounts.working.open_orders(r)
     if open_orders:  # sized on top of what they still trade: it works from the projected holdings

@@ -97,6 +97,8 @@ class Evaluator:
         working = accounts.working
         for r in working.drain_changed():  # given up at their cooldown, confirmed, counted unanswered
             working.stored(r, patches.setdefault(ids.id_of(r), AccountPatch()))
+        for r, sleeves in accounts.sleeves.drain_changed().items():  # entries, peaks, stops
+            patches.setdefault(ids.id_of(r), AccountPatch()).sleeves(sleeves)
         await self.store.write_accounts(patches, {})
         self.observe_pass(time.perf_counter() - started)
         return len(published)

@@ -126,6 +126,8 @@ class Intake:
                 ).tolist()
                 why = working.why_rejected(r)
                 patch.drift({"status": "rejected", "why": why, "evaluated_at": now_ms, "status_since": since})
+        for r, sleeves in accounts.sleeves.drain_changed().items():  # sleeves that new targets ended
+            patches.setdefault(ids.id_of(r), AccountPatch()).sleeves(sleeves)
         await self.deadletters.publish(dead)
         await self.store.write_accounts(patches, parts, referenced - self._referenced_sent)
         self._referenced_sent |= referenced

@@ -40,6 +40,11 @@ ALERT_TYPES: dict[str, AlertType] = {
             "warning",
             "an order got no answer within its cooldown: cancelled; capped, then an operator decides",
         ),
+        AlertType(
+            "sleeve_stopped",
+            "info",
+            "a sleeve met a kill criterion (time, stop-loss, drawdown, take-profit): it is being sold",
+        ),
         AlertType("feed_silent", "critical", "an input topic that was live has received nothing for a while"),
         AlertType("breach_storm", "critical", "too many accounts breached at once: all orders are held"),
         AlertType("deadletter_rate", "warning", "dead letters per minute above the threshold"),

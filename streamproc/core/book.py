@@ -37,6 +37,7 @@ from streamproc.core.groups import (
 )
 from streamproc.core.ids import IdMap
 from streamproc.core.legs import LegLimits, LegPlan, plan_legs
+from streamproc.core.sleeves import SleeveTable, Trigger, sleeve_marks, triggers
 from streamproc.core.types import F64, I8, I32, I64, Bool, Mode, PriceFlag
 
 DEFAULT_LOT = 0.0001
@@ -131,6 +132,10 @@ class Book:
         self._disarmed: Bool = np.zeros((0, self._k), dtype=bool)
         self._group: I8 = np.full((0, self._k), -1, dtype=np.int8)  # the slot's group, -1: none
         self.groups = GroupTable()
+        self._entry: F64 = np.full((0, self._k), np.nan)  # sleeve members: the mid when first held
+        self.sleeves = SleeveTable()
+        self._sleeved: Bool = np.zeros(0, dtype=bool)  # accounts with a sleeve
+        self._sleeve_changed: set[int] = set()  # entries recorded or peaks risen, not yet stored
         self._limits_due: set[int] = set()  # rows with slots whose limit is not computed yet
         # inverted index
         self._index_ptr: I64 | None = None
@@ -205,6 +210,9 @@ class Book:
         self._disarmed = _grow(self._disarmed, new_cap, False)
         self._group = _grow(self._group, new_cap, -1)
         self.groups.ensure(new_cap, self.groups.width)
+        self._entry = _grow(self._entry, new_cap, np.nan)
+        self._sleeved = _grow(self._sleeved, new_cap, False)
+        self.sleeves.ensure(new_cap, self.groups.width)
 
     def _ensure_slots(self, k: int) -> None:
         if k <= self._k:
@@ -216,6 +224,7 @@ class Book:
         self._limit = _grow(self._limit, k, np.inf, axis=1)
         self._disarmed = _grow(self._disarmed, k, False, axis=1)
         self._group = _grow(self._group, k, -1, axis=1)
+        self._entry = _grow(self._entry, k, np.nan, axis=1)
         self._k = k
 
     # ---- ids ---------------------------------------------------------------------------------
@@ -324,6 +333,7 @@ class Book:
         if self._qty[row, slot] == 0.0 and self._target[row, slot] == 0.0:
             self._limit[row, slot] = np.inf
             self._disarmed[row, slot] = False
+            self._entry[row, slot] = np.nan
             group = int(self._group[row, slot])
             if group >= 0:  # still a member: it waits for its next slot
                 self.groups.orphans.setdefault(row, {})[int(self._inst[row, slot])] = group
@@ -446,6 +456,9 @@ class Book:
     def _set_groups(self, row: int, groups: GroupRow | None) -> None:
         rows = np.array([row], dtype=np.int64)
         self.groups.clear(rows)
+        self.sleeves.clear(rows)
+        self._sleeved[row] = False
+        self._entry[row] = np.nan
         self._group[row] = -1
         if groups is None:
             return
@@ -453,6 +466,15 @@ class Book:
         pairs = np.asarray(groups.bands, dtype=np.float64).reshape(g, 2)
         modes = np.asarray(groups.modes, dtype=np.int8)[None, :]
         self.groups.assign(rows, groups.names, pairs[None, :, 0], pairs[None, :, 1], modes)
+        self.sleeves.ensure(len(self._cash), self.groups.width)
+        if any(groups.sleeves):
+            sl = self.sleeves
+            sl.is_sleeve[row, :g] = groups.sleeves
+            sl.kill[row, :g] = np.asarray(groups.kills, dtype=np.float64).reshape(g, 4)
+            sl.opened_ms[row, :g] = groups.opened
+            sl.closed[row, :g] = groups.closed
+            sl.rows.add(row)
+            self._sleeved[row] = True
         slotted = self._inst[row].tolist()
         for s, inst in enumerate(slotted):
             if inst >= 0:
@@ -513,6 +535,17 @@ class Book:
             self.groups.recompute(
                 rows, self._group[rows], targets, self.policy.default, self.policy.rel_floor
             )
+            if self.sleeves.rows:  # a closed sleeve: its members are sold, the group no longer judged
+                width = self.groups.width
+                closed = self.sleeves.closed[rows, :width]
+                if closed.any():
+                    sg = self._group[rows]
+                    idx = np.where(sg >= 0, sg, 0).astype(np.int64)
+                    member_closed = (sg >= 0) & np.take_along_axis(closed, idx, axis=1)
+                    limits = np.where(member_closed, 0.0, limits)
+                    self.groups.limit[rows, :width] = np.where(
+                        closed, np.inf, self.groups.limit[rows, :width]
+                    )
         cash_target = self._cash_target[rows][:, None]
         cash_levels = [
             (self._cash_abs[rows][:, None], self._cash_rel[rows][:, None]),
@@ -572,6 +605,9 @@ class Book:
         self._reserving.difference_update(rows.tolist())
         self._group[rows] = -1
         self.groups.clear(rows)
+        self.sleeves.clear(rows)
+        self._sleeved[rows] = False
+        self._entry[rows] = np.nan
         for row in rows.tolist():
             self._slot_bands.pop(row, None)
         for j, spec in (specs or {}).items():
@@ -701,7 +737,89 @@ class Book:
             with np.errstate(invalid="ignore"):
                 inside = np.abs(drift.deviations) <= self.policy.rearm_fraction * drift.limits
             g.disarmed[rows, :width] = gdisarmed & ~inside
+        if self.sleeves.rows:
+            pos = np.flatnonzero(self._sleeved[rows])
+            if pos.size:
+                marks = np.full(drift.deviations.shape, np.nan)
+                marks[pos] = self._sleeve_marks(rows[pos], slot_group[pos], ev.instruments[pos], ev.qty[pos])
+                drift = dataclasses.replace(drift, marks=marks)
         return drift
+
+    def _sleeve_marks(self, rows: I64, slot_group: I8, inst: I64, qty: F64) -> F64:
+        """Marks of the open sleeves of ``rows``, recording the entry mid of members first held and
+        raising the peaks."""
+        sl, width = self.sleeves, self.groups.width
+        live = sl.is_sleeve[rows, :width] & ~sl.closed[rows, :width]
+        idx = np.where(slot_group >= 0, slot_group, 0).astype(np.int64)
+        in_live = (slot_group >= 0) & np.take_along_axis(live, idx, axis=1)
+        mid = np.take(self._mid, inst, mode="wrap")
+        entry = self._entry[rows]
+        k = inst.shape[1]
+        fresh = in_live & (qty > 0.0) & np.isnan(entry[:, :k]) & (mid > 0.0)
+        if fresh.any():
+            entry[:, :k] = np.where(fresh, mid, entry[:, :k])
+            self._entry[rows] = entry
+            self._sleeve_changed.update(rows[fresh.any(axis=1)].tolist())
+        marks = sleeve_marks(slot_group, qty, mid, entry[:, :k], live)
+        peak = sl.peak[rows, :width]
+        higher = np.fmax(peak, marks)
+        # stored again when the peak rose by 0.2 %: a drawdown is judged on a peak at most that low
+        risen = ~np.isnan(higher) & (np.isnan(peak) | (higher > peak * 1.002))
+        if risen.any():
+            sl.peak[rows, :width] = np.where(risen, higher, peak)
+            self._sleeve_changed.update(rows[risen.any(axis=1)].tolist())
+        return marks
+
+    def sleeve_triggers(self, ev: Evaluation, now_ms: int) -> list[tuple[int, int, Trigger, float]]:
+        """(row, group, trigger, mark) of the open sleeves of ``ev`` whose kill criteria hold now."""
+        if not self.sleeves.rows or ev.groups is None:
+            return []
+        pos = np.flatnonzero(self._sleeved[ev.rows])
+        if pos.size == 0:
+            return []
+        rows, width, sl = ev.rows[pos], self.groups.width, self.sleeves
+        marks = ev.groups.marks[pos] if ev.groups.marks is not None else np.full((pos.size, width), np.nan)
+        live = sl.is_sleeve[rows, :width] & ~sl.closed[rows, :width]
+        hit = triggers(
+            marks, sl.peak[rows, :width], sl.opened_ms[rows, :width], sl.kill[rows, :width], ~live, now_ms
+        )
+        bad = ev.status[pos] != 0  # no price, no judgement (the calendar stop waits too)
+        hit[bad] = Trigger.NONE
+        return [
+            (int(rows[j]), int(g), Trigger(int(hit[j, g])), float(marks[j, g]))
+            for j, g in zip(*np.nonzero(hit), strict=True)
+        ]
+
+    def sleeve_state(self, row: int) -> dict[str, tuple[dict[str, float], float]]:
+        """Per sleeve of a row: the entry mids of its members by instrument, and its peak mark."""
+        out: dict[str, tuple[dict[str, float], float]] = {}
+        names = self.groups.names(row)
+        for g, name in enumerate(names):
+            if not self.sleeves.is_sleeve[row, g]:
+                continue
+            members = np.flatnonzero((self._group[row] == g) & ~np.isnan(self._entry[row]))
+            entries = {
+                self.instruments.id_of(int(self._inst[row, s])): float(self._entry[row, s]) for s in members
+            }
+            out[name] = (entries, float(self.sleeves.peak[row, g]))
+        return out
+
+    def restore_sleeve(self, row: int, name: str, entries: Mapping[str, float], peak: float) -> None:
+        """Put back a sleeve's stored entry mids and peak (after its targets were applied again)."""
+        names = self.groups.names(row)
+        if name not in names:
+            return
+        g = names.index(name)
+        for s in np.flatnonzero(self._group[row] == g).tolist():
+            inst = self.instruments.id_of(int(self._inst[row, s]))
+            if inst in entries:
+                self._entry[row, s] = entries[inst]
+        self.sleeves.peak[row, g] = peak
+
+    def drain_sleeve_changes(self) -> set[int]:
+        """Rows whose sleeve entries or peaks changed since the last call (to store)."""
+        out, self._sleeve_changed = self._sleeve_changed, set()
+        return out
 
     def plan(self, ev: Evaluation, limits: LegLimits | None = None) -> LegPlan:
         """Legs for the breaching accounts of ``ev``, each in its own rebalance mode (a group's members

@@ -14,12 +14,13 @@ column, no per-account Python.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import TypeVar, cast
 
 import numpy as np
 
 from streamproc.core.bands import BAND_TOLERANCE, UNSET, Band, band_pair, effective_limits
+from streamproc.core.sleeves import NO_KILL, Kill
 from streamproc.core.types import F64, I8, I64, Bool, Mode
 
 _Arr = TypeVar("_Arr", bound=np.ndarray)
@@ -30,12 +31,21 @@ MAX_GROUPS = 32  # per account: a model with more classes than this is a configu
 @dataclass(frozen=True, slots=True)
 class Group:
     """One group of an account: its members (instrument ids), its band (None: the policy default) and
-    its rebalance mode (None: the account's)."""
+    its rebalance mode (None: the account's); a sleeve also has kill criteria, when it opened (ms),
+    and whether it was closed (its members are then sold)."""
 
     name: str
     members: tuple[str, ...]
     band: Band | None = None
     mode: Mode | None = None
+    kill: Kill | None = None
+    opened_at: int | None = None
+    closed: bool = False
+
+    @property
+    def sleeve(self) -> bool:
+        """A group with a lifecycle."""
+        return self.kill is not None or self.opened_at is not None
 
     def __post_init__(self) -> None:
         if not self.members:
@@ -65,6 +75,10 @@ class GroupRow:
     member_of: Mapping[int, int]
     bands: tuple[tuple[float, float], ...]
     modes: tuple[int, ...]
+    sleeves: tuple[bool, ...] = ()  # per group: a sleeve (the rest only matter for sleeves)
+    kills: tuple[tuple[float, float, float, float], ...] = ()
+    opened: tuple[int, ...] = ()
+    closed: tuple[bool, ...] = ()
 
 
 class GroupTable:
@@ -172,6 +186,10 @@ def group_row(groups: Sequence[Group], index: Callable[[str], int]) -> GroupRow:
         member_of={index(m): j for j, g in enumerate(groups) for m in g.members},
         bands=tuple(band_pair(g.band) if g.band is not None else UNSET for g in groups),
         modes=tuple(-1 if g.mode is None else int(g.mode) for g in groups),
+        sleeves=tuple(g.sleeve for g in groups),
+        kills=tuple(NO_KILL if g.kill is None else g.kill.columns() for g in groups),
+        opened=tuple(g.opened_at or 0 for g in groups),
+        closed=tuple(g.closed for g in groups),
     )
 
 
@@ -201,6 +219,7 @@ class GroupDrift:
     targets: F64
     limits: F64
     excess: F64  # |deviation| - limit - BAND_TOLERANCE where an armed group breaches, else 0
+    marks: F64 | None = None  # sleeves: value at mid over value at entry mids (NaN: not a sleeve)
 
     @property
     def breaching(self) -> Bool:
@@ -210,7 +229,15 @@ class GroupDrift:
 
     def take(self, which: Bool | I64) -> GroupDrift:
         """The same drift restricted to some of its accounts."""
-        return GroupDrift(*(getattr(self, f.name)[which] for f in fields(self)))
+        marks = None if self.marks is None else self.marks[which]
+        return GroupDrift(
+            self.slot_group[which],
+            self.deviations[which],
+            self.targets[which],
+            self.limits[which],
+            self.excess[which],
+            marks,
+        )
 
     def member_values(self, per_group: _Arr, fill: float) -> _Arr:
         """A per-group array (rows x G) spread onto the slots (rows x K), ``fill`` outside groups."""

@@ -20,6 +20,7 @@ class AccountDrift:
     evaluable: bool
     group_weights: dict[str, float] = field(default_factory=dict)
     breached_groups: frozenset[str] = frozenset()
+    cash_breached: bool = False
 
 
 def evaluate_account(
@@ -29,10 +30,12 @@ def evaluate_account(
     limits: Mapping[str, float],
     mids: Mapping[str, float | None],
     groups: Mapping[str, tuple[Collection[str], float]] | None = None,
+    cash_limit: float = math.inf,
 ) -> AccountDrift:
     """Weights at mid and band breaches (|w - t| > limit, beyond float noise) of one account, one
-    instrument at a time; and of its groups (name -> (members, limit)): the sum of the members'
-    weights against the sum of their targets."""
+    instrument at a time; of its groups (name -> (members, limit)): the sum of the members' weights
+    against the sum of their targets; and of its cash weight against its target (1 - the sum of the
+    targets) within ``cash_limit``."""
     names = set(holdings) | {i for i, t in targets.items() if t > 0}
     if any(mids.get(i) is None for i in names):
         return AccountDrift(math.nan, {}, frozenset(), False)
@@ -52,4 +55,8 @@ def evaluate_account(
         group_weights[name] = weight
         if abs(weight - target) > limit + BAND_TOLERANCE:
             breached_groups.add(name)
-    return AccountDrift(total, weights, breached, True, group_weights, frozenset(breached_groups))
+    cash_target = max(0.0, 1.0 - sum(targets.values()))
+    cash_breached = abs(cash / total - cash_target) > cash_limit + BAND_TOLERANCE
+    return AccountDrift(
+        total, weights, breached, True, group_weights, frozenset(breached_groups), cash_breached
+    )

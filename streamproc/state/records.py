@@ -315,6 +315,7 @@ class AccountRecord:
     cancelling: tuple[WorkingOrder, ...] = ()  # cancelled, not yet confirmed: may still trade
     unanswered: Episode | None = None  # its orders went unanswered (details: attempts)
     settled: str | None = None  # the last withdrawal a positions record paid out (``settles``)
+    sleeves: bytes | None = None  # its sleeves' state (app.sleeves), parsed by that component
 
     @property
     def drift(self) -> DriftDoc | None:
@@ -342,6 +343,7 @@ def parse_account(account: str, raw: HashFields) -> AccountRecord:
         cancelling=decode_orders(raw.get(b"cancelling", b"")),
         unanswered=episode_from(orjson.loads(una)) if (una := raw.get(b"unanswered")) else None,
         settled=settled.decode() if (settled := raw.get(b"settled")) else None,
+        sleeves=raw.get(b"sleeves") or None,
     )
 
 
@@ -394,6 +396,10 @@ class AccountPatch:
 
     def cancelling(self, orders: Iterable[WorkingOrder]) -> AccountPatch:
         self.fields["cancelling"] = encode_orders(orders)
+        return self
+
+    def sleeves(self, encoded: bytes) -> AccountPatch:
+        self.fields["sleeves"] = encoded
         return self
 
     def settled(self, withdrawal: str) -> AccountPatch:

@@ -15,6 +15,7 @@ class OrderReason(TypedDict):
 
     instrument: NotRequired[str]
     group: NotRequired[str]
+    trigger: NotRequired[str]  # a stopped sleeve's liquidation: which kill criterion
     weight: float
     target: float
     band: float
@@ -34,6 +35,7 @@ class OrderInputs(TypedDict):
     positions_seq: int
     targets_version: int
     attempt: int
+    sleeves_closed: NotRequired[int]  # sleeves of these targets stopped so far (absent: none)
 
 
 class CancelLeg(TypedDict):

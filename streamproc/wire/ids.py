@@ -7,9 +7,15 @@ import uuid
 _ORDERS = uuid.UUID("6c1b8e52-3f0c-4f43-9d7e-2b8a4c5e7a10")
 
 
-def rebalance_event_id(account: str, positions_seq: int, targets_version: int, attempt: int) -> str:
-    """UUIDv5 of the inputs an order answers: the account's positions seq, targets version, and attempt."""
-    return str(uuid.uuid5(_ORDERS, f"rebalance|{account}|{positions_seq}|{targets_version}|{attempt}"))
+def rebalance_event_id(
+    account: str, positions_seq: int, targets_version: int, attempt: int, sleeves_closed: int = 0
+) -> str:
+    """UUIDv5 of the inputs an order answers: the account's positions seq, targets version, attempt,
+    and (when any) how many of its sleeves were stopped: stopping one changes the model it trades to."""
+    name = f"rebalance|{account}|{positions_seq}|{targets_version}|{attempt}"
+    if sleeves_closed:
+        name += f"|stopped:{sleeves_closed}"
+    return str(uuid.uuid5(_ORDERS, name))
 
 
 def cancel_event_id(order_event_id: str) -> str:

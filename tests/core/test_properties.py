@@ -108,7 +108,9 @@ def test_vectorized_evaluation_matches_the_per_account_reference(
     for a in accts:
         limits = {i: book.limit(a.id, i) for i in set(a.holdings) | set(a.targets)}
         glimits = {g.name: (g.members, book.group_limit(a.id, g.name)) for g in a.groups}
-        ref = evaluate_account(book.holdings(a.id), a.cash, a.targets, limits, mids, glimits)
+        ref = evaluate_account(
+            book.holdings(a.id), a.cash, a.targets, limits, mids, glimits, book.cash_limit(a.id)
+        )
         weights, breached, evaluable = got[a.id]
         assert evaluable == ref.evaluable
         if ref.evaluable:
@@ -132,7 +134,14 @@ def test_vectorized_evaluation_matches_the_per_account_reference(
                 if ev.groups.excess[j, k] > 0:
                     gbreached.add(g.name)
             assert gbreached - gedge == ref.breached_groups - gedge
-            assert bool(ev.breaching[j]) == bool(breached | gbreached)
+            assert ev.cash_drift is not None
+            cash_dev = abs(a.cash / ref.value - book.cash_target(a.id))
+            on_cash_edge = abs(cash_dev - book.cash_limit(a.id)) < 1e-12
+            cash_breached = bool(ev.cash_drift.excess[j] > 0)
+            if not on_cash_edge:
+                assert cash_breached == ref.cash_breached
+            if not (edge or gedge or on_cash_edge):
+                assert bool(ev.breaching[j]) == bool(breached or gbreached or cash_breached)
 
 
 @settings(max_examples=100, deadline=None)

@@ -46,7 +46,10 @@ BAD = [
     ("targets", {"account": "A", "version": 1, "weights": {"X": 0.5}, "band": {"abs": 3}, "ts": 1}),
     ("targets", {"account": "A", "version": 1, "weights": {}, "liquidate": "yes", "ts": 1}),
     ("targets", {"account": "A", "version": 1, "weights": {}, "withdrawal": {"amount": 5}, "ts": 1}),
-    ("targets", {"account": "A", "version": 1, "weights": {}, "withdrawal": {"id": "W", "amount": -5}, "ts": 1}),
+    (
+        "targets",
+        {"account": "A", "version": 1, "weights": {}, "withdrawal": {"id": "W", "amount": -5}, "ts": 1},
+    ),
     ("targets", {"account": "A", "version": 1, "weights": {}, "cash_buffer": 1.5, "ts": 1}),
     ("targets", {"account": "A", "version": 1, "weights": {}, "groups": {"g": {"members": []}}, "ts": 1}),
     ("instruments", {"instrument": "X", "lot": 0}),
