@@ -18,7 +18,6 @@ import orjson
 from streamproc.core import Book
 from streamproc.core.alerts import Episode, Key, episode_id
 from streamproc.core.evaluate import Evaluation
-from streamproc.core.sleeves import Trigger
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,11 +226,3 @@ def closed_names(records: Mapping[str, SleeveRecord], targets: Mapping[str, Any]
 def encode(records: Mapping[str, SleeveRecord]) -> bytes:
     """The ``sleeves`` field of an account (b"": it has none)."""
     return orjson.dumps({name: rec.to_doc() for name, rec in records.items()}) if records else b""
-
-
-def trigger_of(records: Mapping[str, SleeveRecord], name: str) -> Trigger | None:
-    """The trigger that stopped a sleeve, if it was stopped."""
-    rec = records.get(name)
-    if rec is None or rec.closed is None:
-        return None
-    return Trigger[rec.closed.trigger.upper()]

@@ -33,12 +33,7 @@ def _current_rss_mib() -> float:
 
 def _best(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
     """(best, median) wall seconds over ``repeat`` runs."""
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), float(np.median(times))
+    return _interleaved({"fn": fn}, repeat)["fn"]
 
 
 def add_groups(book: Book, holdings: int) -> int:

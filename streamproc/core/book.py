@@ -34,6 +34,7 @@ from streamproc.core.groups import (
     desired_members,
     group_drift,
     group_row,
+    spread,
 )
 from streamproc.core.ids import IdMap
 from streamproc.core.legs import LegLimits, LegPlan, plan_legs
@@ -539,10 +540,7 @@ class Book:
                 width = self.groups.width
                 closed = self.sleeves.closed[rows, :width]
                 if closed.any():
-                    sg = self._group[rows]
-                    idx = np.where(sg >= 0, sg, 0).astype(np.int64)
-                    member_closed = (sg >= 0) & np.take_along_axis(closed, idx, axis=1)
-                    limits = np.where(member_closed, 0.0, limits)
+                    limits = np.where(spread(self._group[rows], closed, False), 0.0, limits)
                     self.groups.limit[rows, :width] = np.where(
                         closed, np.inf, self.groups.limit[rows, :width]
                     )
@@ -708,10 +706,10 @@ class Book:
             qty, cash, sellable, spendable = shift.apply(inst, qty, cash)
         if self._reserving:  # a withdrawal's cash is not the portfolio's (cash may go below 0)
             reserve = _take_rows(self._reserve, rows, full)
-            cash = cash - reserve
-            spendable = None if spendable is None else np.maximum(spendable - reserve, 0.0)
             if spendable is None:
-                sellable, spendable = qty, np.maximum(cash, 0.0)
+                sellable, spendable = qty, cash
+            cash = cash - reserve
+            spendable = np.maximum(spendable - reserve, 0.0)
         ev = evaluate_arrays(rows, inst, qty, target, limit, disarmed, cash, self._mid, self._flags)
         if sellable is not None and spendable is not None:
             ev = dataclasses.replace(ev, sellable=sellable, spendable=spendable)
@@ -750,8 +748,7 @@ class Book:
         raising the peaks."""
         sl, width = self.sleeves, self.groups.width
         live = sl.is_sleeve[rows, :width] & ~sl.closed[rows, :width]
-        idx = np.where(slot_group >= 0, slot_group, 0).astype(np.int64)
-        in_live = (slot_group >= 0) & np.take_along_axis(live, idx, axis=1)
+        in_live = spread(slot_group, live, False)
         mid = np.take(self._mid, inst, mode="wrap")
         entry = self._entry[rows]
         k = inst.shape[1]

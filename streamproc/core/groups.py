@@ -241,12 +241,18 @@ class GroupDrift:
 
     def member_values(self, per_group: _Arr, fill: float) -> _Arr:
         """A per-group array (rows x G) spread onto the slots (rows x K), ``fill`` outside groups."""
-        inside = self.slot_group >= 0
-        if per_group.shape[1] == 0:
-            return cast(_Arr, np.full(inside.shape, fill, dtype=per_group.dtype))
-        idx = np.where(inside, self.slot_group, 0).astype(np.int64)
-        spread = np.take_along_axis(per_group, idx, axis=1)
-        return cast(_Arr, np.where(inside, spread, np.asarray(fill, dtype=per_group.dtype)))
+        return spread(self.slot_group, per_group, fill)
+
+
+def spread(slot_group: I8, per_group: _Arr, fill: float | bool) -> _Arr:
+    """A per-group array (rows x G) spread onto the slots (rows x K) of ``slot_group`` (-1: in no
+    group, which gets ``fill``)."""
+    inside = slot_group >= 0
+    if per_group.shape[1] == 0:
+        return cast(_Arr, np.full(inside.shape, fill, dtype=per_group.dtype))
+    idx = np.where(inside, slot_group, 0).astype(np.int64)
+    values = np.take_along_axis(per_group, idx, axis=1)
+    return cast(_Arr, np.where(inside, values, np.asarray(fill, dtype=per_group.dtype)))
 
 
 def group_drift(

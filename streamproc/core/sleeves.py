@@ -58,10 +58,11 @@ class Kill:
 
     def columns(self) -> tuple[float, float, float, float]:
         """(max_days, stop_loss, max_drawdown, take_profit) with NaN for a criterion not set."""
-        return tuple(math.nan if v is None else float(v) for v in self.fields())  # type: ignore[return-value]
 
-    def fields(self) -> tuple[float | None, ...]:
-        return (self.max_days, self.stop_loss, self.max_drawdown, self.take_profit)
+        def col(v: float | None) -> float:
+            return math.nan if v is None else float(v)
+
+        return col(self.max_days), col(self.stop_loss), col(self.max_drawdown), col(self.take_profit)
 
 
 NO_KILL = (math.nan, math.nan, math.nan, math.nan)

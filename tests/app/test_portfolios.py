@@ -98,13 +98,19 @@ async def classes(w: InMemoryWorker) -> None:
     await feed(w, "A", docs)
 
 
-async def test_a_class_order_works_while_the_class_is_out_and_is_cancelled_once_it_is_back() -> None:
+async def in_band() -> InMemoryWorker:
+    """A worker owning the seed's 60/40 of classes, evaluated in band (no order)."""
     w = worker(settings(), CONTRACT)
     await own(w, 0)
     prices(w, 100.0, 1)
     await classes(w)
     await passes(w)
     assert orders(w) == []
+    return w
+
+
+async def test_a_class_order_works_while_the_class_is_out_and_is_cancelled_once_it_is_back() -> None:
+    w = await in_band()
     prices(w, 132.34, 2)  # equity 66.5 %
     await passes(w, 1)
     (order,) = orders(w)
@@ -137,12 +143,7 @@ async def test_a_targets_record_with_an_instrument_in_two_groups_is_dead_lettere
 
 
 async def test_a_deposit_is_invested_with_buys_only_and_the_order_names_cash() -> None:
-    w = worker(settings(), CONTRACT)
-    await own(w, 0)
-    prices(w, 100.0, 1)
-    await classes(w)
-    await passes(w)
-    assert orders(w) == []
+    w = await in_band()
     t = w.parts.settings.topics
     # a 5,000 deposit on 100,000 (4.8 %), the classes at 60/40: only cash is out of its band
     await feed(w, "A", [(t.positions, {"account": "A", "instrument": "CASH", "qty": 5000.0, "seq": 10})])
