@@ -187,7 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--scenario", default="all", help="calm, volatile, trending, crash-and-recover, sideways, all"
     )
     bt.add_argument("--csv", type=Path, help="a price history instead: date,instrument,price (or bid,ask)")
-    bt.add_argument("--portfolio", default="60-40", choices=("60-40", "micro-sleeve"))
+    bt.add_argument(
+        "--portfolio", default="60-40", choices=("60-40", "micro-sleeve", "60-40-classes", "micro-stop")
+    )
+    bt.add_argument(
+        "--targets", type=Path, help="a model as a targets document (JSON: weights, groups, sleeves)"
+    )
     bt.add_argument("--years", type=int, default=10)
     bt.add_argument("--seeds", type=int, default=20, help="histories per scenario (seeds 1..N)")
     bt.add_argument("--fee", type=float, default=1.0, help="per leg")

@@ -32,7 +32,7 @@ from streamproc.clients import redis_client
 from streamproc.settings import Settings, SettingsError
 from streamproc.sim import fill, simulate
 from streamproc.sim.fill_desk import Policy
-from streamproc.sim.market import TRADING_DAY_S, Faults, Market
+from streamproc.sim.market import CASH, TRADING_DAY_S, Faults, Market
 from streamproc.state.keys import Keys
 from streamproc.worker_process import Samples, WorkerProcess
 
@@ -65,6 +65,17 @@ def schedule(market: Market) -> list[Step]:
     ]
 
 
+def reason_of(r: dict[str, Any]) -> tuple[str, str]:
+    """An order's reason: its kind (instrument, cash, group, sleeve stop) and a line for the view."""
+    band = f"(target {r['target']:.0%} ± {r['band'] * 100:.0f})"
+    if "trigger" in r:
+        return "sleeve stop", f"sleeve {r['group']} stopped ({r['trigger']}) at {r['weight']:.1%}, sold"
+    if "group" in r:
+        return "group", f"group {r['group']} at {r['weight']:.1%} {band}"
+    kind = "cash" if r["instrument"] == CASH else "instrument"
+    return kind, f"{r['instrument']} at {r['weight']:.1%} {band}"
+
+
 @dataclass
 class View:
     """What the live view and the summary show, from the output topics and the workers' /metrics."""
@@ -72,6 +83,7 @@ class View:
     started: float = field(default_factory=time.monotonic)
     orders: int = 0
     cancels: Counter[str] = field(default_factory=Counter)  # cancel records by why
+    reasons: Counter[str] = field(default_factory=Counter)  # orders by what breached
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=5000))
     recent_orders: deque[str] = field(default_factory=lambda: deque(maxlen=5))
     firing: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -99,11 +111,10 @@ class View:
         if self.first_order_s is None:
             self.first_order_s = self.elapsed()
         r = doc["reason"]
+        kind, why = reason_of(r)
+        self.reasons[kind] += 1
         legs = ", ".join(f"{leg['side']} {leg['qty']} {leg['instrument']}" for leg in doc["legs"][:3])
-        self.recent_orders.append(
-            f"{doc['account']}: {r['instrument']} at {r['weight']:.1%} (target {r['target']:.0%} "
-            f"± {r['band'] * 100:.0f}) -> {legs}"
-        )
+        self.recent_orders.append(f"{doc['account']}: {why} -> {legs}")
 
     def on_alert(self, doc: dict[str, Any]) -> None:
         self.transitions[(doc["type"], doc["state"])] += 1
@@ -254,6 +265,8 @@ def summary(view: View, sim: simulate.SimStats, desk: fill.FillStats, drift: Cou
         "evaluations": int(view.metrics.get("evaluations", 0)),
         "breaches": int(view.metrics.get("breaches", 0)),
         "orders": view.orders,
+        "orders_by_reason": dict(view.reasons),
+        "sleeves_stopped": view.transitions[("sleeve_stopped", "firing")],
         "cancels": dict(view.cancels),
         "first_order_s": None if view.first_order_s is None else round(view.first_order_s, 1),
         "fills": desk.filled,
@@ -296,6 +309,11 @@ def print_summary(doc: dict[str, Any], path: Path) -> None:
         ("evaluations", f"{doc['evaluations']:,}"),
         ("breaches (in band -> out)", f"{doc['breaches']:,}"),
         ("orders (first after)", f"{doc['orders']:,} ({doc['first_order_s']} s)"),
+        (
+            "orders by reason",
+            ", ".join(f"{k} {v}" for k, v in sorted(doc["orders_by_reason"].items())) or "none",
+        ),
+        ("sleeves stopped (sold by a liquidation order)", f"{doc['sleeves_stopped']:,}"),
         ("cancels (why)", ", ".join(f"{k} {v}" for k, v in sorted(doc["cancels"].items())) or "none"),
         ("fills (duplicates skipped)", f"{doc['fills']:,} ({doc['fill_duplicates']})"),
         (
@@ -309,7 +327,8 @@ def print_summary(doc: dict[str, Any], path: Path) -> None:
         ("alerts (first after)", f"{sum(doc['alerts'].values())} transitions ({doc['first_alert_s']} s)"),
     ]
     rows += [(f"    {k}", str(v)) for k, v in doc["alerts"].items()]
-    rows.append(("alerts still firing", ", ".join(doc["alerts_still_firing"]) or "none"))
+    still = Counter(alert_id.partition(":")[0] for alert_id in doc["alerts_still_firing"])
+    rows.append(("alerts still firing", ", ".join(f"{k} {v}" for k, v in sorted(still.items())) or "none"))
     rows.append(("dead letters", ", ".join(f"{k} {v}" for k, v in doc["deadletters"].items()) or "none"))
     rows.append(
         ("drift status at the end", ", ".join(f"{k} {v}" for k, v in doc["drift_status_at_end"].items()))

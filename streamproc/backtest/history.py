@@ -89,6 +89,14 @@ class Regime:
 
 # Instruments of the synthetic market: (start price, half spread in bps).
 SYNTHETIC = {"EQ": (100.0, 1.0), "BOND": (50.0, 5.0), "MICRO": (10.0, 30.0)}
+# ETFs of EQ's or BOND's asset class (for the class-banded models): (class, idiosyncratic annual vol,
+# start price, half spread in bps). Each is its class's path times a driftless GBM of its own drawn from a
+# separate random stream, so EQ, BOND and MICRO are the same under a seed with or without them.
+RELATED = {
+    "EQ-INTL": ("EQ", 0.10, 40.0, 2.0),
+    "EQ-SMALL": ("EQ", 0.14, 30.0, 3.0),
+    "BOND-CORP": ("BOND", 0.03, 25.0, 6.0),
+}
 _CALM = {"EQ": 0.12, "BOND": 0.04, "MICRO": 0.25}
 
 
@@ -121,7 +129,8 @@ SCENARIOS = tuple(_regimes(1))
 def synthetic(
     scenario: str, *, years: int = 10, seed: int = 7, start: dt.date = dt.date(2016, 1, 4)
 ) -> History:
-    """Business-day GBM prices of EQ, BOND and MICRO through the scenario's regimes (deterministic)."""
+    """Business-day GBM prices of EQ, BOND and MICRO through the scenario's regimes, and of the ETFs
+    ``RELATED`` to EQ and BOND (deterministic)."""
     regimes = _regimes(years).get(scenario)
     if regimes is None:
         raise HistoryError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
@@ -136,6 +145,17 @@ def synthetic(
     log_paths = np.vstack([np.zeros((1, len(names))), np.cumsum(np.vstack(steps), axis=0)])
     mid = np.array([SYNTHETIC[n][0] for n in names]) * np.exp(log_paths)
     half = np.array([SYNTHETIC[n][1] for n in names]) / 1e4
+    related = np.random.default_rng([seed, 0xE7F])
+    extra, extra_half = [], []
+    for base, vol, start_price, half_bps in RELATED.values():
+        shocks = related.standard_normal(len(mid) - 1)
+        own = np.concatenate([[0.0], np.cumsum(-0.5 * vol**2 / 252 + vol / math.sqrt(252) * shocks)])
+        b = names.index(base)
+        extra.append(start_price * mid[:, b] / mid[0, b] * np.exp(own))
+        extra_half.append(half_bps / 1e4)
+    names += list(RELATED)
+    mid = np.column_stack([mid, *extra])
+    half = np.concatenate([half, extra_half])
     dates: list[dt.date] = []
     day = start
     while len(dates) < len(mid):

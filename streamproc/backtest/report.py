@@ -121,9 +121,35 @@ def markdown(stats: list[Stats], title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def groups_markdown(run: Run, title: str) -> str:
+    """Per policy: the legs traded in each group of the portfolio (and outside them), and the sleeves
+    stopped (date, trigger, the sleeve's value against its entry then). Empty without groups."""
+    groups = list(run.portfolio.groups)
+    if not groups:
+        return ""
+    outside = any(i not in run.portfolio.group_of() for i in run.portfolio.weights)
+    head = ["policy", *(f"legs {g}" for g in groups), *(["legs outside groups"] if outside else [])]
+    head.append("sleeve stops")
+    lines = [f"## {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    dates = run.history.dates
+    for k, policy in enumerate(run.policies):
+        legs = [t for t in run.trades if t.policy == k and t.day > 0]
+        cells = [policy.name, *(str(sum(t.group == g for t in legs)) for g in groups)]
+        if outside:
+            cells.append(str(sum(t.group is None for t in legs)))
+        stops = [
+            f"{s.sleeve} {dates[s.day].isoformat()} {s.trigger} at {s.mark - 1:+.1%} of entry"
+            for s in run.stops
+            if s.policy == k
+        ]
+        cells.append(", ".join(stops) or "none")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def chart(run: Run, path: Path, *, focus: str = "abs ±5 pts", shown: tuple[str, ...] = ()) -> Path:
-    """Equity curves of the policies (all, or ``shown``) above the drift of the first target instrument's
-    weight under ``focus`` (with its band) and under buy-and-hold."""
+    """Equity curves of the policies (all, or ``shown``) above the drift of the first group's (else the
+    first target instrument's) weight under ``focus`` (with its band) and under buy-and-hold."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -138,19 +164,31 @@ def chart(run: Run, path: Path, *, focus: str = "abs ±5 pts", shown: tuple[str,
     top.set_ylabel("portfolio value")
     top.legend(fontsize=7, ncol=3)
     top.grid(alpha=0.3)
-    inst = next(iter(run.targets))
-    col = run.history.instruments.index(inst)
-    target = run.targets[inst]
+    # the first group's weight (an asset class) or else the first instrument's
+    first = next(iter(run.portfolio.groups.items()), None)
+    if first is not None:
+        inst, members = first[0], list(first[1]["members"])
+    else:
+        inst = next(iter(run.targets))
+        members = [inst]
+    cols = [run.history.instruments.index(m) for m in members]
+    target = sum(run.targets[m] for m in members)
     if focus in names:
         k = names.index(focus)
         policy = run.policies[k]
-        bottom.plot(dates, run.weights[:, k, col], lw=1.0, label=f"{inst} weight, {focus}")
+        bottom.plot(dates, run.weights[:, k, cols].sum(axis=1), lw=1.0, label=f"{inst} weight, {focus}")
         limit = min(policy.band.abs_or_inf, policy.band.rel_or_inf * target)
         for edge in (target - limit, target + limit):
             bottom.axhline(edge, color="grey", ls="--", lw=0.8)
     hold = next((k for k, p in enumerate(run.policies) if p.hold), None)
     if hold is not None:
-        bottom.plot(dates, run.weights[:, hold, col], lw=1.0, alpha=0.7, label=f"{inst} weight, buy-and-hold")
+        bottom.plot(
+            dates,
+            run.weights[:, hold, cols].sum(axis=1),
+            lw=1.0,
+            alpha=0.7,
+            label=f"{inst} weight, buy-and-hold",
+        )
     bottom.axhline(target, color="black", lw=0.8)
     bottom.set_ylabel(f"{inst} weight")
     bottom.legend(fontsize=7)

@@ -51,6 +51,11 @@ def test_demo_closes_the_loop_and_alerts_on_the_faults_it_injects(stack: Stack, 
     # the injected bad records were dead-lettered, and the bad quotes raised their alerts
     assert sum(doc["deadletters"].values()) > 0
     assert any(doc["alerts"].get(f"{t}:firing", 0) for t in ("quote_gap", "quote_crossed", "quote_outlier"))
+    # the models' groups and sleeves trade live: asset-class orders, and microcap sleeves stopped (a
+    # trading day a second: 60 days of microcaps) with one sleeve_stopped alert each and a liquidation
+    assert doc["orders_by_reason"].get("group", 0) > 0
+    assert doc["sleeves_stopped"] > 0 and doc["orders_by_reason"].get("sleeve stop", 0) > 0
+    assert doc["alerts"].get("sleeve_stopped:resolved", 0) > 0  # sold out, the episode ends
     # nothing of the demo's namespace is left behind
     client = redis.Redis.from_url(stack.redis_url)
     assert not list(client.scan_iter(match=f"{doc['namespace']}:*", count=1000))

@@ -21,6 +21,7 @@ from streamproc.sim.market import (
     TRADING_YEAR_S,
     Faults,
     Market,
+    Part,
     tier_counts,
 )
 from streamproc.wire.codec import Rejected, decode
@@ -249,10 +250,10 @@ def test_models_pick_instruments_of_their_tiers_and_differ_across_accounts() -> 
     for account, model in opening.models.items():
         spec = spec_of[model.name]
         tiers = Counter(m.tiers[m.index[name]].name for name in model.weights)
-        assert tiers == {s.tier: s.count for s in spec.sleeves}, account
-        for sleeve in spec.sleeves:
-            total = sum(w for name, w in model.weights.items() if m.tiers[m.index[name]].name == sleeve.tier)
-            assert total == pytest.approx(sleeve.weight, abs=1e-5)
+        assert tiers == {s.tier: s.count for s in spec.parts}, account
+        for part in spec.parts:
+            total = sum(w for name, w in model.weights.items() if m.tiers[m.index[name]].name == part.tier)
+            assert total == pytest.approx(part.weight, abs=1e-5)
         seen[model.name].add(tuple(model.weights))
     assert {name: len(sets) > 20 for name, sets in seen.items()} == {s.name: True for s in MODELS}
     assert Counter(model.name for model in opening.models.values()) == {s.name: 30 for s in MODELS}
@@ -266,6 +267,30 @@ def test_microcaps_carry_explicit_two_point_bands() -> None:
     assert micro and sleeve["bands"] == {n: {"abs": 0.02} for n in micro}
     assert sleeve["band"] == {"abs": 0.03}
     assert all("bands" not in t for t in targets if t is not sleeve)
+
+
+def test_the_60_40_is_banded_per_asset_class_and_the_microcap_sleeve_has_a_stop() -> None:
+    m = Market(60, seed=2)
+    targets = {t["account"]: t for t in _docs("targets", m.book(6, now_ms=NOW).targets)}
+    by_model = {model.name: targets[a] for a, model in m.book(6, now_ms=NOW).models.items()}
+    balanced = by_model["balanced-60-40"]
+    equity, bonds = balanced["groups"]["equity"], balanced["groups"]["bonds"]
+    assert [len(equity["members"]), len(bonds["members"])] == [3, 2]
+    assert all(n.startswith("LC-") for n in equity["members"]) and all(
+        n.startswith("BD-") for n in bonds["members"]
+    )
+    assert math.fsum(balanced["weights"][n] for n in equity["members"]) == pytest.approx(0.60, abs=1e-5)
+    assert equity["band"] == bonds["band"] == {"abs": 0.03} and "kill" not in equity
+    sleeve = by_model["microcap-sleeve"]["groups"]["microcap"]
+    assert len(sleeve["members"]) == 4 and all(n.startswith("MC-") for n in sleeve["members"])
+    assert sleeve["opened_at"] == NOW
+    assert sleeve["kill"] == {"max_days": 60, "stop_loss": 0.15, "max_drawdown": 0.20}
+    assert "groups" not in by_model["micro-yield"]
+
+
+def test_a_part_with_kill_criteria_must_be_a_group() -> None:
+    with pytest.raises(ValueError, match="must name its group"):
+        Part("micro", 4, 0.2, kill={"max_days": 30})
 
 
 def test_a_model_needing_a_missing_tier_is_refused() -> None:
