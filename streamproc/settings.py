@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from streamproc import limits_file
+from streamproc.core.limits import Limits
+
 INPUT_TOPICS = ("quotes", "positions", "targets", "instruments", "executions")
 _NAMESPACE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _ROOT = Path(__file__).resolve().parents[1]
@@ -183,6 +186,10 @@ def _schemas_dir(raw: str) -> Path:
     if not (path / "quotes.json").is_file():
         raise ValueError(f"{path} does not hold the wire schemas (quotes.json, ...)")
     return path
+
+
+def _limits(raw: str) -> Limits:
+    return limits_file.load(Path(raw)) if raw else Limits()
 
 
 def _writable(path: Path) -> bool:
@@ -386,6 +393,14 @@ SPEC: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
     "log_level": ("STREAMPROC_LOG_LEVEL", "info", str.lower, "debug, info, warning, error"),
     "log_format": ("STREAMPROC_LOG_FORMAT", "auto", _log_format, "json, console, or auto (console on a tty)"),
     "schemas_dir": ("STREAMPROC_SCHEMAS_DIR", "", _schemas_dir, "wire schemas (default: the repo's)"),
+    "limits": (
+        "STREAMPROC_LIMITS_FILE",
+        "",
+        _limits,
+        "the platform limits (TOML: version, declared tiers, and per default, tier and instrument a "
+        "band, max_leg_notional, spread_budget_bps, slippage_bps, eligible; docs/limits.md); default: "
+        "the built-in tiers large, bond, dividend, micro, micro at ±2 points, no other limit",
+    ),
     "state_dir": (
         "STREAMPROC_STATE_DIR",
         "",
@@ -444,6 +459,7 @@ class Settings:
     log_level: str
     log_format: str
     schemas_dir: Path
+    limits: Limits
     state_dir: Path
 
     @classmethod
@@ -472,6 +488,20 @@ class Settings:
             problems.append(
                 f"KAFKA_SECURITY_PROTOCOL={protocol} needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
             )
+        limits = values.get("limits")
+        for name, var in (
+            ("quote_max_age_by_tier", "STREAMPROC_QUOTE_MAX_AGE_BY_TIER"),
+            ("outlier_move_by_tier", "STREAMPROC_OUTLIER_MOVE_BY_TIER"),
+        ):
+            if limits is None or name not in values:
+                continue
+            undeclared = [t for t in values[name] if limits.tier_of(t) is None]
+            if undeclared:
+                problems.append(
+                    f"{var} names tiers {undeclared} that are not declared ({', '.join(limits.tiers)}; "
+                    f"from {limits.source})"
+                )
+            values[name] = {limits.tier_of(t) or t: v for t, v in values[name].items()}
         if problems:
             raise SettingsError("invalid configuration:\n  " + "\n  ".join(problems))
         return cls(**values)
@@ -497,6 +527,7 @@ class Settings:
     def redacted(self) -> dict[str, str]:
         """Settings for logs, with credentials in URLs masked."""
         out = {f.name: str(getattr(self, f.name)) for f in fields(self)}
+        out["limits"] = f"{self.limits.version} ({self.limits.source})"
         parts = urlsplit(self.redis_url)
         if parts.password:
             out["redis_url"] = self.redis_url.replace(f":{parts.password}@", ":***@")

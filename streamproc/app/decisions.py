@@ -3,7 +3,9 @@ changed (no I/O; the worker publishes and records them)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 
 import numpy as np
@@ -12,7 +14,7 @@ from streamproc.app.accounts import Accounts
 from streamproc.app.prices import Prices
 from streamproc.app.status import BREACHED, WEIGHTED, Status
 from streamproc.app.working import among, projected, projection, unfilled
-from streamproc.core import LegLimits, PriceFlag
+from streamproc.core import Book, LegLimits, LegPlan, PriceFlag
 from streamproc.core.book import CASH
 from streamproc.core.evaluate import CASH_REASON, Evaluation
 from streamproc.core.groups import GroupDrift
@@ -181,6 +183,7 @@ def decide(
     codes[breaching] = Status.HELD if hold else Status.UNTRADABLE
     codes[capped] = Status.UNANSWERED
     plan = book.plan(ev.take(breaching), limits) if breaching.size and not hold else None
+    left_out: dict[int, str] = {}  # position in rows -> what was not traded and why
     if plan is not None:
         br = ev.take(breaching)
         worst, worst_group = br.worst()
@@ -189,6 +192,10 @@ def decide(
         )
         cash_after_w = 1.0 - np.nansum(plan.weights_after, axis=1)
         br_weights = br.weights
+        for j in range(breaching.size):
+            why = untradable_why(book, plan, j)
+            if why is not None:
+                left_out[int(breaching[j])] = why
         for j in np.flatnonzero(plan.has_legs).tolist():
             r = int(br.rows[j])
             codes[breaching[j]] = Status.ORDERED
@@ -230,6 +237,10 @@ def decide(
         elif code == Status.SUPPRESSED:
             doc["why"] = suppressed_why(accounts, ev, j, bool(quarantined[j]))
         else:
+            if code == Status.UNTRADABLE and j in left_out:
+                doc["why"] = left_out[j]
+            elif code == Status.ORDERED and j in left_out:
+                doc["why"] = f"partly untradable: {left_out[j]}"
             value = float(ev.value[j])
             doc["weights"] = _weights(
                 book.instruments, ev.instruments[j], weights[k], float(ev.cash[j]) / value
@@ -330,6 +341,40 @@ def _cancels(accounts: Accounts, rows: I64, orders: list[Draft], now_ms: int) ->
     return out
 
 
+def untradable_why(book: Book, plan: LegPlan, j: int) -> str | None:
+    """Why account ``j`` of ``plan`` did not trade all it wanted: the instruments whose spread is over
+    its budget, the restricted ones it would buy; for an account with no leg at all and neither, the
+    minimum trade or the lot. None when nothing was left out."""
+    names = book.instruments
+    parts: list[str] = []
+    if plan.skipped_spread[j].any() and plan.spread_bps is not None and plan.spread_budget is not None:
+        wide = [
+            f"{names.id_of(int(plan.instruments[j, s]))} {plan.spread_bps[j, s]:.0f} bps > "
+            f"{plan.spread_budget[j, s]:.0f}"
+            for s in np.flatnonzero(plan.skipped_spread[j]).tolist()
+        ]
+        parts.append("spread " + ", ".join(wide))
+    if plan.skipped_restricted is not None and plan.skipped_restricted[j].any():
+        held = [names.id_of(int(plan.instruments[j, s])) for s in np.flatnonzero(plan.skipped_restricted[j])]
+        parts.append(f"restricted {', '.join(held)}: not eligible for buys")
+    if parts:
+        return "; ".join(parts)
+    return None if plan.has_legs[j] else "no leg reaches the minimum trade or a whole lot"
+
+
+_LIMIT_STEP = Decimal("1e-10")
+
+
+def _limit_price(side: str, limit: float, price: float) -> str:
+    """A leg's limit price as a decimal string, rounded so it never passes the budget (a buy's down, a
+    sell's up, to 10 decimals); the reference price when the plan has none."""
+    if math.isnan(limit):
+        return decimal_str(price)
+    rounding = ROUND_FLOOR if side == "buy" else ROUND_CEILING
+    text = f"{Decimal(repr(limit)).quantize(_LIMIT_STEP, rounding=rounding):f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 def _open_leg(instrument: str, left: float) -> CancelLeg:
     """A leg still to trade ``left`` (> 0 buys, < 0 sells), as the orders contract writes it."""
     return {"instrument": instrument, "side": "sell" if left < 0 else "buy", "qty": decimal_str(abs(left))}
@@ -392,7 +437,17 @@ def _draft(
         qty, price = leg_qty(leg.side, leg.qty, leg.held, book.lot_of(name)), decimal_str(leg.price)
         # the notional of what is emitted (an exit's exact holding, a sell cut to the grid)
         notional = decimal_str(float(qty) * float(price))
-        legs.append({"instrument": name, "side": leg.side, "qty": qty, "price": price, "notional": notional})
+        limit = _limit_price(leg.side, leg.limit_price, leg.price)
+        legs.append(
+            {
+                "instrument": name,
+                "side": leg.side,
+                "qty": qty,
+                "price": price,
+                "notional": notional,
+                "limit_price": limit,
+            }
+        )
     value = float(br.value[j])
     doc: OrderDoc = {
         "schema_version": ORDERS_VERSION,

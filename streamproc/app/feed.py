@@ -19,7 +19,7 @@ from streamproc.app.ports import Clock, FeedSource, QuoteStore
 from streamproc.app.prices import Prices
 from streamproc.app.progress import Progress
 from streamproc.settings import Topics
-from streamproc.wire.codec import Rejected, decode
+from streamproc.wire.codec import Reason, Rejected, decode
 from streamproc.wire.contract import Contract
 from streamproc.wire.quotes import QuoteColumns, QuoteDecoder
 
@@ -152,8 +152,11 @@ class Feed:
                     if isinstance(doc, Rejected):
                         if owner:
                             dead.append((Record(tp.topic, tp.partition, r.offset, r.key, r.value), doc))
-                    else:
-                        self.prices.set_reference(doc)
+                        continue
+                    error = self.prices.set_reference(doc)
+                    if error is not None and owner:
+                        record = Record(tp.topic, tp.partition, r.offset, r.key, r.value)
+                        dead.append((record, Rejected(Reason.SEMANTIC, error)))
                 continue
             cols = self.decoder.decode([r.key for r in records], [r.value for r in records])
             if cols is None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypedDict
 
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry, Histogram, Info
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -42,6 +42,12 @@ class Metrics:
             "Duration of one Redis operation (a pipelined round trip), including retries.",
             ["op"],
             buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
+        self.limits = Info(
+            "streamproc_limits",
+            "The platform limits this worker runs: their version and where they came from.",
             registry=self.registry,
         )
 

@@ -167,10 +167,20 @@ class Prices:
             episodes=tuple(episode_doc(ep) for ep in self.checks.open.get(i, {}).values()),
         )
 
-    def set_reference(self, doc: Mapping[str, Any]) -> None:
-        """Apply an instruments record: lot, tier, max quote age (own, else its tier's, else the default)."""
+    def set_reference(self, doc: Mapping[str, Any]) -> str | None:
+        """Apply an instruments record: lot, tier, max quote age (own, else its tier's, else the default);
+        returns why it cannot be applied (a tier the limits do not declare: no silent default)."""
         name = doc["instrument"]
         tier = doc.get("tier")
+        if tier is not None:
+            declared = self.book.limits.tier_of(tier)
+            if declared is None:
+                limits = self.book.limits
+                return (
+                    f"tier {tier!r} of {name} is not a declared tier ({', '.join(limits.tiers)}; from "
+                    f"{limits.source}): declare it in the limits file or correct the reference data"
+                )
+            tier = declared
         self.book.set_instrument(name, lot=float(doc["lot"]) if "lot" in doc else None, tier=tier)
         self._sync()
         idx = self.book.instrument(name)
@@ -180,6 +190,7 @@ class Prices:
             self.max_age_s[idx] = self.max_age_by_tier.get(tier, math.nan) if tier else math.nan
         self.checks.move[idx] = self.outlier_by_tier.get(tier, math.nan) if tier else math.nan
         self.changed.add(idx)
+        return None
 
     def max_ages(self, n: int) -> F64:
         """Max quote age (s) of the first ``n`` instruments."""

@@ -83,9 +83,17 @@ def build(
     clock = clock or SystemClock()
     topics = settings.topics
     lock = asyncio.Lock()  # one evaluation / rebalance / watch step at a time
+    limits = settings.limits
     book = Book(
-        BandPolicy(rel_floor=settings.band_rel_floor, edge_margin=settings.band_edge_margin),
+        BandPolicy(
+            default=limits.default_band,
+            tiers=limits.tier_bands(),
+            instruments=limits.instrument_bands(),
+            rel_floor=settings.band_rel_floor,
+            edge_margin=settings.band_edge_margin,
+        ),
         default_cash_buffer=settings.cash_buffer,
+        limits=limits,
     )
     accounts = Accounts(
         book,
@@ -105,6 +113,7 @@ def build(
     counters = Counters()
     progress = Progress(topics)
     metrics = Metrics(counters, lambda: components.gauges())
+    metrics.limits.info({"version": limits.version, "source": limits.source})
     deadletters = DeadLetters(publisher, topics, counters, clock)
     orders = Orders(
         publisher,

@@ -230,6 +230,15 @@ def run(settings: Settings, *, after_publish: AfterPublish | None = None) -> int
     """`streamproc worker`: run one worker until SIGINT/SIGTERM."""
     configure_logging(settings.log_level, settings.log_format)
     log.info("starting worker", **settings.redacted())
+    limits = settings.limits
+    log.info(
+        "limits",
+        version=limits.version,
+        source=limits.source,
+        tiers=list(limits.tiers),
+        tier_limits=sorted(limits.tier),
+        instrument_limits=len(limits.instrument),
+    )
     partitions = asyncio.run(prepare(settings))
     settings.state_dir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level of datadir
     app, _parts = create_app(settings, partitions, after_publish=after_publish)

@@ -38,6 +38,7 @@ from streamproc.core.groups import (
 )
 from streamproc.core.ids import IdMap
 from streamproc.core.legs import LegLimits, LegPlan, plan_legs
+from streamproc.core.limits import Limits, LimitTable
 from streamproc.core.sleeves import SleeveTable, Trigger, sleeve_marks, triggers
 from streamproc.core.types import F64, I8, I32, I64, Bool, Mode, PriceFlag
 
@@ -92,8 +93,10 @@ class Book:
         default_mode: Mode = Mode.TARGET,
         default_min_trade: float = 0.0,
         default_cash_buffer: float = DEFAULT_CASH_BUFFER,
+        limits: Limits | None = None,
     ) -> None:
         self.policy = policy or BandPolicy()
+        self.limits = limits or Limits()  # max notional, spread and slippage budgets, eligibility
         self.default_mode = default_mode
         self.default_min_trade = default_min_trade
         self.default_cash_buffer = default_cash_buffer
@@ -108,6 +111,7 @@ class Book:
         self._inst_abs: F64 = np.full(1, math.nan)
         self._inst_rel: F64 = np.full(1, math.nan)
         self._tier: list[str | None] = []
+        self.limit_table = LimitTable()  # the resolved limits per instrument
         # per account
         self._cash: F64 = np.zeros(0)
         self._cash_target: F64 = np.ones(0)
@@ -185,6 +189,7 @@ class Book:
         self._lot = grown(self._lot, DEFAULT_LOT)
         self._inst_abs = grown(self._inst_abs, np.nan)
         self._inst_rel = grown(self._inst_rel, np.nan)
+        self.limit_table.ensure(new_cap)
 
     def _ensure_accounts(self, n: int) -> None:
         cap = len(self._cash)
@@ -282,8 +287,10 @@ class Book:
         return float(self._lot[self.instrument(instrument)])
 
     def _refresh_instrument_band(self, idx: int) -> None:
-        band = self.policy.instrument_band(self.instruments.id_of(idx), self._tier[idx])
+        name, tier = self.instruments.id_of(idx), self._tier[idx]
+        band = self.policy.instrument_band(name, tier)
         self._inst_abs[idx], self._inst_rel[idx] = band_pair(band)
+        self.limit_table.set(idx, self.limits.resolve(name, tier))
 
     def apply_prices(self, instruments: I64 | I32, bid: F64, ask: F64) -> None:
         """Set the latest bid/ask (mid derived) of a batch of instruments and clear their MISSING flag."""
@@ -848,6 +855,7 @@ class Book:
             edge_margin=self.policy.edge_margin,
             group_desired=group_desired,
             cash=cash,
+            table=self.limit_table,
         )
 
     def mark_answered(self, plan: LegPlan) -> None:

@@ -3,7 +3,8 @@
 Rules (issue #3, #16): sells at bid, buys at ask; edge mode aims a margin inside the edge; a target of
 0 exits in every mode; quantities rounded toward zero to the lot; an exit
 (desired weight 0) sells the whole holding; legs above ``max_notional`` are cut to it; instruments
-whose spread exceeds ``max_spread_bps`` are not traded and reported; sells never exceed the holding;
+whose spread exceeds their budget are not traded and reported, nor bought when not eligible; every leg
+has a limit price (the slippage budget past the quote); sells never exceed the holding;
 sells below ``min_trade`` are dropped first, then buys are funded by sell proceeds plus free cash
 above the cash target (scaled down pro rata when short, so cash never goes negative), then buys
 below ``min_trade`` are dropped.
@@ -20,10 +21,12 @@ import numpy as np
 from streamproc.core.cash import CashPlan, overweights_first
 from streamproc.core.evaluate import Evaluation
 from streamproc.core.groups import GroupDrift
+from streamproc.core.limits import LimitTable
 from streamproc.core.types import F64, I8, I64, Bool, Mode
 
 # Relative: 0.3 / 0.1 = 2.9999999999999996 must count as 3 lots, 2.9999999995 must not.
 _ROUND_EPS = 1e-12
+_BPS_TOLERANCE = 1e-6  # 100 bps quoted as 9.95 / 10.05 computes as 100.00000000000009
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +53,7 @@ class Leg:
     price: float
     notional: float
     held: float = 0.0  # the quantity held before the trade
+    limit_price: float = math.nan  # the worst price it may trade at (the slippage budget past the quote)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,12 +65,16 @@ class LegPlan:
     qty: F64  # signed: > 0 buy, < 0 sell, 0 none
     price: F64  # reference price used (bid for sells, ask for buys)
     notional: F64  # |qty| * price
-    skipped_spread: Bool  # a trade was wanted but the spread exceeded max_spread_bps
+    skipped_spread: Bool  # a trade was wanted but the spread exceeded its budget
     breach_slots: Bool
     cash_after: F64
     weights_after: F64
     held: F64  # what could be sold before the trades (the holding, less what working orders sell)
     groups: GroupDrift | None = None  # the evaluation's group drift, for re-arming answered groups
+    limit_price: F64 | None = None  # per leg: buy <= ask x (1 + slippage), sell >= bid x (1 - slippage)
+    skipped_restricted: Bool | None = None  # a buy was wanted of an instrument not eligible for buys
+    spread_bps: F64 | None = None  # the quoted spread per slot, and its budget (for the reasons)
+    spread_budget: F64 | None = None
 
     @property
     def has_legs(self) -> Bool:
@@ -87,6 +95,7 @@ class LegPlan:
                     price=float(self.price[j, s]),
                     notional=float(self.notional[j, s]),
                     held=float(self.held[j, s]),
+                    limit_price=math.nan if self.limit_price is None else float(self.limit_price[j, s]),
                 )
             )
         out.sort(key=lambda leg: (leg.side != "sell", leg.instrument))
@@ -114,6 +123,7 @@ def plan_legs(
     edge_margin: float = 0.0,
     group_desired: F64 | None = None,
     cash: CashPlan | None = None,
+    table: LimitTable | None = None,
 ) -> LegPlan:
     """Plan legs for every account in ``ev`` (callers pass only breaching ones).
 
@@ -124,7 +134,9 @@ def plan_legs(
     of breached groups trade to, which wins over their own; ``cash`` the accounts' cash bands: an
     account whose only breach is too much cash invests it with buys only into its underweights
     (leaving the buffer), one whose only breach is too little raises it with sells only, overweights
-    first (with other breaches, the mode's rebalance brings cash along).
+    first (with other breaches, the mode's rebalance brings cash along); ``table`` the per-instrument
+    limits (max notional per leg, spread budget, slippage budget, eligibility for buys), each combined
+    with ``limits`` (the tighter wins).
     """
     inst = ev.instruments
     b = bid[inst]
@@ -169,21 +181,28 @@ def plan_legs(
         raw = np.where(used & (price > 0), delta_value / price, 0.0)
         spread_bps = np.where(mid > 0, (a - b) / mid * 1e4, np.inf)
     wanted = raw != 0.0
-    skipped = wanted & (spread_bps > limits.max_spread_bps)
-    raw = np.where(skipped, 0.0, raw)
+    spread_budget = np.full(inst.shape, limits.max_spread_bps)
+    max_notional: F64 | float = limits.max_notional
+    restricted = np.zeros(inst.shape, dtype=bool)
+    if table is not None:
+        spread_budget = np.minimum(spread_budget, table.spread_bps[inst])
+        max_notional = np.minimum(limits.max_notional, table.max_notional[inst])
+        restricted = wanted & (raw > 0.0) & ~table.eligible[inst]
+    skipped = wanted & (spread_bps > spread_budget + _BPS_TOLERANCE)  # a spread at its budget trades
+    raw = np.where(skipped | restricted, 0.0, raw)
     qty = _round_to_lot(raw, lots)
     if short.any():  # raise at least what is short: a sell's last lot is rounded up
         with np.errstate(divide="ignore", invalid="ignore"):
             up = -np.ceil(np.round(-raw / lots, 9)) * lots
         qty = np.where(short[:, None] & (raw < 0.0), up, qty)
-    if math.isfinite(limits.max_notional):
+    if np.isfinite(max_notional).any():
         with np.errstate(divide="ignore", invalid="ignore"):  # padded slots: price 0
-            cap = _round_to_lot(limits.max_notional / price, lots, exact=True)
+            cap = _round_to_lot(max_notional / price, lots, exact=True)
         qty = np.clip(qty, -cap, cap)
     exiting = selling & (desired == 0.0) & ~skipped & ~raising[:, None]
     # what working orders still sell is not for sale again (``sellable``; ``q`` is the projected holding)
     held = np.minimum(q, ev.sellable)
-    qty = np.where(exiting & (limits.max_notional >= held * b), -held, qty)
+    qty = np.where(exiting & (max_notional >= held * b), -held, qty)
     qty = np.maximum(qty, -held)  # never sell more than is held
     qty = np.where((investing[:, None] & (qty < 0.0)) | (raising[:, None] & (qty > 0.0)), 0.0, qty)
 
@@ -214,6 +233,8 @@ def plan_legs(
     total_after = values_after.sum(axis=1) + cash_after
     with np.errstate(divide="ignore", invalid="ignore"):
         weights_after = values_after / total_after[:, None]
+    slip = 0.0 if table is None else table.slippage_bps[inst] / 1e4
+    limit_price = np.where(qty > 0, a * (1.0 + slip), b * (1.0 - slip))
     return LegPlan(
         rows=ev.rows,
         instruments=inst,
@@ -226,4 +247,8 @@ def plan_legs(
         weights_after=weights_after,
         held=held,
         groups=ev.groups,
+        limit_price=limit_price,
+        skipped_restricted=restricted,
+        spread_bps=spread_bps,
+        spread_budget=spread_budget,
     )

@@ -27,6 +27,7 @@ class OrderLeg(TypedDict):
     qty: str  # decimal strings (schemas/common.json#/$defs/decimal)
     price: str
     notional: str
+    limit_price: NotRequired[str]  # the worst price it may trade at (absent in orders before #17)
 
 
 class OrderInputs(TypedDict):

@@ -1,0 +1,106 @@
+"""Platform limits in the planner: per instrument, tier and default (first stated wins), each leg cut to
+its max notional, a spread over its budget not traded, a restricted instrument not bought, and every
+leg's limit price the slippage budget past the quote."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from streamproc.core import Band, Book
+from streamproc.core.limits import LevelLimits, Limits
+
+
+def limits(**over: object) -> Limits:
+    return Limits(
+        version="t1",
+        tiers=("large", "bond", "micro"),
+        default=LevelLimits(max_leg_notional=50_000.0, slippage_bps=10.0),
+        tier={"micro": LevelLimits(band=Band(abs=0.02), spread_budget_bps=100.0, max_leg_notional=5_000.0)},
+        instrument={"MC2": LevelLimits(eligible=False, slippage_bps=50.0)},
+        **over,  # type: ignore[arg-type]
+    )
+
+
+def test_the_first_level_that_states_a_limit_wins() -> None:
+    lim = limits()
+    assert lim.resolve("EQ", "large") == (50_000.0, math.inf, 10.0, True)  # the default
+    assert lim.resolve("MC1", "micro") == (5_000.0, 100.0, 10.0, True)  # the tier over the default
+    assert lim.resolve("MC2", "micro") == (5_000.0, 100.0, 50.0, False)  # the instrument over both
+    assert lim.resolve("X", None).max_leg_notional == 50_000.0
+    assert Limits().resolve("X", "micro") == (math.inf, math.inf, 0.0, True)  # built in: no limits
+
+
+def test_tiers_are_declared_and_matched_case_insensitively() -> None:
+    lim = limits()
+    assert [lim.tier_of(t) for t in ("MICRO", "Large", "micro", "microcap")] == [
+        "micro",
+        "large",
+        "micro",
+        None,
+    ]
+    with pytest.raises(ValueError, match="not declared"):
+        Limits(tiers=("large",), tier={"micro": LevelLimits(spread_budget_bps=5.0)})
+    with pytest.raises(ValueError, match="twice"):
+        Limits(tiers=("micro", "MICRO"))
+    with pytest.raises(ValueError, match="max_leg_notional"):
+        LevelLimits(max_leg_notional=0.0)
+
+
+def book_with(lim: Limits) -> Book:
+    book = Book(limits=lim)
+    for name, tier, lot in (("EQ", "large", 0.0001), ("MC1", "micro", 1.0), ("MC2", "micro", 1.0)):
+        book.set_instrument(name, lot=lot, tier=tier)
+    return book
+
+
+def test_legs_respect_max_notional_spread_budget_eligibility_and_carry_limit_prices() -> None:
+    book = book_with(limits())
+    book.set_price("EQ", 99.99, 100.01)  # 2 bps
+    book.set_price("MC1", 9.95, 10.05)  # 100 bps: at its budget, traded
+    book.set_price("MC2", 9.95, 10.05)
+    # 200,000: EQ held at 180,000 against 60 %; the microcaps at 0 against 10 % each
+    book.set_holding("A", "EQ", 1800.0)
+    book.set_cash("A", 20_000.0)
+    book.set_targets("A", {"EQ": 0.6, "MC1": 0.1, "MC2": 0.1}, band=Band(abs=0.03))
+    plan = book.plan(book.evaluate())
+    legs = {book.instruments.id_of(leg.instrument): leg for leg in plan.legs(0)}
+    assert set(legs) == {"EQ", "MC1"}  # MC2 is restricted: not bought
+    assert legs["EQ"].side == "sell" and legs["EQ"].notional <= 50_000.0
+    assert legs["EQ"].qty == pytest.approx(
+        500.05, abs=1e-9
+    )  # cut to 50,000 at the bid (99.99), on the lot grid
+    assert legs["MC1"].side == "buy" and legs["MC1"].qty == 497.0  # 5,000 / 10.05, whole shares
+    assert legs["EQ"].limit_price == pytest.approx(99.99 * (1 - 0.001))
+    assert legs["MC1"].limit_price == pytest.approx(10.05 * (1 + 0.001))
+    assert plan.skipped_restricted is not None and plan.skipped_restricted[0].any()
+
+    book.set_price("MC1", 9.9, 10.1)  # 200 bps > 100: not traded, and said so
+    plan = book.plan(book.evaluate())
+    assert plan.skipped_spread[0].any()
+    traded = {book.instruments.id_of(leg.instrument) for leg in plan.legs(0)}
+    assert traded == {"EQ"}
+
+
+def test_a_restricted_instrument_is_still_sold() -> None:
+    book = book_with(limits())
+    book.set_price("EQ", 100.0, 100.0)
+    book.set_price("MC2", 10.0, 10.0)
+    book.set_holding("A", "MC2", 400.0)  # 4,000 of 100,000 against a 0 target
+    book.set_holding("A", "EQ", 960.0)
+    book.set_targets("A", {"EQ": 1.0}, band=Band(abs=0.03))
+    (sell, buy) = book.plan(book.evaluate()).legs(0)
+    assert (book.instruments.id_of(sell.instrument), sell.side, sell.qty) == ("MC2", "sell", 400.0)
+    assert book.instruments.id_of(buy.instrument) == "EQ"
+
+
+def test_without_limits_nothing_changes_but_the_limit_price_is_the_quote() -> None:
+    book = Book()
+    book.set_instrument("EQ", lot=1.0)
+    book.set_price("EQ", 99.0, 101.0)
+    book.set_cash("A", 10_000.0)
+    book.set_targets("A", {"EQ": 1.0})
+    (leg,) = book.plan(book.evaluate()).legs(0)
+    assert leg.limit_price == 101.0 and np.isfinite(leg.notional)

@@ -1,0 +1,87 @@
+"""Platform limits on the real broker and Redis, from a limits file: every leg of an order is cut to the
+max notional and carries its limit price; an instrument quoted wider than its spread budget is not
+bought and the account's drift document says why; reference data naming an undeclared tier is
+dead-lettered while a declared one in capitals is taken."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from streamproc.settings import Settings
+from streamproc.sim.messages import instrument, position, produce, quote, targets
+from streamproc.state.keys import Keys
+from streamproc.wire.contract import Contract
+from tests.integration.scenario import for_account
+from tests.integration.workers import TopicReader, wait_for
+
+pytestmark = pytest.mark.integration
+
+LIMITS = """\
+version = "it-1"
+tiers = ["large", "bond", "micro"]
+
+[default]
+max_leg_notional = 20000
+slippage_bps = 10
+
+[tier.bond]
+spread_budget_bps = 40
+"""
+
+
+async def test_limits_reach_the_stream(
+    settings: Settings, workers, stack, redis_client, tmp_path: Path
+) -> None:
+    t, keys = settings.topics, Keys(settings.redis_prefix)
+    contract = Contract(settings.schemas_dir)
+    path = tmp_path / "limits.toml"
+    path.write_text(LIMITS)
+    recs: list[Any] = [
+        (t.instruments, instrument("N-EQ", lot=0.0001, tier="LARGE")),
+        (t.instruments, instrument("N-BOND", lot=0.01, tier="Bond")),
+        (t.instruments, instrument("S-BOND", lot=0.01, tier="bond")),
+        (t.instruments, instrument("X-MC", lot=1, tier="microcap")),
+        (t.quotes, quote("N-EQ", 100.0, 1)),
+        (t.quotes, quote("N-BOND", 50.0, 1)),
+        (t.quotes, quote("S-BOND", 50.0, 1, spread_bps=85.0)),
+    ]
+    # N: 60/40 of 1,000,000; S: 100,000 in cash to go into S-BOND
+    held = [("N-EQ", 6000.0), ("N-BOND", 8000.0), ("CASH", 0.0)]
+    recs += [(t.positions, position("N", i, q, n)) for n, (i, q) in enumerate(held, 1)]
+    recs.append((t.targets, targets("N", {"N-EQ": 0.6, "N-BOND": 0.4}, band={"abs": 0.03})))
+    recs.append((t.positions, position("S", "CASH", 100_000.0, 1)))
+    recs.append((t.targets, targets("S", {"S-BOND": 1.0}, band={"abs": 0.03})))
+    async with TopicReader(stack, t.deadletter) as dead, TopicReader(stack, t.orders) as orders:
+        await produce(stack.bootstrap, recs)
+        worker = workers(STREAMPROC_LIMITS_FILE=str(path))
+        drift = await wait_for(
+            "S evaluated", lambda: redis_client.hget(keys.account("S"), "drift"), timeout=60
+        )
+        doc = orjson.loads(drift)
+        assert (doc["status"], doc["why"]) == ("untradable", "spread S-BOND 85 bps > 40")
+        # the undeclared tier: a dead letter that names the declared ones
+        (rejected,) = await dead.wait("the microcap tier", lambda v: [d for d in v if "X-MC" in d["error"]])
+        assert (
+            rejected["reason"] == "semantic"
+            and "tier 'microcap' of X-MC is not a declared tier" in rejected["error"]
+        )
+
+        await wait_for("N evaluated", lambda: redis_client.hget(keys.account("N"), "drift"), timeout=60)
+        await produce(stack.bootstrap, [(t.quotes, quote("N-EQ", 132.0, 2))])
+        values = await orders.wait("N's order", lambda v: for_account(v, "N"))
+        (order,) = for_account(values, "N")
+        contract.validate("orders", order)
+        legs = {leg["instrument"]: leg for leg in order["legs"]}
+        assert {i: leg["side"] for i, leg in legs.items()} == {"N-EQ": "sell", "N-BOND": "buy"}
+        for leg in legs.values():
+            assert float(leg["notional"]) <= 20_000.0 + 1e-6  # 76,800 wanted: cut to the max notional
+            assert float(leg["notional"]) > 19_900.0
+        sell, buy = legs["N-EQ"], legs["N-BOND"]
+        assert float(sell["limit_price"]) == pytest.approx(float(sell["price"]) * 0.999, rel=1e-9)
+        assert float(buy["limit_price"]) == pytest.approx(float(buy["price"]) * 1.001, rel=1e-9)
+        assert for_account(orders.values(), "S") == []
+    assert "it-1" in worker.logs()  # the version it runs is logged (and exposed as streamproc_limits_info)
