@@ -261,6 +261,13 @@ SPEC: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
         "while the price feed is more than a batch behind, evaluate at most this often (0: never defer)",
     ),
     "quote_max_age_s": ("STREAMPROC_QUOTE_MAX_AGE_S", "30", _positive_float, "older quotes are stale"),
+    "max_clock_skew_s": (
+        "STREAMPROC_MAX_CLOCK_SKEW_S",
+        "5",
+        _positive_float,
+        "a quote or position stamped further ahead of the worker's clock is dead-lettered (`clock_skew`); "
+        "a quote's age counts from the earlier of its ts and its arrival",
+    ),
     "quote_max_age_by_tier": (
         "STREAMPROC_QUOTE_MAX_AGE_BY_TIER",
         "",
@@ -430,6 +437,7 @@ class Settings:
     eval_interval_ms: int
     eval_max_defer_ms: int
     quote_max_age_s: float
+    max_clock_skew_s: float
     quote_max_age_by_tier: dict[str, float]
     outlier_move: float
     outlier_move_by_tier: dict[str, float]

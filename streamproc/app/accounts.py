@@ -152,6 +152,24 @@ class Accounts:
         self._settle(r, now)
         return Applied.APPLIED
 
+    def skip_position(self, doc: Mapping[str, Any], partition: int, now: float, why: str) -> bool:
+        """A positions record that cannot be applied (stamped in the future): its seq counts as missing,
+        so the account is quarantined (``position_gap``, with ``why``) until the record comes again with
+        a sane ts, or the gap is reconciled or times out. False when its seq was already applied."""
+        account = doc["account"]
+        r = self.row(account)
+        seq, last = int(doc["seq"]), int(self.seq[r])
+        if seq <= last:
+            return False
+        after = last if last >= 0 else seq - 1
+        details = {"missing_from": after + 1, "missing_to": seq, "refused_seq": seq, "why": why}
+        now_ms = int(now * 1000)
+        self.quarantine.jumped(r, account, after, seq + 1, now_ms, now_ms, details)
+        self.seq[r] = seq
+        self.part[r], self.owned[r] = partition, True
+        self.dirty.add(r)
+        return True
+
     def clear_gap(self, r: int, **resolution: Any) -> bool:
         """Lift row r's quarantine (gap filled, reconciled or timed out); False if it had none."""
         if not self.quarantine.lift(r, **resolution):

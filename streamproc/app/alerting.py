@@ -113,6 +113,7 @@ DATA_ALERTS = (
     "quote_gap",
     "quote_crossed",
     "quote_outlier",
+    "clock_skew",
     "position_gap",
     "order_rejected",
     "order_unanswered",

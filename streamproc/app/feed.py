@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+import numpy as np
 import structlog
 from aiokafka import TopicPartition
 
@@ -159,12 +160,16 @@ class Feed:
                         dead.append((record, Rejected(Reason.SEMANTIC, error)))
                 continue
             cols = self.decoder.decode([r.key for r in records], [r.value for r in records])
+            kept: Sequence[Any] = records
             if cols is None:
                 counters.per_record_batches.inc()
-                cols = self._quotes_one_by_one(tp, records, dead if owner else None)
+                cols, kept = self._quotes_one_by_one(tp, records, dead if owner else None)
+            now_ms = int(self.clock.time() * 1000)
+            if owner:
+                dead += self._future(tp, cols, kept, now_ms)
             before = self.prices.duplicates
             idx = self.book.instrument_indices(cols.instrument)
-            instruments = self.prices.accept_columns(idx, cols.seq, cols.bid, cols.ask, cols.ts)
+            instruments = self.prices.accept_columns(idx, cols.seq, cols.bid, cols.ask, cols.ts, now_ms)
             duplicates = self.prices.duplicates - before
             counters.messages.inc("quotes", Outcome.CHECKED, n=idx.size - duplicates)
             counters.messages.inc("quotes", Outcome.DUPLICATE, n=duplicates)
@@ -173,12 +178,32 @@ class Feed:
                 self._dirty_offsets[tp.partition] = records[-1].offset + 1
         await self.deadletters.publish(dead)
 
+    def _future(
+        self, tp: TopicPartition, cols: QuoteColumns, records: Sequence[Any], now_ms: int
+    ) -> list[tuple[Record, Rejected]]:
+        """Dead letters for the quotes (``records``: row for row with ``cols``) stamped beyond the clock
+        skew allowance; the quote checks reject them and raise ``clock_skew``."""
+        out = []
+        allowed = self.prices.max_skew_ms / 1000.0
+        for k in np.flatnonzero(self.prices.future(cols.ts, now_ms)).tolist():
+            r, ts = records[k], int(cols.ts[k])
+            why = (
+                f"future timestamp: ts {ts} is {(ts - now_ms) / 1000.0:.1f} s ahead of this worker's clock "
+                f"(allowed {allowed:g} s, STREAMPROC_MAX_CLOCK_SKEW_S); not applied"
+            )
+            out.append(
+                (Record(tp.topic, tp.partition, r.offset, r.key, r.value), Rejected(Reason.SEMANTIC, why))
+            )
+        return out
+
     def _quotes_one_by_one(
         self, tp: TopicPartition, records: Sequence[Any], dead: list[tuple[Record, Rejected]] | None
-    ) -> QuoteColumns:
+    ) -> tuple[QuoteColumns, list[Any]]:
         """Decode quotes record by record (a batch with anything unusual): the rejected ones become dead
-        letters (when ``dead`` is given); crossed and non-positive ones still reach the quote checks."""
+        letters (when ``dead`` is given); crossed and non-positive ones still reach the quote checks.
+        Returns the columns and the records they came from, row for row."""
         docs = []
+        kept = []
         for r in records:
             doc = decode(self.contract, "quotes", r.key, r.value)
             if isinstance(doc, Rejected):
@@ -188,7 +213,8 @@ class Feed:
                     continue
                 doc = doc.doc  # crossed or non-positive: the quote checks flag the instrument
             docs.append(doc)
-        return QuoteColumns.of(docs)
+            kept.append(r)
+        return QuoteColumns.of(docs), kept
 
     async def checkpoint(self) -> None:
         """Store the feed state of the instruments changed since the last checkpoint with the offsets it

@@ -4,6 +4,7 @@ acknowledged (at-least-once)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 import numpy as np
@@ -41,8 +42,10 @@ class Intake:
         counters: Counters,
         progress: Progress,
         clock: Clock,
+        max_skew_s: float = math.inf,
     ) -> None:
         self.contract = contract
+        self.max_skew_ms = max_skew_s * 1000.0  # a positions record stamped further ahead is refused
         self.topics = topics
         self.accounts = accounts
         self.store = store
@@ -72,6 +75,21 @@ class Intake:
                 dead.append((rec, doc))
                 continue
             account = doc["account"]
+            if logical == "positions" and doc["ts"] > now * 1000 + self.max_skew_ms:
+                why = (
+                    f"future timestamp: ts {doc['ts']} is {(doc['ts'] - now * 1000) / 1000.0:.1f} s ahead of "
+                    f"this worker's clock (allowed {self.max_skew_ms / 1000.0:g} s, "
+                    "STREAMPROC_MAX_CLOCK_SKEW_S); not applied, its seq counts as missing"
+                )
+                dead.append((rec, Rejected(Reason.SEMANTIC, why)))
+                if accounts.skip_position(doc, rec.partition, now, "clock_skew"):
+                    r = accounts.row(account)
+                    patch = patches.setdefault(account, AccountPatch())
+                    patch.positions(int(accounts.seq[r]), int(accounts.pts[r]))
+                    patch.gap(accounts.quarantine.record(r))
+                    patch.partition(rec.partition)
+                    parts[account] = rec.partition
+                continue
             if logical == "positions":
                 done = accounts.apply_position(doc, rec.partition, now)
                 messages.inc("positions", _OUTCOME.get(done, Outcome.GAP_FILLED))

@@ -30,8 +30,10 @@ class Prices:
         outlier_move: float = 0.2,
         max_age_by_tier: Mapping[str, float] | None = None,
         outlier_by_tier: Mapping[str, float] | None = None,
+        max_skew_s: float = math.inf,
     ) -> None:
         self.book = book
+        self.max_skew_ms = max_skew_s * 1000.0  # a quote stamped further ahead of the clock is rejected
         self.default_max_age_s = max_age_s
         self.max_age_by_tier = dict(max_age_by_tier or {})
         self.outlier_by_tier = dict(outlier_by_tier or {})
@@ -87,23 +89,42 @@ class Prices:
         names = self.book.instruments
         return {i: names.id_of(i) for i in idx.tolist()}
 
-    def accept_columns(self, idx: I64, seq: I64, bid: F64, ask: F64, ts: I64) -> I64:
+    def future(self, ts: I64, now_ms: int) -> Bool:
+        """Which quote timestamps are further ahead of ``now_ms`` than the clock-skew allowance."""
+        out: Bool = ts - now_ms > self.max_skew_ms
+        return out
+
+    def accept_columns(
+        self, idx: I64, seq: I64, bid: F64, ask: F64, ts: I64, now_ms: int | None = None
+    ) -> I64:
         """Run the checks on a batch of quotes in arrival order (``idx`` from ``book.instrument``) and
         apply the good ones, the newest per instrument. Instruments whose quotes are all routine are
         checked and applied in a few numpy operations; the others quote by quote. Returns the unique
         instruments of the batch, duplicates included: after a re-read from older offsets the stored
-        state must be as new as the offsets stored with it (``snapshot``)."""
+        state must be as new as the offsets stored with it (``snapshot``).
+
+        With ``now_ms`` (when the batch was received): a quote stamped beyond the clock-skew allowance
+        is rejected (``clock_skew``), and a quote's age counts from the earlier of its ts and now, so a
+        clock running ahead cannot keep a price fresh."""
         self._sync()
         if idx.size == 0:
             return idx
         checks = self.checks
-        routine = checks.routine(idx, seq, bid, ask)
+        future = ahead = None
+        if now_ms is not None:
+            ahead = ts - now_ms
+            future = ahead > self.max_skew_ms
+            ts = np.minimum(ts, now_ms)
+            if not future.any():
+                future = None
+        routine = checks.routine(idx, seq, bid, ask, future)
         touched: list[int] = []
         r_idx, r_seq, r_bid, r_ask, r_ts = idx, seq, bid, ask, ts
         if not routine.all():
             r_idx, r_seq, r_ts = idx[routine], seq[routine], ts[routine]
             r_bid, r_ask = bid[routine], ask[routine]
-            touched = self._check_one_by_one(np.flatnonzero(~routine), idx, seq, bid, ask, ts)
+            skew = None if future is None or ahead is None else np.where(future, ahead, 0)
+            touched = self._check_one_by_one(np.flatnonzero(~routine), idx, seq, bid, ask, ts, skew)
         if r_idx.size:
             # the newest routine quote of each instrument: first occurrence in the reversed batch
             uniq, first_rev = np.unique(r_idx[::-1], return_index=True)
@@ -116,16 +137,20 @@ class Prices:
             self._sync_flags(np.array(touched, dtype=np.int64))
         return np.unique(idx)
 
-    def _check_one_by_one(self, rows: I64, idx: I64, seq: I64, bid: F64, ask: F64, ts: I64) -> list[int]:
+    def _check_one_by_one(
+        self, rows: I64, idx: I64, seq: I64, bid: F64, ask: F64, ts: I64, skew: I64 | None = None
+    ) -> list[int]:
         """The per-quote checks for the quotes at ``rows`` (arrival order); applies the newest good quote
-        per instrument and returns the instruments touched (not only duplicates)."""
+        per instrument and returns the instruments touched (not only duplicates). ``skew``: per quote,
+        how far (ms) a quote stamped beyond the allowance is ahead of the clock, else 0."""
         latest: dict[int, int] = {}
         touched: set[int] = set()
         names = self.book.instruments
         check = self.checks.check
         for k in rows.tolist():
             i = int(idx[k])
-            verdict = check(i, names.id_of(i), int(seq[k]), float(bid[k]), float(ask[k]), int(ts[k]))
+            ahead = 0 if skew is None else int(skew[k])
+            verdict = check(i, names.id_of(i), int(seq[k]), float(bid[k]), float(ask[k]), int(ts[k]), ahead)
             if verdict == Verdict.DUPLICATE:
                 continue
             touched.add(i)

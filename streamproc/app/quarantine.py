@@ -3,7 +3,7 @@ per book row (no I/O): opened by a seq jump, lifted when filled, reconciled or t
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -31,8 +31,18 @@ class Quarantine:
     def get(self, r: int) -> SeqGaps | None:
         return self.gaps.get(r)
 
-    def jumped(self, r: int, account: str, last: int, seq: int, ts_ms: int, now_ms: int) -> SeqGaps:
-        """Positions of row r jumped from seq ``last`` to ``seq``: the seqs between are missing."""
+    def jumped(
+        self,
+        r: int,
+        account: str,
+        last: int,
+        seq: int,
+        ts_ms: int,
+        now_ms: int,
+        details: Mapping[str, Any] | None = None,
+    ) -> SeqGaps:
+        """Positions of row r jumped from seq ``last`` to ``seq``: the seqs between are missing
+        (``details`` for the episode instead of the jump's, e.g. a record that came but was refused)."""
         gaps = self.gaps.get(r)
         if gaps is None:
             gaps = self.gaps[r] = SeqGaps(opened_ms=now_ms)
@@ -42,7 +52,7 @@ class Quarantine:
                 subject,
                 episode_id("position_gap", subject, last + 1),
                 ts_ms,
-                {"missing_from": last + 1, "missing_to": seq - 1, "seq": seq},
+                dict(details or {"missing_from": last + 1, "missing_to": seq - 1, "seq": seq}),
             )
         gaps.add(last + 1, seq - 1)
         return gaps

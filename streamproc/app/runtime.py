@@ -109,6 +109,7 @@ def build(
         outlier_move=settings.outlier_move,
         max_age_by_tier=settings.quote_max_age_by_tier,
         outlier_by_tier=settings.outlier_move_by_tier,
+        max_skew_s=settings.max_clock_skew_s,
     )
     counters = Counters()
     progress = Progress(topics)
@@ -146,7 +147,16 @@ def build(
     )
     ownership.on_gained += [feed.request_reseek, alerter.invalidate]
     intake = Intake(
-        contract, topics, accounts, store, deadletters, ownership.wait_loaded, counters, progress, clock
+        contract,
+        topics,
+        accounts,
+        store,
+        deadletters,
+        ownership.wait_loaded,
+        counters,
+        progress,
+        clock,
+        max_skew_s=settings.max_clock_skew_s,
     )
     alerts = DataAlerts(prices, accounts, alerter, watch, lambda: feed.ready_ms)
     evaluator = Evaluator(

@@ -29,6 +29,11 @@ ALERT_TYPES: dict[str, AlertType] = {
         AlertType("quote_gap", "warning", "an instrument's quote seq jumped: quotes were lost"),
         AlertType("quote_crossed", "warning", "an instrument's quote is crossed (bid > ask) or non-positive"),
         AlertType("quote_outlier", "warning", "an instrument's mid jumped beyond the outlier threshold"),
+        AlertType(
+            "clock_skew",
+            "warning",
+            "a quote is stamped further ahead of the worker's clock than allowed: it is not applied",
+        ),
         AlertType("position_gap", "critical", "an account's position seq jumped: the account is quarantined"),
         AlertType(
             "order_rejected",

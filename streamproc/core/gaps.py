@@ -15,10 +15,15 @@ import numpy as np
 from streamproc.core.alerts import Episode, Key, episode_id
 from streamproc.core.types import F64, I64, U8, Bool, PriceFlag
 
+# clock_skew is not a price flag: the quote is not applied and the last good one ages toward stale as
+# it would without it; the bit (outside PriceFlag's) keeps the instrument off the routine path until
+# a quote with a sane ts ends the episode
+_SKEW = 0x40
 _FLAG_OF = {
     "quote_gap": PriceFlag.GAP,
     "quote_crossed": PriceFlag.CROSSED,
     "quote_outlier": PriceFlag.OUTLIER,
+    "clock_skew": _SKEW,
 }
 
 
@@ -27,7 +32,7 @@ class Verdict(IntEnum):
 
     APPLY = 0
     DUPLICATE = 1  # seq at or below the last one seen: dropped, counted
-    REJECTED = 2  # crossed or non-positive: not applied
+    REJECTED = 2  # crossed, non-positive or stamped in the future: not applied
     HELD = 3  # an outlier move: not applied until the next quote confirms it
 
 
@@ -79,8 +84,12 @@ class QuoteChecks:
         self.flags[idx] &= np.uint8(~_FLAG_OF[type_] & 0xFF)
         self.closed.append(replace(ep, details={**ep.details, **resolution}))
 
-    def check(self, idx: int, name: str, seq: int, bid: float, ask: float, ts: int) -> Verdict:
-        """Judge one quote of instrument ``idx`` (called in arrival order; ``grow`` first)."""
+    def check(
+        self, idx: int, name: str, seq: int, bid: float, ask: float, ts: int, ahead_ms: int = 0
+    ) -> Verdict:
+        """Judge one quote of instrument ``idx`` (called in arrival order; ``grow`` first). ``ts`` is the
+        quote's, or when it was received if that is earlier; ``ahead_ms`` > 0: the quote is stamped that
+        far ahead of the clock, beyond the allowance (rejected, ``clock_skew``)."""
         last = int(self.seen[idx])
         if seq <= last:
             self.duplicates += 1
@@ -97,6 +106,14 @@ class QuoteChecks:
         elif flags & PriceFlag.GAP:
             self._close(idx, "quote_gap", resumed_at_seq=seq)
         self.seen[idx] = seq
+        if ahead_ms > 0:
+            if not flags & _SKEW:
+                skew_id = episode_id("clock_skew", subject, seq)
+                details = {"seq": seq, "quote_ts": ts + ahead_ms, "ahead_ms": ahead_ms}
+                self._open(idx, Episode("clock_skew", subject, skew_id, ts, details))
+            return Verdict.REJECTED
+        if flags & _SKEW:
+            self._close(idx, "clock_skew", resumed_at_seq=seq)
         if not (bid > 0.0 and ask > 0.0 and bid <= ask):
             if not flags & PriceFlag.CROSSED:
                 crossed_id = episode_id("quote_crossed", subject, seq)
@@ -134,11 +151,12 @@ class QuoteChecks:
         self.mid[idx] = mid
         return Verdict.APPLY
 
-    def routine(self, idx: I64, seq: I64, bid: F64, ask: F64) -> Bool:
+    def routine(self, idx: I64, seq: I64, bid: F64, ask: F64, future: Bool | None = None) -> Bool:
         """Per quote of a batch (arrival order): whether every quote of its instrument in the batch is
         routine, i.e. ``check`` would APPLY each without opening or closing anything (in sequence, valid,
         within the outlier threshold, nothing open), so the batch can skip the per-quote checks
-        (``apply_routine``). The rest go through ``check``; instruments are independent of each other."""
+        (``apply_routine``). The rest go through ``check``; instruments are independent of each other.
+        ``future``: quotes stamped beyond the clock's allowance (never routine)."""
         n = len(idx)
         if n == 0:
             return np.zeros(0, dtype=bool)
@@ -164,6 +182,8 @@ class QuoteChecks:
             & (self.flags[s_idx] == 0)
             & np.isnan(self.held[s_idx])
         )
+        if future is not None:
+            ok &= ~future[order]
         if ok.all():
             return np.ones(n, dtype=bool)
         return ~np.isin(idx, s_idx[~ok])

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from streamproc.core import PriceFlag
 from streamproc.core.gaps import Increase, QuoteChecks, SeqGaps, Silence, Verdict, Window
 
@@ -46,6 +48,26 @@ def test_crossed_and_non_positive_quotes_are_rejected_until_a_valid_one_arrives(
     assert ep.id == "quote_crossed:EQ:2" and c.flags[0] & PriceFlag.CROSSED
     assert c.check(0, "EQ", 4, 99.5, 100.5, 4) == Verdict.APPLY  # consumed seqs: no gap
     assert not c.open_episodes() and [e.id for e in c.drain_closed()] == ["quote_crossed:EQ:2"]
+
+
+def test_a_quote_from_the_future_is_rejected_until_one_with_a_sane_ts_arrives() -> None:
+    c = checks()
+    c.check(0, "EQ", 1, 99.0, 101.0, 1_000)
+    # stamped a day ahead of the clock (received at 2,000): refused, its seq consumed
+    assert c.check(0, "EQ", 2, 99.0, 101.0, 2_000, ahead_ms=86_400_000) == Verdict.REJECTED
+    assert c.check(0, "EQ", 3, 99.0, 101.0, 3_000, ahead_ms=86_400_000) == Verdict.REJECTED  # one episode
+    (ep,) = c.open_episodes().values()
+    assert (ep.id, ep.since_ms) == ("clock_skew:EQ:2", 2_000)  # fired when received, not in the future
+    assert ep.details == {"seq": 2, "quote_ts": 86_402_000, "ahead_ms": 86_400_000}
+    assert c.flags[0] and not c.flags[0] & (PriceFlag.GAP | PriceFlag.CROSSED | PriceFlag.OUTLIER)
+    idx, seq = np.array([0]), np.array([4])
+    assert not c.routine(idx, seq, np.array([99.0]), np.array([101.0])).any()  # open: quote by quote
+    assert c.check(0, "EQ", 4, 99.0, 101.0, 4_000) == Verdict.APPLY  # no gap: seqs 2, 3 were seen
+    assert not c.open_episodes() and c.flags[0] == 0
+    (closed,) = c.drain_closed()
+    assert closed.details["resumed_at_seq"] == 4
+    future = np.array([True])
+    assert not c.routine(idx, np.array([5]), np.array([99.0]), np.array([101.0]), future).any()
 
 
 def test_an_outlier_is_held_until_the_next_quote_confirms_it_or_returns() -> None:

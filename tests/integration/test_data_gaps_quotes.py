@@ -155,3 +155,43 @@ async def test_gap_crossed_and_outlier_quotes_alert_once_and_never_trade(
         assert alerts_of(values, "quote_outlier")[3]["details"]["confirmed_at_seq"] == ticker.seq["EQ1"]
         ids = [a["alert_id"] for a in values]
         assert len(set(ids)) * 2 == len(ids)  # firing and resolved share an id; episodes do not
+
+
+async def test_a_quote_stamped_a_day_ahead_is_refused_and_its_instrument_still_goes_stale(
+    settings: Settings, workers, stack, redis_client
+):
+    # the case: a BOND quote stamped +1 day, then silence; A must not trade on BOND past its max age
+    t = settings.topics
+    contract = Contract(settings.schemas_dir)
+    ticker = await account_a(stack, settings)
+    async with (
+        ticking(ticker),
+        TopicReader(stack, t.alerts) as alerts,
+        TopicReader(stack, t.deadletter) as dead,
+    ):
+        workers(STREAMPROC_QUOTE_MAX_AGE_S="3")
+        await wait_for(
+            "A evaluated in band", lambda: account_field(redis_client, settings, "A", "drift"), timeout=60
+        )
+        del ticker.mids["BOND"]  # BOND's feed stops after one quote from the future
+        last_good = ticker.last_ts["BOND"]
+        ticker.seq["BOND"] += 1
+        future = {"instrument": "BOND", "bid": 50.0, "ask": 50.02, "seq": ticker.seq["BOND"]}
+        await produce(
+            stack.bootstrap,
+            [(t.quotes, (b"BOND", orjson.dumps({**future, "ts": ticker.now() + 86_400_000})))],
+        )
+        (letter,) = await dead.wait("the future quote dead-lettered", lambda v: v)
+        assert letter["reason"] == "semantic" and letter["error"].startswith("future timestamp")
+        values = await alerts.wait("clock_skew firing", lambda v: alerts_of(v, "clock_skew", "BOND"))
+        (skew,) = alerts_of(values, "clock_skew", "BOND")
+        contract.validate("alerts", skew)
+        assert skew["runbook"] == "runbooks/clock_skew.md" and skew["details"]["ahead_ms"] > 86_000_000
+        assert skew["ts"] <= ticker.now()  # stamped when it was read, not a day from now
+        values = await alerts.wait(
+            "quote_stale for BOND", lambda v: alerts_of(v, "quote_stale", "BOND"), timeout=30
+        )
+        (stale,) = alerts_of(values, "quote_stale", "BOND")
+        assert stale["details"]["last_quote_ts"] == last_good  # the day-ahead quote kept nothing fresh
+        drift = await account_field(redis_client, settings, "A", "drift")
+        assert drift["status"] == "suppressed"
