@@ -24,6 +24,12 @@ async def account_a(stack, settings: Settings) -> Ticker:
     return Ticker(stack.bootstrap, t.quotes, {"EQ1": 100.0, "BOND": 50.0}, {"EQ1": 1, "BOND": 1})
 
 
+async def a_evaluated(redis_client, settings: Settings) -> None:
+    await wait_for(
+        "A evaluated in band", lambda: account_field(redis_client, settings, "A", "drift"), timeout=60
+    )
+
+
 async def test_a_silent_instrument_goes_stale_suppresses_its_accounts_and_recovers(
     settings: Settings, workers, stack, redis_client
 ):
@@ -36,9 +42,7 @@ async def test_a_silent_instrument_goes_stale_suppresses_its_accounts_and_recove
         TopicReader(stack, t.orders) as orders,
     ):
         worker = workers(STREAMPROC_QUOTE_MAX_AGE_S="2")
-        await wait_for(
-            "A evaluated in band", lambda: account_field(redis_client, settings, "A", "drift"), timeout=60
-        )
+        await a_evaluated(redis_client, settings)
 
         del ticker.mids["BOND"]  # BOND's feed stops; EQ1 keeps quoting
         last_bond_ts = ticker.last_ts["BOND"]
@@ -96,9 +100,7 @@ async def test_gap_crossed_and_outlier_quotes_alert_once_and_never_trade(
         worker = workers(
             STREAMPROC_OUTLIER_MOVE="0.2", STREAMPROC_QUOTE_MAX_AGE_S="600"
         )  # BOND is quoted once
-        await wait_for(
-            "A evaluated in band", lambda: account_field(redis_client, settings, "A", "drift"), timeout=60
-        )
+        await a_evaluated(redis_client, settings)
 
         async def send(*records) -> None:
             await produce(stack.bootstrap, list(records))
@@ -170,9 +172,7 @@ async def test_a_quote_stamped_a_day_ahead_is_refused_and_its_instrument_still_g
         TopicReader(stack, t.deadletter) as dead,
     ):
         workers(STREAMPROC_QUOTE_MAX_AGE_S="3")
-        await wait_for(
-            "A evaluated in band", lambda: account_field(redis_client, settings, "A", "drift"), timeout=60
-        )
+        await a_evaluated(redis_client, settings)
         del ticker.mids["BOND"]  # BOND's feed stops after one quote from the future
         last_good = ticker.last_ts["BOND"]
         ticker.seq["BOND"] += 1
