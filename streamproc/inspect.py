@@ -51,6 +51,8 @@ async def _instrument(store: Store, ident: str, now_ms: int) -> int:
         if q.ts:
             print(f"  last price     bid {q.bid} / ask {q.ask} (mid {(q.bid + q.ask) / 2:g})")
             print(f"  last quote     seq {q.seq}, ts {q.ts}, {_age(now_ms, q.ts)}")
+            if q.bid_size == q.bid_size or q.ask_size == q.ask_size:  # not NaN: the quote gave sizes
+                print(f"  displayed size bid {q.bid_size:g} / ask {q.ask_size:g}")
         else:
             print("  last price     none applied yet")
         print(
@@ -66,11 +68,23 @@ async def _instrument(store: Store, ident: str, now_ms: int) -> int:
         for doc in (await _live_workers(store, now_ms)).values()
     }
     print(f"  accounts suppressed by it: {sum(suppressed.values())}")
+    print(_waiting_line(ident, await _live_workers(store, now_ms)))
     lines = _alerts_for(firing, "instrument", ident)
     print("alerts firing:" + ("" if lines else " none"))
     for line in lines:
         print(line)
     return 0 if q is not None else 1
+
+
+def _waiting_line(ident: str, workers: dict[str, dict[str, Any]]) -> str:
+    """The capacity report of one instrument: what thin books left waiting, over the live workers."""
+    waits = [doc.get("waiting", {}).get(ident) for doc in workers.values()]
+    waits = [w for w in waits if w]
+    if not waits:
+        return "  depth waiting  none (no leg of it was cut to its displayed size)"
+    buy, sell = sum(w["buy"] for w in waits), sum(w["sell"] for w in waits)
+    accounts = sum(w["accounts"] for w in waits)
+    return f"  depth waiting  buy {buy:g} / sell {sell:g} for {accounts} accounts (a later order trades it)"
 
 
 async def _account(store: Store, ident: str, now_ms: int) -> int:

@@ -15,6 +15,7 @@ eligible = true
 [tier.micro]
 band = { abs = 0.02 }
 spread_budget_bps = 80
+max_participation = 0.1                        # a leg at most 10 % of the displayed bid/ask size
 
 [instrument."MC-0007"]
 eligible = false
@@ -33,7 +34,7 @@ from streamproc.core.bands import Band
 from streamproc.core.limits import LevelLimits, Limits
 
 _TOP = {"version", "tiers", "default", "tier", "instrument"}
-_NUMBERS = ("max_leg_notional", "spread_budget_bps", "slippage_bps")
+_NUMBERS = ("max_leg_notional", "spread_budget_bps", "slippage_bps", "max_participation")
 _FIELDS = {"band", "eligible", *_NUMBERS}
 
 
@@ -100,6 +101,7 @@ def parse(doc: Mapping[str, Any], text: str = "", source: str = "limits") -> Lim
                 spread_budget_bps=_num(raw.get("spread_budget_bps")),
                 slippage_bps=_num(raw.get("slippage_bps")),
                 eligible=raw.get("eligible"),
+                max_participation=_num(raw.get("max_participation")),
             )
         except ValueError as exc:
             about = next((k for k in raw if k in str(exc)), None)

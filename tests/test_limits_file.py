@@ -28,6 +28,7 @@ spread_budget_bps = 80
 
 [instrument."MC-0007"]
 eligible = false
+max_participation = 0.1
 """
 
 
@@ -45,9 +46,15 @@ def test_a_good_file(tmp_path: Path) -> None:
         str(tmp_path / "limits.toml"),
     )
     assert lim.default_band == Band(abs=0.03) and lim.tier_bands() == {"micro": Band(abs=0.02)}
-    assert lim.resolve("MC-0007", "micro") == (250_000.0, 80.0, 10.0, False)
-    assert lim.resolve("EQ", "large") == (250_000.0, 100.0, 10.0, True)
-    assert load(write(tmp_path, 'version = "v"\n')).resolve("X", None) == (math.inf, math.inf, 0.0, True)
+    assert lim.resolve("MC-0007", "micro") == (250_000.0, 80.0, 10.0, False, 0.1)
+    assert lim.resolve("EQ", "large") == (250_000.0, 100.0, 10.0, True, math.inf)
+    assert load(write(tmp_path, 'version = "v"\n')).resolve("X", None) == (
+        math.inf,
+        math.inf,
+        0.0,
+        True,
+        math.inf,
+    )
 
 
 @pytest.mark.parametrize(
@@ -79,6 +86,10 @@ def test_a_good_file(tmp_path: Path) -> None:
             r"limits.toml:11: tier.micro.band: band abs must be a positive fraction",
         ),
         (("[default]", "[defaults]"), r"limits.toml:4: defaults: unknown key"),
+        (
+            ("max_participation = 0.1", "max_participation = 2"),
+            r"limits.toml:16: instrument.MC-0007.max_participation: max_participation must be within",
+        ),
         (("spread_budget_bps = 80", "spread_budget_bps = = 80"), r"limits.toml: not valid TOML: .*line 12"),
     ],
 )

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from streamproc.app.capacity import Capacity
 from streamproc.app.freshness import Freshness
 from streamproc.app.quarantine import Quarantine
 from streamproc.app.sleeves import Sleeves, closed_names, decode
@@ -83,6 +84,7 @@ class Accounts:
         self.freshness = Freshness(drift_min_move, drift_refresh_s)  # when drift documents are rewritten
         self.settled: dict[int, str] = {}  # row -> the last withdrawal paid out (positions ``settles``)
         self.sleeves = Sleeves(book)
+        self.capacity = Capacity(book)  # what thin books left for later orders
         self.order_closures: I64 = np.zeros(0, dtype=np.int64)  # stopped sleeves when the last order went
 
     def __len__(self) -> int:

@@ -183,6 +183,9 @@ def decide(
     codes[breaching] = Status.HELD if hold else Status.UNTRADABLE
     codes[capped] = Status.UNANSWERED
     plan = book.plan(ev.take(breaching), limits) if breaching.size and not hold else None
+    if plan is not None:
+        accounts.capacity.planned(plan)
+    accounts.capacity.settled(rows[~ev.breaching & ~suppressed])
     left_out: dict[int, str] = {}  # position in rows -> what was not traded and why
     if plan is not None:
         br = ev.take(breaching)

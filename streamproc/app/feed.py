@@ -169,7 +169,10 @@ class Feed:
                 dead += self._future(tp, cols, kept, now_ms)
             before = self.prices.duplicates
             idx = self.book.instrument_indices(cols.instrument)
-            instruments = self.prices.accept_columns(idx, cols.seq, cols.bid, cols.ask, cols.ts, now_ms)
+            sizes = None if cols.bid_size is None or cols.ask_size is None else (cols.bid_size, cols.ask_size)
+            instruments = self.prices.accept_columns(
+                idx, cols.seq, cols.bid, cols.ask, cols.ts, now_ms, sizes
+            )
             duplicates = self.prices.duplicates - before
             counters.messages.inc("quotes", Outcome.CHECKED, n=idx.size - duplicates)
             counters.messages.inc("quotes", Outcome.DUPLICATE, n=duplicates)

@@ -64,6 +64,7 @@ class Gauges(TypedDict):
     last_event_ms: Mapping[str, int]  # logical topic -> newest record ts processed
     lag: Mapping[str, int]  # logical topic -> records behind the end
     partitions: int  # account partitions assigned and loaded
+    waiting_notional: tuple[float, float]  # (buy, sell) notional a thin book left for later orders
 
 
 class _WorkerCollector(Collector):
@@ -114,3 +115,13 @@ class _WorkerCollector(Collector):
         yield GaugeMetricFamily(
             "streamproc_partitions_owned", "Account partitions assigned and loaded.", value=snap["partitions"]
         )
+        waiting = GaugeMetricFamily(
+            "streamproc_depth_waiting_notional",
+            "Notional the depth cap (max participation of the displayed size) left for later orders, at "
+            "mid, by side.",
+            labels=["side"],
+        )
+        buy, sell = snap["waiting_notional"]
+        waiting.add_metric(["buy"], buy)
+        waiting.add_metric(["sell"], sell)
+        yield waiting

@@ -72,6 +72,8 @@ class Prices:
             )
             self.seq[idx] = [q.seq for q in applied.values()]
             self.ts[idx] = [q.ts for q in applied.values()]
+            sizes = [(q.bid_size, q.ask_size) for q in applied.values()]
+            self.book.apply_sizes(idx, np.array([b for b, _ in sizes]), np.array([a for _, a in sizes]))
         for name, q in quotes.items():
             i = self.book.instrument(name)
             self._sync()
@@ -85,7 +87,8 @@ class Prices:
         every instrument in the batch (index -> id)."""
         cols = QuoteColumns.of(list(docs))
         idx = self.book.instrument_indices(cols.instrument)
-        self.accept_columns(idx, cols.seq, cols.bid, cols.ask, cols.ts)
+        sizes = None if cols.bid_size is None or cols.ask_size is None else (cols.bid_size, cols.ask_size)
+        self.accept_columns(idx, cols.seq, cols.bid, cols.ask, cols.ts, sizes=sizes)
         names = self.book.instruments
         return {i: names.id_of(i) for i in idx.tolist()}
 
@@ -95,7 +98,14 @@ class Prices:
         return out
 
     def accept_columns(
-        self, idx: I64, seq: I64, bid: F64, ask: F64, ts: I64, now_ms: int | None = None
+        self,
+        idx: I64,
+        seq: I64,
+        bid: F64,
+        ask: F64,
+        ts: I64,
+        now_ms: int | None = None,
+        sizes: tuple[F64, F64] | None = None,
     ) -> I64:
         """Run the checks on a batch of quotes in arrival order (``idx`` from ``book.instrument``) and
         apply the good ones, the newest per instrument. Instruments whose quotes are all routine are
@@ -105,7 +115,8 @@ class Prices:
 
         With ``now_ms`` (when the batch was received): a quote stamped beyond the clock-skew allowance
         is rejected (``clock_skew``), and a quote's age counts from the earlier of its ts and now, so a
-        clock running ahead cannot keep a price fresh."""
+        clock running ahead cannot keep a price fresh. ``sizes``: the quotes' displayed (bid, ask) sizes
+        (NaN: not given), kept with the price they came with."""
         self._sync()
         if idx.size == 0:
             return idx
@@ -119,18 +130,17 @@ class Prices:
                 future = None
         routine = checks.routine(idx, seq, bid, ask, future)
         touched: list[int] = []
-        r_idx, r_seq, r_bid, r_ask, r_ts = idx, seq, bid, ask, ts
+        rows = np.arange(idx.size)
         if not routine.all():
-            r_idx, r_seq, r_ts = idx[routine], seq[routine], ts[routine]
-            r_bid, r_ask = bid[routine], ask[routine]
+            rows = rows[routine]
             skew = None if future is None or ahead is None else np.where(future, ahead, 0)
-            touched = self._check_one_by_one(np.flatnonzero(~routine), idx, seq, bid, ask, ts, skew)
-        if r_idx.size:
+            touched = self._check_one_by_one(np.flatnonzero(~routine), idx, seq, bid, ask, ts, skew, sizes)
+        if rows.size:
             # the newest routine quote of each instrument: first occurrence in the reversed batch
-            uniq, first_rev = np.unique(r_idx[::-1], return_index=True)
-            last = r_idx.size - 1 - first_rev
-            checks.apply_routine(uniq, r_seq[last], (r_bid[last] + r_ask[last]) * 0.5)
-            self._apply(uniq, r_seq[last], r_bid[last], r_ask[last], r_ts[last])
+            uniq, first_rev = np.unique(idx[rows][::-1], return_index=True)
+            last = rows[rows.size - 1 - first_rev]
+            checks.apply_routine(uniq, seq[last], (bid[last] + ask[last]) * 0.5)
+            self._apply(uniq, last, seq, bid, ask, ts, sizes)
             self.changed.update(uniq.tolist())
         if touched:
             self.changed.update(touched)
@@ -138,7 +148,15 @@ class Prices:
         return np.unique(idx)
 
     def _check_one_by_one(
-        self, rows: I64, idx: I64, seq: I64, bid: F64, ask: F64, ts: I64, skew: I64 | None = None
+        self,
+        rows: I64,
+        idx: I64,
+        seq: I64,
+        bid: F64,
+        ask: F64,
+        ts: I64,
+        skew: I64 | None = None,
+        sizes: tuple[F64, F64] | None = None,
     ) -> list[int]:
         """The per-quote checks for the quotes at ``rows`` (arrival order); applies the newest good quote
         per instrument and returns the instruments touched (not only duplicates). ``skew``: per quote,
@@ -158,13 +176,20 @@ class Prices:
                 latest[i] = k
         if latest:
             at = np.fromiter(latest.values(), dtype=np.int64, count=len(latest))
-            self._apply(idx[at], seq[at], bid[at], ask[at], ts[at])
+            self._apply(idx[at], at, seq, bid, ask, ts, sizes)
         return sorted(touched)
 
-    def _apply(self, idx: I64, seq: I64, bid: F64, ask: F64, ts: I64) -> None:
-        self.book.apply_prices(idx, bid, ask)
-        self.seq[idx] = seq
-        self.ts[idx] = ts
+    def _apply(
+        self, idx: I64, at: I64, seq: I64, bid: F64, ask: F64, ts: I64, sizes: tuple[F64, F64] | None
+    ) -> None:
+        """Apply the quotes at rows ``at`` of the batch columns to the instruments ``idx``."""
+        self.book.apply_prices(idx, bid[at], ask[at])
+        if sizes is not None:
+            self.book.apply_sizes(idx, sizes[0][at], sizes[1][at])
+        else:
+            self.book.apply_sizes(idx, np.full(idx.size, np.nan), np.full(idx.size, np.nan))
+        self.seq[idx] = seq[at]
+        self.ts[idx] = ts[at]
 
     def snapshot(self, instruments: Iterable[int]) -> dict[str, StoredQuote]:
         """The feed state of instruments as stored in Redis (only the owner of their partition stores)."""
@@ -180,7 +205,9 @@ class Prices:
 
     def stored(self, i: int) -> StoredQuote:
         """Instrument ``i``'s feed state as stored in Redis."""
-        bid, ask, _flags = self.book.price(self.book.instruments.id_of(i))
+        name = self.book.instruments.id_of(i)
+        bid, ask, _flags = self.book.price(name)
+        bid_size, ask_size = self.book.sizes(name)
         applied = int(self.ts[i]) > 0
         return StoredQuote(
             bid=bid if applied else math.nan,
@@ -190,6 +217,8 @@ class Prices:
             seen=int(self.checks.seen[i]),
             held=float(self.checks.held[i]),
             episodes=tuple(episode_doc(ep) for ep in self.checks.open.get(i, {}).values()),
+            bid_size=bid_size,
+            ask_size=ask_size,
         )
 
     def set_reference(self, doc: Mapping[str, Any]) -> str | None:

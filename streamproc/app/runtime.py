@@ -64,6 +64,7 @@ class Components:
             "last_event_ms": dict(self.progress.last_event_ms),
             "lag": dict(self.progress.lag),
             "partitions": len(self.ownership.loaded_partitions()),
+            "waiting_notional": self.accounts.capacity.notional(),
         }
 
 

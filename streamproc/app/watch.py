@@ -20,6 +20,7 @@ from streamproc.core.types import Bool
 from streamproc.settings import Settings, Topics
 
 _SUMMARY_REASONS = 10
+_SUMMARY_WAITING = 50  # instruments with depth-capped demand shown per worker
 
 
 class Watch:
@@ -131,6 +132,12 @@ class Watch:
             "quarantined": counts_now["quarantined"],
             "suppressed_by": top,
             "flagged_instruments": int(flagged.size),
+            "waiting": {
+                name: {"buy": round(w.buy, 8), "sell": round(w.sell, 8), "accounts": w.accounts}
+                for name, w in sorted(
+                    accounts.capacity.totals().items(), key=lambda kv: -(kv[1].buy + kv[1].sell)
+                )[:_SUMMARY_WAITING]
+            },
             "storm": storm,
             "counts": {k: int(v) for k, v in sorted(counts.items())},
             "ts": now_ms,

@@ -104,6 +104,8 @@ class Book:
         self.instruments = IdMap()
         # per instrument, + 1 sentinel at the end
         self._bid: F64 = np.zeros(1)
+        self._bid_size: F64 = np.full(1, np.nan)  # displayed sizes of the last quote (NaN: not given)
+        self._ask_size: F64 = np.full(1, np.nan)
         self._ask: F64 = np.zeros(1)
         self._mid: F64 = np.zeros(1)
         self._flags = np.zeros(1, dtype=np.uint8)
@@ -184,6 +186,8 @@ class Book:
 
         self._bid = grown(self._bid, np.nan)
         self._ask = grown(self._ask, np.nan)
+        self._bid_size = grown(self._bid_size, np.nan)
+        self._ask_size = grown(self._ask_size, np.nan)
         self._mid = grown(self._mid, np.nan)
         self._flags = grown(self._flags, np.uint8(0))  # set to MISSING on registration
         self._lot = grown(self._lot, DEFAULT_LOT)
@@ -298,6 +302,16 @@ class Book:
         self._ask[instruments] = ask
         self._mid[instruments] = (np.asarray(bid) + np.asarray(ask)) * 0.5
         self._flags[instruments] &= np.uint8(~PriceFlag.MISSING & 0xFF)
+
+    def apply_sizes(self, instruments: I64 | I32, bid_size: F64, ask_size: F64) -> None:
+        """Set the displayed sizes of the quotes just applied (NaN: the quote gave none)."""
+        self._bid_size[instruments] = bid_size
+        self._ask_size[instruments] = ask_size
+
+    def sizes(self, instrument: str) -> tuple[float, float]:
+        """The displayed (bid, ask) sizes of the instrument's last quote (NaN: not given)."""
+        idx = self.instrument(instrument)
+        return float(self._bid_size[idx]), float(self._ask_size[idx])
 
     def set_price(self, instrument: str, bid: float, ask: float) -> None:
         """Set one instrument's bid/ask (convenience over ``apply_prices``)."""
@@ -856,6 +870,7 @@ class Book:
             group_desired=group_desired,
             cash=cash,
             table=self.limit_table,
+            sizes=(self._bid_size, self._ask_size),
         )
 
     def mark_answered(self, plan: LegPlan) -> None:

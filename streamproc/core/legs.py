@@ -75,6 +75,7 @@ class LegPlan:
     skipped_restricted: Bool | None = None  # a buy was wanted of an instrument not eligible for buys
     spread_bps: F64 | None = None  # the quoted spread per slot, and its budget (for the reasons)
     spread_budget: F64 | None = None
+    waiting: F64 | None = None  # per slot, signed: what the depth cap left for a later order
 
     @property
     def has_legs(self) -> Bool:
@@ -124,6 +125,7 @@ def plan_legs(
     group_desired: F64 | None = None,
     cash: CashPlan | None = None,
     table: LimitTable | None = None,
+    sizes: tuple[F64, F64] | None = None,
 ) -> LegPlan:
     """Plan legs for every account in ``ev`` (callers pass only breaching ones).
 
@@ -135,8 +137,10 @@ def plan_legs(
     account whose only breach is too much cash invests it with buys only into its underweights
     (leaving the buffer), one whose only breach is too little raises it with sells only, overweights
     first (with other breaches, the mode's rebalance brings cash along); ``table`` the per-instrument
-    limits (max notional per leg, spread budget, slippage budget, eligibility for buys), each combined
-    with ``limits`` (the tighter wins).
+    limits (max notional per leg, spread budget, slippage budget, eligibility for buys, participation),
+    each combined with ``limits`` (the tighter wins); ``sizes`` the displayed (bid, ask) sizes per
+    instrument (NaN: unknown): a leg is at most its participation of the size on its side, and the rest
+    is ``waiting`` (a later order trades it).
     """
     inst = ev.instruments
     b = bid[inst]
@@ -204,6 +208,15 @@ def plan_legs(
     held = np.minimum(q, ev.sellable)
     qty = np.where(exiting & (max_notional >= held * b), -held, qty)
     qty = np.maximum(qty, -held)  # never sell more than is held
+    waiting = None
+    if table is not None and sizes is not None:
+        depth = np.where(qty > 0, sizes[1][inst], sizes[0][inst]) * table.participation[inst]
+        deep = np.isfinite(depth) & (np.abs(qty) > depth)
+        if deep.any():
+            cap = _round_to_lot(np.where(deep, depth, 0.0), lots, exact=True)
+            capped = np.where(deep, np.sign(qty) * cap, qty)
+            waiting = qty - capped
+            qty = capped
     qty = np.where((investing[:, None] & (qty < 0.0)) | (raising[:, None] & (qty > 0.0)), 0.0, qty)
 
     min_t = min_trade[:, None]
@@ -251,4 +264,5 @@ def plan_legs(
         skipped_restricted=restricted,
         spread_bps=spread_bps,
         spread_budget=spread_budget,
+        waiting=waiting,
     )

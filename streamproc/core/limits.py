@@ -1,6 +1,6 @@
 """Platform trading limits: per default, tier and instrument (the first level that states one wins),
 resolved per instrument into the columns the leg planner reads (max notional per leg, spread budget,
-slippage budget for limit prices, eligibility for buys).
+slippage budget for limit prices, eligibility for buys, max participation of the displayed size).
 
 Tier names are a declared list matched case-insensitively: reference data naming a tier outside it is
 rejected by the caller, never given a silent default.
@@ -30,8 +30,12 @@ class LevelLimits:
     spread_budget_bps: float | None = None  # a wider quoted spread is not traded
     slippage_bps: float | None = None  # a leg's limit price: buy <= ask x (1 + s), sell >= bid x (1 - s)
     eligible: bool | None = None  # False: restricted, no buys (sells still reduce it)
+    max_participation: float | None = None  # a leg at most this share of the displayed size (0, 1]
 
     def __post_init__(self) -> None:
+        p = self.max_participation
+        if p is not None and not 0.0 < p <= 1.0:
+            raise ValueError(f"max_participation must be within (0, 1], got {p!r}")
         if self.max_leg_notional is not None and not self.max_leg_notional > 0:
             raise ValueError(f"max_leg_notional must be positive, got {self.max_leg_notional!r}")
         for name in ("spread_budget_bps", "slippage_bps"):
@@ -50,6 +54,7 @@ class Resolved(NamedTuple):
     spread_budget_bps: float
     slippage_bps: float
     eligible: bool
+    max_participation: float = math.inf  # inf: no depth cap
 
 
 @dataclass(frozen=True)
@@ -94,6 +99,7 @@ class Limits:
             float(first("spread_budget_bps", math.inf)),
             float(first("slippage_bps", 0.0)),
             bool(first("eligible", True)),
+            float(first("max_participation", math.inf)),
         )
 
     @property
@@ -116,6 +122,7 @@ class LimitTable:
         self.spread_bps: F64 = np.full(1, math.inf)
         self.slippage_bps: F64 = np.zeros(1)
         self.eligible: Bool = np.ones(1, dtype=bool)
+        self.participation: F64 = np.full(1, math.inf)
 
     def ensure(self, cap: int) -> None:
         """Room for ``cap`` instruments plus the sentinel (as the book's other instrument columns)."""
@@ -133,9 +140,11 @@ class LimitTable:
         self.spread_bps = grown(self.spread_bps, math.inf)
         self.slippage_bps = grown(self.slippage_bps, 0.0)
         self.eligible = grown(self.eligible, True)
+        self.participation = grown(self.participation, math.inf)
 
     def set(self, i: int, r: Resolved) -> None:
         self.max_notional[i] = r.max_leg_notional
         self.spread_bps[i] = r.spread_budget_bps
         self.slippage_bps[i] = r.slippage_bps
         self.eligible[i] = r.eligible
+        self.participation[i] = r.max_participation

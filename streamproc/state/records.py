@@ -422,7 +422,7 @@ def encoded(value: FieldValue) -> bytes:
 
 # ---- quotes --------------------------------------------------------------------------------------
 
-QUOTE_FIELDS = ["bid", "ask", "seq", "ts", "seen", "held", "episodes"]
+QUOTE_FIELDS = ["bid", "ask", "seq", "ts", "seen", "held", "episodes", "bid_size", "ask_size"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -436,6 +436,8 @@ class StoredQuote:
     seen: int = -1  # last seq seen, applied or not (crossed and held quotes count)
     held: float = math.nan  # mid of an outlier quote waiting for confirmation
     episodes: tuple[EpisodeDoc, ...] = ()  # open gap/crossed/outlier episodes
+    bid_size: float = math.nan  # displayed sizes of the applied quote, NaN: not given
+    ask_size: float = math.nan
 
     def fields(self) -> dict[str, FieldValue]:
         """The quote hash's fields (bid/ask/seq/ts only once a quote was applied)."""
@@ -446,12 +448,16 @@ class StoredQuote:
         }
         if not math.isnan(self.bid):
             out |= {"bid": self.bid, "ask": self.ask, "seq": self.seq, "ts": self.ts}
+            out |= {
+                k: "" if math.isnan(v) else v
+                for k, v in (("bid_size", self.bid_size), ("ask_size", self.ask_size))
+            }
         return out
 
     @classmethod
     def parse(cls, values: list[bytes | None]) -> StoredQuote | None:
         """From the values of ``QUOTE_FIELDS`` (HMGET); None when nothing is stored."""
-        bid, ask, seq, ts, seen, held, episodes = values
+        bid, ask, seq, ts, seen, held, episodes, bid_size, ask_size = values
         if bid is None and seen is None:
             return None
         return cls(
@@ -462,4 +468,6 @@ class StoredQuote:
             seen=int(seen) if seen else (int(seq) if seq else -1),
             held=float(held) if held else math.nan,
             episodes=tuple(orjson.loads(episodes)) if episodes else (),
+            bid_size=float(bid_size) if bid_size else math.nan,
+            ask_size=float(ask_size) if ask_size else math.nan,
         )

@@ -24,8 +24,10 @@ _REFS = {
     "seq": "common.json#/$defs/seq",
     "ts": "common.json#/$defs/ts",
 }
+_OPTIONAL = ("bid_size", "ask_size", "venue")  # displayed sizes (depth-aware sizing) and the venue
 _NUMBERS = frozenset((int, float))  # JSON numbers; bool is neither
 _GETTERS = tuple(operator.itemgetter(f) for f in _FIELDS)
+_NAN = float("nan")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,16 +39,21 @@ class QuoteColumns:
     ask: F64
     seq: I64
     ts: I64
+    bid_size: F64 | None = None  # displayed sizes (NaN: not given); None: no quote of the batch gave any
+    ask_size: F64 | None = None
 
     @classmethod
     def of(cls, docs: Sequence[Mapping[str, Any]]) -> QuoteColumns:
         """Columns of quote documents already decoded one by one (prices may be decimal strings)."""
+        sized = any("bid_size" in d or "ask_size" in d for d in docs)
         return cls(
             [d["instrument"] for d in docs],
             np.array([float(d["bid"]) for d in docs]),
             np.array([float(d["ask"]) for d in docs]),
             np.array([int(d["seq"]) for d in docs], dtype=np.int64),
             np.array([int(d["ts"]) for d in docs], dtype=np.int64),
+            np.array([float(d.get("bid_size", _NAN)) for d in docs]) if sized else None,
+            np.array([float(d.get("ask_size", _NAN)) for d in docs]) if sized else None,
         )
 
 
@@ -59,8 +66,9 @@ class QuoteDecoder:
         self._ids: set[str] = set()  # instrument ids that passed the schema's id rule
 
     def decode(self, keys: list[bytes | None], values: list[bytes | None]) -> QuoteColumns | None:
-        """The batch as columns when every record is a JSON object with exactly the five required fields,
-        of the right JSON types, keyed by its instrument, with 0 < bid <= ask; else None."""
+        """The batch as columns when every record is a JSON object with the five required fields (and
+        optionally sizes and a venue), of the right JSON types, keyed by its instrument, with
+        0 < bid <= ask; else None."""
         if not self.enabled or not values:
             return None
         try:
@@ -68,8 +76,14 @@ class QuoteDecoder:
             docs: list[Any] = list(map(orjson.loads, values))  # type: ignore[arg-type]
         except (orjson.JSONDecodeError, TypeError):
             return None
-        if set(map(type, docs)) != {dict} or set(map(len, docs)) != {len(_FIELDS)}:
+        if set(map(type, docs)) != {dict}:
             return None
+        extra = sum(map(len, docs)) - len(_FIELDS) * len(docs)
+        sizes = None
+        if extra:  # optional fields: sizes (numbers >= 0) and a venue, nothing else
+            sizes = _sizes(docs, extra)
+            if sizes is None:
+                return None
         try:
             inst, bid, ask, seq, ts = (list(map(get, docs)) for get in _GETTERS)
         except KeyError:
@@ -90,6 +104,7 @@ class QuoteDecoder:
                 np.array(ask, dtype=np.float64),
                 np.array(seq, dtype=np.int64),
                 np.array(ts, dtype=np.int64),
+                *(sizes or (None, None)),
             )
         except OverflowError:
             return None
@@ -114,6 +129,22 @@ class QuoteDecoder:
 _encode: Callable[[str], bytes] = str.encode
 
 
+def _sizes(docs: Sequence[dict[str, Any]], extra: int) -> tuple[F64, F64] | None:
+    """The displayed sizes of a batch whose ``extra`` fields beyond the required five are optional ones
+    of the right types (else None: the per-record path judges the batch)."""
+    present = [[d[f] for d in docs if f in d] for f in _OPTIONAL]
+    if sum(map(len, present)) != extra:
+        return None  # a field the schema does not have
+    for values in present[:2]:
+        if not set(map(type, values)) <= _NUMBERS or (values and min(values) < 0):
+            return None
+    if not set(map(type, present[2])) <= {str} or (present[2] and max(map(len, present[2])) > 64):
+        return None
+    bid = np.array([d.get("bid_size", _NAN) for d in docs], dtype=np.float64)
+    ask = np.array([d.get("ask_size", _NAN) for d in docs], dtype=np.float64)
+    return bid, ask
+
+
 def _valid_prices(bid: F64, ask: F64) -> bool:
     return bool(((bid > 0.0) & (ask > 0.0) & (bid <= ask)).all())
 
@@ -129,6 +160,9 @@ def _implements(schema: dict[str, Any], defs: dict[str, Any]) -> bool:
         and schema.get("type") == "object"
         and sorted(schema.get("required", ())) == sorted(_FIELDS)
         and all(str(props.get(f, {}).get("$ref", "")).endswith(ref) for f, ref in _REFS.items())
+        and all(str(props.get(f, {}).get("$ref", "")).endswith("nonNegativeNumber") for f in _OPTIONAL[:2])
+        and {"type": "number", "minimum": 0} in defs["nonNegativeNumber"].get("anyOf", ())
+        and props.get("venue") == {"type": "string", "maxLength": 64}
         and "additionalProperties" not in schema
         and not any(k in schema for k in ("allOf", "anyOf", "oneOf", "if", "not", "dependentRequired"))
     )

@@ -26,11 +26,11 @@ def limits(**over: object) -> Limits:
 
 def test_the_first_level_that_states_a_limit_wins() -> None:
     lim = limits()
-    assert lim.resolve("EQ", "large") == (50_000.0, math.inf, 10.0, True)  # the default
-    assert lim.resolve("MC1", "micro") == (5_000.0, 100.0, 10.0, True)  # the tier over the default
-    assert lim.resolve("MC2", "micro") == (5_000.0, 100.0, 50.0, False)  # the instrument over both
+    assert lim.resolve("EQ", "large") == (50_000.0, math.inf, 10.0, True, math.inf)  # the default
+    assert lim.resolve("MC1", "micro") == (5_000.0, 100.0, 10.0, True, math.inf)  # the tier over the default
+    assert lim.resolve("MC2", "micro") == (5_000.0, 100.0, 50.0, False, math.inf)  # the instrument over both
     assert lim.resolve("X", None).max_leg_notional == 50_000.0
-    assert Limits().resolve("X", "micro") == (math.inf, math.inf, 0.0, True)  # built in: no limits
+    assert Limits().resolve("X", "micro") == (math.inf, math.inf, 0.0, True, math.inf)  # built in: no limits
 
 
 def test_tiers_are_declared_and_matched_case_insensitively() -> None:
@@ -104,3 +104,41 @@ def test_without_limits_nothing_changes_but_the_limit_price_is_the_quote() -> No
     book.set_targets("A", {"EQ": 1.0})
     (leg,) = book.plan(book.evaluate()).legs(0)
     assert leg.limit_price == 101.0 and np.isfinite(leg.notional)
+
+
+def test_a_leg_is_at_most_its_share_of_the_displayed_size_and_the_rest_waits() -> None:
+    lim = Limits(tiers=("large", "micro"), tier={"micro": LevelLimits(max_participation=0.1)})
+    book = Book(limits=lim)
+    book.set_instrument("EQ", lot=1.0, tier="large")
+    book.set_instrument("MC", lot=1.0, tier="micro")
+    book.set_price("EQ", 100.0, 100.0)
+    book.set_price("MC", 10.0, 10.0)
+    book.set_cash("A", 100_000.0)
+    book.set_targets("A", {"EQ": 0.5, "MC": 0.5})  # wants 5,000 MC and 500 EQ
+    idx = book.instrument_indices(["EQ", "MC"])
+    book.apply_sizes(idx, np.array([50.0, 20_000.0]), np.array([50.0, 12_345.0]))
+    plan = book.plan(book.evaluate())
+    legs = {book.instruments.id_of(leg.instrument): leg.qty for leg in plan.legs(0)}
+    assert legs == {"EQ": 500.0, "MC": 1234.0}  # 10 % of 12,345 shown at the ask, whole shares; EQ uncapped
+    assert plan.waiting is not None
+    waiting = {
+        book.instruments.id_of(int(plan.instruments[0, s])): float(plan.waiting[0, s]) for s in range(2)
+    }
+    assert waiting == {"EQ": 0.0, "MC": 5000.0 - 1234.0}
+    # no sizes on the quote: nothing is capped
+    book.apply_sizes(idx, np.full(2, np.nan), np.full(2, np.nan))
+    plan = book.plan(book.evaluate())
+    assert {book.instruments.id_of(leg.instrument): leg.qty for leg in plan.legs(0)}["MC"] == 5000.0
+    assert plan.waiting is None
+
+
+def test_a_sell_is_capped_by_the_bid_size() -> None:
+    lim = Limits(tiers=("micro",), default=LevelLimits(max_participation=0.5))
+    book = Book(limits=lim)
+    book.set_instrument("MC", lot=1.0, tier="micro")
+    book.set_price("MC", 10.0, 10.0)
+    book.apply_sizes(book.instrument_indices(["MC"]), np.array([300.0]), np.array([1e9]))
+    book.set_holding("A", "MC", 1000.0)
+    book.set_targets("A", {})  # exit: 1,000 wanted, 150 shown at the bid x 0.5
+    (leg,) = book.plan(book.evaluate()).legs(0)
+    assert (leg.side, leg.qty) == ("sell", 150.0)

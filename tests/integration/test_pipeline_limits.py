@@ -5,6 +5,7 @@ dead-lettered while a declared one in capitals is taken."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +13,10 @@ import orjson
 import pytest
 
 from streamproc.settings import Settings
-from streamproc.sim.messages import instrument, position, produce, quote, targets
+from streamproc.sim.messages import instrument, now_ms, position, produce, quote, targets
 from streamproc.state.keys import Keys
 from streamproc.wire.contract import Contract
+from tests.integration.oncall import cli
 from tests.integration.scenario import for_account
 from tests.integration.workers import TopicReader, wait_for
 
@@ -30,11 +32,19 @@ slippage_bps = 10
 
 [tier.bond]
 spread_budget_bps = 40
+
+[tier.micro]
+max_participation = 0.1
 """
 
 
+def _report(done: subprocess.CompletedProcess[str]) -> str | None:
+    """The command's output once it reports depth waiting (the worker's summary is written each second)."""
+    return done.stdout if "depth waiting  buy" in done.stdout else None
+
+
 async def test_limits_reach_the_stream(
-    settings: Settings, workers, stack, redis_client, tmp_path: Path
+    settings: Settings, workers, stack, redis_client, tmp_path: Path, ns
 ) -> None:
     t, keys = settings.topics, Keys(settings.redis_prefix)
     contract = Contract(settings.schemas_dir)
@@ -48,7 +58,13 @@ async def test_limits_reach_the_stream(
         (t.quotes, quote("N-EQ", 100.0, 1)),
         (t.quotes, quote("N-BOND", 50.0, 1)),
         (t.quotes, quote("S-BOND", 50.0, 1, spread_bps=85.0)),
+        (t.instruments, instrument("D-MC", lot=1, tier="micro")),
     ]
+    # a thin microcap book: 1,000 shares shown at 10 -> at most 100 a leg
+    thin = {"instrument": "D-MC", "bid": 9.99, "ask": 10.01, "seq": 1, "bid_size": 1000, "ask_size": 1000}
+    recs.append((t.quotes, (b"D-MC", orjson.dumps({**thin, "ts": now_ms()}))))
+    recs.append((t.positions, position("D", "CASH", 10_000.0, 1)))
+    recs.append((t.targets, targets("D", {"D-MC": 0.5}, band={"abs": 0.03})))
     # N: 60/40 of 1,000,000; S: 100,000 in cash to go into S-BOND
     held = [("N-EQ", 6000.0), ("N-BOND", 8000.0), ("CASH", 0.0)]
     recs += [(t.positions, position("N", i, q, n)) for n, (i, q) in enumerate(held, 1)]
@@ -84,4 +100,17 @@ async def test_limits_reach_the_stream(
         assert float(sell["limit_price"]) == pytest.approx(float(sell["price"]) * 0.999, rel=1e-9)
         assert float(buy["limit_price"]) == pytest.approx(float(buy["price"]) * 1.001, rel=1e-9)
         assert for_account(orders.values(), "S") == []
+        values = await orders.wait("D's order", lambda v: for_account(v, "D"))
+        (thin_order,) = for_account(values, "D")
+        assert [(leg["instrument"], leg["side"], leg["qty"]) for leg in thin_order["legs"]] == [
+            ("D-MC", "buy", "100")
+        ]
+    # the capacity report: of the 499 wanted (5,000 at the 10.01 ask), 399 wait for a later order
+    shown = await wait_for(
+        "the capacity report",
+        lambda: _report(cli(stack, ns.prefix, "inspect", "instrument", "D-MC")),
+        every=1.0,
+    )
+    assert "depth waiting  buy 399 / sell 0 for 1 accounts" in shown
+    assert "displayed size bid 1000 / ask 1000" in shown
     assert "it-1" in worker.logs()  # the version it runs is logged (and exposed as streamproc_limits_info)

@@ -4,6 +4,7 @@ the common, plain quote at full speed."""
 from __future__ import annotations
 
 import copy
+import math
 
 import orjson
 import pytest
@@ -21,7 +22,16 @@ VARIANTS: list[tuple[bytes | None, bytes | None]] = [
     (b"EQ-1", orjson.dumps(GOOD)),
     (b"EQ-1", orjson.dumps({**GOOD, "bid": 100, "ask": 100})),
     (b"EQ-1", orjson.dumps({**GOOD, "bid": "99.5"})),  # decimal strings are valid: the slow path
-    (b"EQ-1", orjson.dumps({**GOOD, "venue": "XAMS"})),  # optional fields: the slow path
+    (b"EQ-1", orjson.dumps({**GOOD, "venue": "XAMS"})),  # optional fields
+    (b"EQ-1", orjson.dumps({**GOOD, "bid_size": 100, "ask_size": 52.5})),
+    (b"EQ-1", orjson.dumps({**GOOD, "ask_size": 0})),
+    (b"EQ-1", orjson.dumps({**GOOD, "bid_size": 7, "venue": "XAMS"})),
+    (b"EQ-1", orjson.dumps({**GOOD, "bid_size": "100"})),  # a decimal string: valid, the slow path
+    (b"EQ-1", orjson.dumps({**GOOD, "bid_size": -1})),
+    (b"EQ-1", orjson.dumps({**GOOD, "bid_size": True})),
+    (b"EQ-1", orjson.dumps({**GOOD, "venue": "X" * 65})),
+    (b"EQ-1", orjson.dumps({**GOOD, "venue": 5})),
+    (b"EQ-1", orjson.dumps({**GOOD, "depth": 5})),  # a field the schema allows but does not name
     (b"EQ-1", orjson.dumps({**GOOD, "bid": 101.0})),  # crossed
     (b"EQ-1", orjson.dumps({**GOOD, "bid": 0})),  # non-positive
     (b"EQ-1", orjson.dumps({**GOOD, "bid": -1.0})),
@@ -63,6 +73,19 @@ def test_the_fast_path_accepts_only_what_decode_accepts_and_reads_it_identically
         float(slow["ask"]),
     )
     assert (int(cols.seq[0]), int(cols.ts[0])) == (slow["seq"], slow["ts"])
+    for name, column in (("bid_size", cols.bid_size), ("ask_size", cols.ask_size)):
+        if name in slow:
+            assert column is not None and float(column[0]) == float(slow[name])
+        else:
+            assert column is None or math.isnan(column[0])
+
+
+def test_quotes_with_sizes_take_the_fast_path_with_their_sizes() -> None:
+    docs = [{**GOOD, "seq": 1, "bid_size": 10}, {**GOOD, "seq": 2}, {**GOOD, "seq": 3, "ask_size": 4.5}]
+    cols = QuoteDecoder(CONTRACT).decode([b"EQ-1"] * 3, [orjson.dumps(d) for d in docs])
+    assert cols is not None and cols.bid_size is not None and cols.ask_size is not None
+    assert [x if x == x else None for x in cols.bid_size.tolist()] == [10.0, None, None]
+    assert [x if x == x else None for x in cols.ask_size.tolist()] == [None, None, 4.5]
 
 
 def test_plain_valid_quotes_take_the_fast_path() -> None:
@@ -88,4 +111,7 @@ def test_a_schema_the_fast_path_does_not_implement_switches_it_off() -> None:
     assert not QuoteDecoder(changed).enabled
     changed = copy.deepcopy(CONTRACT)
     changed.schemas["common"]["$defs"]["seq"]["maximum"] = 10
+    assert not QuoteDecoder(changed).enabled
+    changed = copy.deepcopy(CONTRACT)
+    changed.schemas["quotes"]["properties"]["venue"]["maxLength"] = 8
     assert not QuoteDecoder(changed).enabled
