@@ -109,6 +109,24 @@ def _cmd_orders(args: argparse.Namespace) -> int:
     return order_action(_settings(), args.orders, args.account)
 
 
+def _trading_arguments(parser: argparse.ArgumentParser) -> None:
+    """The scope of halt, reduce and resume (exactly one) and the reason for the audit trail."""
+    scope = parser.add_mutually_exclusive_group(required=True)
+    scope.add_argument("--instrument", metavar="ID")
+    scope.add_argument("--tier", metavar="NAME")
+    scope.add_argument("--account", metavar="ID")
+    scope.add_argument("--all", action="store_true", help="everything (the global state)")
+    parser.add_argument("--reason", default="", help="why, for the audit trail (alerts topic)")
+
+
+def _cmd_trading(args: argparse.Namespace) -> int:
+    from streamproc.control import main
+    from streamproc.core.trading import TradingState
+
+    state = {"halt": TradingState.HALTED, "reduce": TradingState.REDUCING, "resume": TradingState.ACTIVE}
+    return main(args, _settings(), state[args.command])
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand (the runbook tests read it too)."""
     from streamproc.demo import add_arguments as demo_options
@@ -181,6 +199,15 @@ def build_parser() -> argparse.ArgumentParser:
         p = orders_sub.add_parser(action, help=what)
         p.add_argument("account")
         p.set_defaults(func=_cmd_orders)
+
+    for command, what in (
+        ("halt", "draft no legs of an instrument, tier, account or everything"),
+        ("reduce", "draft only legs that reduce a holding (sells) of an instrument, tier, account or all"),
+        ("resume", "end a halt or reduce: trade as the bands say"),
+    ):
+        p = sub.add_parser(command, help=what)
+        _trading_arguments(p)
+        p.set_defaults(func=_cmd_trading)
 
     bt = sub.add_parser("backtest", help="band vs calendar vs buy-and-hold through the live engine")
     bt.add_argument(

@@ -14,6 +14,7 @@ from aiokafka import TopicPartition
 
 from streamproc import kafka
 from streamproc.clients import redis_client
+from streamproc.core.trading import StateDoc
 from streamproc.settings import Settings
 from streamproc.state.records import EpisodeDoc, OrderAction, OrderRequest, WorkingOrder
 from streamproc.state.store import Store
@@ -63,6 +64,7 @@ async def _instrument(store: Store, ident: str, now_ms: int) -> int:
             f"  flags          {', '.join(flags) if flags else 'none'}  (stale is judged by age; see alerts)"
         )
         print(f"  referenced     {'yes' if held else 'no'} (held or targeted by some account)")
+        print(f"  trading state  {_state_line(await store.trading_states(), 'instrument', ident)}")
     suppressed = {
         doc["worker"]: doc["suppressed_by"].get(ident, 0)
         for doc in (await _live_workers(store, now_ms)).values()
@@ -74,6 +76,16 @@ async def _instrument(store: Store, ident: str, now_ms: int) -> int:
     for line in lines:
         print(line)
     return 0 if q is not None else 1
+
+
+def _state_line(states: Mapping[str, StateDoc], scope: str, ident: str) -> str:
+    """The trading states set on ``ident`` itself and on everything (tier states: ``inspect status``)."""
+    shown = [
+        f"{d['state']} ({'everything' if d['scope'] == 'global' else 'itself'}, since {d['at_ms']})"
+        for key, d in states.items()
+        if key in (f"{scope}:{ident}", "global:*")
+    ]
+    return ", ".join(shown) or "active (instrument and tier states: inspect status)"
 
 
 def _waiting_line(ident: str, workers: dict[str, dict[str, Any]]) -> str:
@@ -108,6 +120,7 @@ async def _account(store: Store, ident: str, now_ms: int) -> int:
         print(f"  targets        v{t['version']}: {_json(t['weights'])} {_json(extra)}")
     else:
         print("  targets        none (not managed: never traded)")
+    print(f"  trading state  {_state_line(await store.trading_states(), 'account', ident)}")
     if drift:
         since = f" since {_age(now_ms, drift['status_since'])}" if "status_since" in drift else ""
         print(f"  drift status   {drift['status']}{since}, evaluated {_age(now_ms, drift['evaluated_at'])}")
@@ -212,6 +225,12 @@ async def _status(store: Store, ident: str, now_ms: int) -> int:
         )
     else:
         print("orders flowing" + (" (storm detection muted after a release)" if muted else ""))
+    states = await store.trading_states()
+    print(f"trading states: {len(states) or 'all active'}")
+    for state in sorted(states.values(), key=lambda d: d["at_ms"]):
+        target = "everything" if state["scope"] == "global" else f"{state['scope']} {state['id']}"
+        why = f": {state['reason']}" if state["reason"] else ""
+        print(f"  {state['state'].upper():<9} {target}  since {state['at_ms']} by {state['by']}{why}")
     print(f"alerts firing: {len(firing)}")
     for alert in sorted(firing.values(), key=lambda d: d["since_ms"]):
         kind, ident_ = alert["subject"]

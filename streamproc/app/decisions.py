@@ -18,6 +18,7 @@ from streamproc.core import Book, LegLimits, LegPlan, PriceFlag
 from streamproc.core.book import CASH
 from streamproc.core.evaluate import CASH_REASON, Evaluation
 from streamproc.core.groups import GroupDrift
+from streamproc.core.trading import TradingState
 from streamproc.core.types import I64, Bool
 from streamproc.state.records import open_legs
 from streamproc.wire.codec import decimal_str, leg_qty
@@ -346,8 +347,8 @@ def _cancels(accounts: Accounts, rows: I64, orders: list[Draft], now_ms: int) ->
 
 def untradable_why(book: Book, plan: LegPlan, j: int) -> str | None:
     """Why account ``j`` of ``plan`` did not trade all it wanted: the instruments whose spread is over
-    its budget, the restricted ones it would buy; for an account with no leg at all and neither, the
-    minimum trade or the lot. None when nothing was left out."""
+    its budget, the restricted ones it would buy, the halted or reducing ones; for an account with no
+    leg at all and none of these, the minimum trade or the lot. None when nothing was left out."""
     names = book.instruments
     parts: list[str] = []
     if plan.skipped_spread[j].any() and plan.spread_bps is not None and plan.spread_budget is not None:
@@ -360,6 +361,17 @@ def untradable_why(book: Book, plan: LegPlan, j: int) -> str | None:
     if plan.skipped_restricted is not None and plan.skipped_restricted[j].any():
         held = [names.id_of(int(plan.instruments[j, s])) for s in np.flatnonzero(plan.skipped_restricted[j])]
         parts.append(f"restricted {', '.join(held)}: not eligible for buys")
+    if plan.skipped_state is not None and plan.skipped_state[j].any() and plan.slot_state is not None:
+        slots = np.flatnonzero(plan.skipped_state[j]).tolist()
+        for state, what in (
+            (TradingState.HALTED, "halted {}"),
+            (TradingState.REDUCING, "reducing {}: no buys"),
+        ):
+            named = [
+                names.id_of(int(plan.instruments[j, s])) for s in slots if plan.slot_state[j, s] == state
+            ]
+            if named:
+                parts.append(what.format(", ".join(named)))
     if parts:
         return "; ".join(parts)
     return None if plan.has_legs[j] else "no leg reaches the minimum trade or a whole lot"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from streamproc.app.accounts import Accounts
 from streamproc.app.alerting import DataAlerts
@@ -47,7 +47,9 @@ class Evaluator:
         *,
         limits: LegLimits | None = None,
         observe_pass: Callable[[float], None] = lambda s: None,
+        before_first: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        self.before_first = before_first  # shared state to load before the first pass (trading states)
         self.accounts = accounts
         self.prices = prices
         self.storm = storm
@@ -109,6 +111,8 @@ class Evaluator:
         caught up (conflation), yet at least every ``max_defer_s``."""
         await ready.wait()
         await self.storm.load()  # a storm may already hold orders
+        if self.before_first is not None:
+            await self.before_first()  # a halt set before this worker started holds from its first pass
         last = 0.0
         while True:
             started = time.monotonic()

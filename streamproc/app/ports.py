@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from aiokafka import TopicPartition
 
+from streamproc.core.trading import StateDoc
 from streamproc.state.records import (
     AccountPatch,
     AccountRecord,
@@ -152,7 +153,8 @@ class AlertStore(Protocol):
 
 
 class ControlStore(Protocol):
-    """State shared between workers and operators: the storm hold, reconcile requests, summaries."""
+    """State shared between workers and operators: the storm hold, reconcile requests, trading states,
+    summaries."""
 
     async def storm(self) -> tuple[StormDoc | None, bool]: ...
 
@@ -167,6 +169,8 @@ class ControlStore(Protocol):
     async def order_requests(self) -> dict[str, OrderRequest]: ...
 
     async def order_requests_handled(self, accounts: Iterable[str]) -> None: ...
+
+    async def trading_states(self) -> dict[str, StateDoc]: ...
 
     async def write_worker(self, token: str, doc: Mapping[str, Any]) -> None: ...
 

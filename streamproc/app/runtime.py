@@ -23,6 +23,7 @@ from streamproc.app.ports import Clock, OrderLog, Publisher, SystemClock, Worker
 from streamproc.app.prices import Prices
 from streamproc.app.progress import Progress
 from streamproc.app.storm import StormGuard
+from streamproc.app.trading import Trading
 from streamproc.app.watch import Watch
 from streamproc.app.watcher import Watcher
 from streamproc.core import BandPolicy, Book
@@ -160,6 +161,12 @@ def build(
         max_skew_s=settings.max_clock_skew_s,
     )
     alerts = DataAlerts(prices, accounts, alerter, watch, lambda: feed.ready_ms)
+    trading = Trading(accounts)
+
+    async def load_trading() -> None:
+        async with lock:
+            trading.apply(await store.trading_states())
+
     evaluator = Evaluator(
         accounts,
         prices,
@@ -171,9 +178,10 @@ def build(
         clock,
         lock,
         observe_pass=metrics.evaluation.observe,
+        before_first=load_trading,
     )
     watcher = Watcher(
-        settings, store, watch, storm, accounts, ownership, alerter, counters, progress, lock, clock
+        settings, store, watch, storm, accounts, ownership, alerter, counters, progress, lock, clock, trading
     )
     health = Health(
         lambda: ownership.assigned,

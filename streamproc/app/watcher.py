@@ -22,6 +22,8 @@ from streamproc.app.ports import AccountStore, Clock, ControlStore
 from streamproc.app.progress import Progress
 from streamproc.app.storm import StormGuard
 from streamproc.app.topics import newest_timestamps
+from streamproc.app.trading import TYPES as TRADING_ALERTS
+from streamproc.app.trading import Trading
 from streamproc.app.watch import Watch
 from streamproc.settings import Settings, Topics
 from streamproc.state.records import AccountPatch, OrderRequest
@@ -50,7 +52,9 @@ class Watcher:
         progress: Progress,
         lock: asyncio.Lock,
         clock: Clock,
+        trading: Trading | None = None,
     ) -> None:
+        self.trading = trading or Trading(accounts)
         self.settings = settings
         self.topics = settings.topics
         self.store = store
@@ -74,7 +78,10 @@ class Watcher:
             watch.held = await store.held_instruments()
         requests = await store.reconcile_requests()
         decided = await store.order_requests()
+        states = await store.trading_states()
         async with self.lock:
+            if self.trading.apply(states):
+                log.warning("trading states", states={k: d["state"] for k, d in states.items()})
             if released:
                 self.storm.on_released()
             watch.refresh_referenced(self.book)
@@ -87,6 +94,7 @@ class Watcher:
             await self.alerter.load()
         open_now = watch.topic_episodes(now, offsets, self.topics, self.alerter.firing, self.storm.episode())
         await self.alerter.sync(TOPIC_ALERTS, open_now, (), now_ms)
+        await self.alerter.sync(TRADING_ALERTS, self.trading.episodes(), (), now_ms)
         partitions = sorted(self.ownership.owned)
         summary = watch.summary(
             self.accounts, self.book, partitions, now_ms, self.counters.summary(), self.storm.holding

@@ -50,13 +50,19 @@ ALERT_TYPES: dict[str, AlertType] = {
             "info",
             "a sleeve met a kill criterion (time, stop-loss, drawdown, take-profit): it is being sold",
         ),
+        AlertType(
+            "trading_state",
+            "warning",
+            "an operator halted, or allowed only reducing legs for, an instrument, tier, account or all",
+        ),
         AlertType("feed_silent", "critical", "an input topic that was live has received nothing for a while"),
         AlertType("breach_storm", "critical", "too many accounts breached at once: all orders are held"),
         AlertType("deadletter_rate", "warning", "dead letters per minute above the threshold"),
     )
 }
 
-Subject = tuple[str, str]  # (kind, id): ("instrument", "EQ1"), ("account", "A"), ("topic", "quotes")
+Subject = tuple[str, str]  # (kind, id): ("instrument", "EQ1"), ("account", "A"), ("topic", "quotes"),
+# ("tier", "micro"), ("global", "*")
 Key = tuple[str, Subject]  # (alert type, subject)
 
 

@@ -40,6 +40,7 @@ from streamproc.core.ids import IdMap
 from streamproc.core.legs import LegLimits, LegPlan, plan_legs
 from streamproc.core.limits import Limits, LimitTable
 from streamproc.core.sleeves import SleeveTable, Trigger, sleeve_marks, triggers
+from streamproc.core.trading import NO_STATES, TradingState, TradingStates
 from streamproc.core.types import F64, I8, I32, I64, Bool, Mode, PriceFlag
 
 DEFAULT_LOT = 0.0001
@@ -114,6 +115,8 @@ class Book:
         self._inst_rel: F64 = np.full(1, math.nan)
         self._tier: list[str | None] = []
         self.limit_table = LimitTable()  # the resolved limits per instrument
+        self.trading = NO_STATES  # operators' halts and reductions
+        self._inst_state = np.zeros(1, dtype=np.int8)  # TradingState per instrument (+ sentinel)
         # per account
         self._cash: F64 = np.zeros(0)
         self._cash_target: F64 = np.ones(0)
@@ -129,6 +132,7 @@ class Book:
         self._cash_buffer: F64 = np.zeros(0)
         self._reserve: F64 = np.zeros(0)  # cash set aside for a withdrawal: not the portfolio's
         self._reserving: set[int] = set()
+        self._acct_state = np.zeros(0, dtype=np.int8)  # the account's own TradingState
         self._slot_bands: dict[int, dict[int, tuple[float, float]]] = {}
         # per slot
         self._k = max(1, slots)
@@ -194,6 +198,7 @@ class Book:
         self._inst_abs = grown(self._inst_abs, np.nan)
         self._inst_rel = grown(self._inst_rel, np.nan)
         self.limit_table.ensure(new_cap)
+        self._inst_state = grown(self._inst_state, np.int8(0))
 
     def _ensure_accounts(self, n: int) -> None:
         cap = len(self._cash)
@@ -213,6 +218,7 @@ class Book:
         self._cash_limit = _grow(self._cash_limit, new_cap, self.policy.default.abs_or_inf)
         self._cash_buffer = _grow(self._cash_buffer, new_cap, self.default_cash_buffer)
         self._reserve = _grow(self._reserve, new_cap, 0.0)
+        self._acct_state = _grow(self._acct_state, new_cap, np.int8(0))
         self._inst = _grow(self._inst, new_cap, -1)
         self._qty = _grow(self._qty, new_cap, 0.0)
         self._target = _grow(self._target, new_cap, 0.0)
@@ -262,6 +268,8 @@ class Book:
         """Dense row of an account, adding an empty one when new."""
         row = self.accounts.add(account)
         self._ensure_accounts(row + 1)
+        if self.trading.docs:
+            self._acct_state[row] = self.trading.accounts().get(account, TradingState.ACTIVE)
         return row
 
     # ---- reference data and prices -----------------------------------------------------------
@@ -295,6 +303,7 @@ class Book:
         band = self.policy.instrument_band(name, tier)
         self._inst_abs[idx], self._inst_rel[idx] = band_pair(band)
         self.limit_table.set(idx, self.limits.resolve(name, tier))
+        self._inst_state[idx] = self.trading.instrument(name, tier)
 
     def apply_prices(self, instruments: I64 | I32, bid: F64, ask: F64) -> None:
         """Set the latest bid/ask (mid derived) of a batch of instruments and clear their MISSING flag."""
@@ -302,6 +311,21 @@ class Book:
         self._ask[instruments] = ask
         self._mid[instruments] = (np.asarray(bid) + np.asarray(ask)) * 0.5
         self._flags[instruments] &= np.uint8(~PriceFlag.MISSING & 0xFF)
+
+    def set_trading(self, states: TradingStates) -> None:
+        """The trading states in force (from the operators' ``halt``/``reduce``/``resume``)."""
+        self.trading = states
+        for idx in range(self.n_instruments):
+            self._inst_state[idx] = states.instrument(self.instruments.id_of(idx), self._tier[idx])
+        self._acct_state[:] = TradingState.ACTIVE
+        for account, state in states.accounts().items():
+            row = self.accounts.get(account)
+            if row is not None:
+                self._acct_state[row] = state
+
+    def trading_state(self, instrument: str) -> TradingState:
+        """An instrument's effective state (its own, its tier's, the global one: the strictest)."""
+        return TradingState(int(self._inst_state[self.instrument(instrument)]))
 
     def apply_sizes(self, instruments: I64 | I32, bid_size: F64, ask_size: F64) -> None:
         """Set the displayed sizes of the quotes just applied (NaN: the quote gave none)."""
@@ -871,6 +895,7 @@ class Book:
             cash=cash,
             table=self.limit_table,
             sizes=(self._bid_size, self._ask_size),
+            trading=(self._inst_state, self._acct_state[br.rows]),
         )
 
     def mark_answered(self, plan: LegPlan) -> None:

@@ -22,6 +22,7 @@ from streamproc.core.cash import CashPlan, overweights_first
 from streamproc.core.evaluate import Evaluation
 from streamproc.core.groups import GroupDrift
 from streamproc.core.limits import LimitTable
+from streamproc.core.trading import TradingState
 from streamproc.core.types import F64, I8, I64, Bool, Mode
 
 # Relative: 0.3 / 0.1 = 2.9999999999999996 must count as 3 lots, 2.9999999995 must not.
@@ -76,6 +77,8 @@ class LegPlan:
     spread_bps: F64 | None = None  # the quoted spread per slot, and its budget (for the reasons)
     spread_budget: F64 | None = None
     waiting: F64 | None = None  # per slot, signed: what the depth cap left for a later order
+    skipped_state: Bool | None = None  # a leg was wanted but its instrument or account is halted/reducing
+    slot_state: I8 | None = None  # the TradingState that applied per slot
 
     @property
     def has_legs(self) -> Bool:
@@ -126,6 +129,7 @@ def plan_legs(
     cash: CashPlan | None = None,
     table: LimitTable | None = None,
     sizes: tuple[F64, F64] | None = None,
+    trading: tuple[I8, I8] | None = None,
 ) -> LegPlan:
     """Plan legs for every account in ``ev`` (callers pass only breaching ones).
 
@@ -140,7 +144,8 @@ def plan_legs(
     limits (max notional per leg, spread budget, slippage budget, eligibility for buys, participation),
     each combined with ``limits`` (the tighter wins); ``sizes`` the displayed (bid, ask) sizes per
     instrument (NaN: unknown): a leg is at most its participation of the size on its side, and the rest
-    is ``waiting`` (a later order trades it).
+    is ``waiting`` (a later order trades it); ``trading`` the operators' states per instrument and per
+    account of ``ev``: HALTED allows no leg, REDUCING only sells (a holding is reduced, never added to).
     """
     inst = ev.instruments
     b = bid[inst]
@@ -193,7 +198,12 @@ def plan_legs(
         max_notional = np.minimum(limits.max_notional, table.max_notional[inst])
         restricted = wanted & (raw > 0.0) & ~table.eligible[inst]
     skipped = wanted & (spread_bps > spread_budget + _BPS_TOLERANCE)  # a spread at its budget trades
-    raw = np.where(skipped | restricted, 0.0, raw)
+    stopped = np.zeros(inst.shape, dtype=bool)
+    state = None
+    if trading is not None:
+        state = np.maximum(trading[0][inst], trading[1][:, None])
+        stopped = wanted & ((state == TradingState.HALTED) | ((state == TradingState.REDUCING) & (raw > 0.0)))
+    raw = np.where(skipped | restricted | stopped, 0.0, raw)
     qty = _round_to_lot(raw, lots)
     if short.any():  # raise at least what is short: a sell's last lot is rounded up
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -203,7 +213,7 @@ def plan_legs(
         with np.errstate(divide="ignore", invalid="ignore"):  # padded slots: price 0
             cap = _round_to_lot(max_notional / price, lots, exact=True)
         qty = np.clip(qty, -cap, cap)
-    exiting = selling & (desired == 0.0) & ~skipped & ~raising[:, None]
+    exiting = selling & (desired == 0.0) & ~skipped & ~stopped & ~raising[:, None]
     # what working orders still sell is not for sale again (``sellable``; ``q`` is the projected holding)
     held = np.minimum(q, ev.sellable)
     qty = np.where(exiting & (max_notional >= held * b), -held, qty)
@@ -265,4 +275,6 @@ def plan_legs(
         spread_bps=spread_bps,
         spread_budget=spread_budget,
         waiting=waiting,
+        skipped_state=stopped,
+        slot_state=state,
     )

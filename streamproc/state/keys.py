@@ -79,6 +79,11 @@ class Keys:
         return f"{self.prefix}control:orders"
 
     @property
+    def trading(self) -> str:
+        """HASH: ``<scope>:<id>`` -> a trading state an operator set (halted or reducing), JSON."""
+        return f"{self.prefix}control:trading"
+
+    @property
     def workers(self) -> str:
         """HASH: worker token -> its latest summary (partitions, accounts, suppressed), JSON."""
         return f"{self.prefix}workers"

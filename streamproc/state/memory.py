@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from streamproc.core.trading import StateDoc
 from streamproc.state.records import (
     AccountPatch,
     AccountRecord,
@@ -38,6 +39,7 @@ class MemoryStore:
         self.muted = False
         self.reconcile: dict[str, int] = {}
         self.order_requests_: dict[str, OrderRequest] = {}
+        self.trading: dict[str, StateDoc] = {}
         self.workers: dict[str, dict[str, Any]] = {}
         self.calls: dict[str, int] = {}  # operation -> how many times it was called
 
@@ -169,6 +171,15 @@ class MemoryStore:
     async def order_requests_handled(self, accounts: Iterable[str]) -> None:
         for a in accounts:
             self.order_requests_.pop(a, None)
+
+    async def trading_states(self) -> dict[str, StateDoc]:
+        return dict(self.trading)
+
+    async def set_trading_state(self, key: str, doc: StateDoc | None) -> StateDoc | None:
+        before = self.trading.pop(key, None)
+        if doc is not None:
+            self.trading[key] = doc
+        return before
 
     async def write_worker(self, token: str, doc: Mapping[str, Any]) -> None:
         self.workers[token] = dict(doc)

@@ -13,6 +13,7 @@ import redis.exceptions
 import structlog
 from redis.typing import EncodableT, FieldT
 
+from streamproc.core.trading import StateDoc
 from streamproc.state.keys import Keys
 from streamproc.state.records import (
     QUOTE_FIELDS,
@@ -331,6 +332,26 @@ class Store:
             await self.retry(
                 "order requests handled", lambda: self.redis.hdel(self.keys.order_requests, *names)
             )
+
+    async def trading_states(self) -> dict[str, StateDoc]:
+        """The trading states operators set (``halt``/``reduce``), by ``<scope>:<id>``."""
+        raw = await self.retry("trading states", lambda: self.redis.hgetall(self.keys.trading))
+        return {_text(k): orjson.loads(v) for k, v in raw.items()}
+
+    async def set_trading_state(self, key: str, doc: StateDoc | None) -> StateDoc | None:
+        """Set (or with None, end) one trading state; returns the one it replaced."""
+
+        async def op() -> list[Any]:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hget(self.keys.trading, key)
+                if doc is None:
+                    pipe.hdel(self.keys.trading, key)
+                else:
+                    pipe.hset(self.keys.trading, key, orjson.dumps(doc))
+                return list(await pipe.execute())
+
+        before = (await self.retry("set trading state", op))[0]
+        return orjson.loads(before) if before else None
 
     async def write_worker(self, token: str, doc: Mapping[str, Any]) -> None:
         """This worker's summary for `streamproc inspect status`."""

@@ -14,6 +14,8 @@ from streamproc.wire.contract import Contract
 from tests.conftest import ROOT
 
 CONTRACT = Contract(ROOT / "schemas")
+# end offsets for ``watcher.tick`` that never move: no feed silence is judged
+QUIET = {"quotes": 0, "positions": 0, "targets": 0, "instruments": 0, "deadletter": 0}
 
 
 def settings(**env: str) -> Settings:
@@ -73,13 +75,18 @@ def orders(w: InMemoryWorker) -> list[dict[str, object]]:
     return [orjson.loads(r.value) for r in w.publisher.sent(w.parts.settings.topics.orders)]
 
 
-async def ordered(w: InMemoryWorker) -> dict[str, Any]:
-    """Account A owned, opened in band, then EQ rallies: its one order (sell EQ, buy BOND)."""
+async def opened(w: InMemoryWorker) -> None:
+    """Account A owned, opened at 60/40 in band and evaluated once."""
     await own(w, 0)
     market(w)
     await open_account(w, "A")
     w.clock.advance(1)
     await w.parts.evaluator.run_once()
+
+
+async def ordered(w: InMemoryWorker) -> dict[str, Any]:
+    """Account A owned, opened in band, then EQ rallies: its one order (sell EQ, buy BOND)."""
+    await opened(w)
     quote(w, "EQ", 132.0, 2)
     assert await w.parts.evaluator.run_once() == 1
     (order,) = orders(w)

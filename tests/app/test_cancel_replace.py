@@ -13,10 +13,8 @@ from streamproc.app.deadletters import Record
 from streamproc.app.decisions import Draft
 from streamproc.state.records import OrderAction, OrderRequest
 from streamproc.testkit import InMemoryWorker, worker
-from tests.app.kit import CONTRACT, market, ordered, orders, own, quote, settings
+from tests.app.kit import CONTRACT, QUIET, market, ordered, orders, own, quote, settings
 from tests.app.test_executions import report, send
-
-QUIET = {"quotes": 0, "positions": 0, "targets": 0, "instruments": 0, "deadletter": 0}
 
 
 class Died(Exception):

@@ -10,7 +10,7 @@ import pytest
 from streamproc.app.deadletters import Record
 from streamproc.app.decisions import Draft
 from streamproc.testkit import worker
-from tests.app.kit import CONTRACT, market, open_account, ordered, orders, own, quote, settings
+from tests.app.kit import CONTRACT, market, open_account, opened, ordered, orders, own, quote, settings
 
 
 class Died(Exception):
@@ -68,11 +68,7 @@ async def test_an_order_published_before_a_crash_is_recovered_and_never_publishe
 
 async def test_a_failed_send_records_nothing_and_the_next_pass_publishes_it() -> None:
     w = worker(settings(), CONTRACT)
-    await own(w, 0)
-    market(w)
-    await open_account(w, "A")
-    w.clock.advance(1)
-    await w.parts.evaluator.run_once()
+    await opened(w)
     quote(w, "EQ", 132.0, 2)
     w.publisher.fail_next(1)
     assert await w.parts.evaluator.run_once() == 0

@@ -9,9 +9,7 @@ from streamproc.app.storm import StormGuard
 from streamproc.core import Book
 from streamproc.state.memory import MemoryStore
 from streamproc.testkit import ManualClock, RecordingPublisher, worker
-from tests.app.kit import CONTRACT, market, open_account, orders, own, quote, settings
-
-QUIET = {"quotes": 0, "positions": 0, "targets": 0, "instruments": 0, "deadletter": 0}
+from tests.app.kit import CONTRACT, QUIET, market, open_account, orders, own, quote, settings
 
 
 def test_a_storm_needs_the_share_and_the_minimum_within_the_window() -> None:

@@ -142,3 +142,37 @@ def test_a_sell_is_capped_by_the_bid_size() -> None:
     book.set_targets("A", {})  # exit: 1,000 wanted, 150 shown at the bid x 0.5
     (leg,) = book.plan(book.evaluate()).legs(0)
     assert (leg.side, leg.qty) == ("sell", 150.0)
+
+
+def test_halted_instruments_get_no_legs_reducing_ones_only_sells_and_a_halted_account_none() -> None:
+    from streamproc.core.trading import TradingStates
+
+    def state(scope: str, ident: str, value: str) -> dict[str, object]:
+        return {"scope": scope, "id": ident, "state": value, "reason": "", "by": "t", "at_ms": 1}
+
+    def plan_of(docs: dict[str, dict[str, object]]) -> dict[str, tuple[str, float]]:
+        book = Book(limits=Limits(tiers=("large", "bond"), tier={}))
+        book.set_trading(TradingStates(docs))  # type: ignore[arg-type]
+        for name, tier in (("EQ", "large"), ("BOND", "bond"), ("EQ2", "large")):
+            book.set_instrument(name, lot=1.0, tier=tier)
+            book.set_price(name, 100.0, 100.0)
+        book.set_holding("A", "EQ", 700.0)  # 70 / 20 / 10 against 50 / 30 / 20
+        book.set_holding("A", "BOND", 200.0)
+        book.set_holding("A", "EQ2", 100.0)
+        book.set_targets("A", {"EQ": 0.5, "BOND": 0.3, "EQ2": 0.2})
+        plan = book.plan(book.evaluate())
+        return {book.instruments.id_of(leg.instrument): (leg.side, leg.qty) for leg in plan.legs(0)}
+
+    everything = {"EQ": ("sell", 200.0), "BOND": ("buy", 100.0), "EQ2": ("buy", 100.0)}
+    assert plan_of({}) == everything
+    assert plan_of({"instrument:BOND": state("instrument", "BOND", "halted")}) == {
+        "EQ": ("sell", 200.0),
+        "EQ2": ("buy", 100.0),
+    }
+    assert plan_of({"tier:large": state("tier", "large", "reducing")}) == {
+        "EQ": ("sell", 200.0),  # a sell reduces: allowed
+        "BOND": ("buy", 100.0),
+    }
+    assert plan_of({"global:*": state("global", "*", "reducing")}) == {"EQ": ("sell", 200.0)}
+    assert plan_of({"account:A": state("account", "A", "halted")}) == {}
+    assert plan_of({"account:B": state("account", "B", "halted")}) == everything

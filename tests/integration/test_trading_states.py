@@ -1,0 +1,75 @@
+"""Trading states on the real broker and Redis with two workers: `streamproc halt` stored once is
+honoured by whichever worker owns the account (the halted instrument is left out of its order, the
+drift document says why), audited once on the alerts topic, listed by `inspect status`, and ended by
+`streamproc resume`."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from streamproc.settings import Settings
+from streamproc.sim.messages import produce, quote
+from streamproc.wire.contract import Contract
+from tests.integration.alerts import account_field, alerts_of
+from tests.integration.oncall import cli
+from tests.integration.scenario import for_account, setup_records
+from tests.integration.workers import TopicReader, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+async def _with_why(drift) -> dict | None:
+    doc = await drift
+    return doc if doc and "why" in doc else None
+
+
+async def test_halt_and_resume_reach_every_worker(
+    settings: Settings, workers, stack, redis_client, ns
+) -> None:
+    t = settings.topics
+    contract = Contract(settings.schemas_dir)
+    await produce(stack.bootstrap, setup_records(t, {"A": ("EQ1", 600, 800), "B": ("EQ2", 600, 800)}))
+    async with TopicReader(stack, t.alerts) as alerts, TopicReader(stack, t.orders) as orders:
+        workers("w1")
+        workers("w2")
+        for account in ("A", "B"):
+            await wait_for(
+                f"{account} evaluated",
+                lambda a=account: account_field(redis_client, settings, a, "drift"),
+                timeout=90,
+            )
+        asked = time.monotonic()
+        done = cli(stack, ns.prefix, "halt", "--instrument", "BOND", "--reason", "corporate action")
+        assert done.returncode == 0 and "instrument BOND: active -> halted" in done.stdout, (
+            done.stdout + done.stderr
+        )
+        values = await alerts.wait("the halt audited", lambda v: alerts_of(v, "trading_state"))
+        print(f"halt audited {time.monotonic() - asked:.2f} s after the command")
+        (fired,) = alerts_of(values, "trading_state")
+        contract.validate("alerts", fired)
+        assert fired["state"] == "firing" and fired["details"]["reason"] == "corporate action"
+
+        # both accounts rally out of band; whichever worker owns each, BOND is left out
+        await produce(
+            stack.bootstrap, [(t.quotes, quote("EQ1", 132.0, 2)), (t.quotes, quote("EQ2", 132.0, 2))]
+        )
+        values = await orders.wait("orders for A and B", lambda v: {o["account"] for o in v} >= {"A", "B"})
+        for account, eq in (("A", "EQ1"), ("B", "EQ2")):
+            (order,) = for_account(values, account)
+            assert [(leg["instrument"], leg["side"]) for leg in order["legs"]] == [(eq, "sell")]
+            drift = await wait_for(
+                f"{account}'s drift written",
+                lambda a=account: _with_why(account_field(redis_client, settings, a, "drift")),
+            )
+            assert drift["why"] == "partly untradable: halted BOND"
+        status = cli(stack, ns.prefix, "inspect", "status").stdout
+        assert "HALTED    instrument BOND" in status and "corporate action" in status
+
+        done = cli(stack, ns.prefix, "resume", "--instrument", "BOND")
+        assert "instrument BOND: halted -> active" in done.stdout
+        values = await alerts.wait("the resume audited", lambda v: len(alerts_of(v, "trading_state")) == 2)
+        assert [a["state"] for a in alerts_of(values, "trading_state")] == ["firing", "resolved"]
+        assert "trading state  active" in cli(stack, ns.prefix, "inspect", "instrument", "BOND").stdout
+    assert fired["subject"] == {"instrument": "BOND"}
