@@ -361,6 +361,19 @@ SPEC: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
         _non_negative_float,
         "default wait before re-issuing an unanswered order (targets `cooldown_s` overrides)",
     ),
+    "max_orders_per_s": (
+        "STREAMPROC_MAX_ORDERS_PER_S",
+        "0",
+        _non_negative_float,
+        "the order throttle: at most this many orders a second per worker (0: off); orders over it wait "
+        "(status `throttled`), in order, never dropped",
+    ),
+    "max_notional_per_min": (
+        "STREAMPROC_MAX_NOTIONAL_PER_MIN",
+        "0",
+        _non_negative_float,
+        "the order throttle: at most this leg notional over any minute per worker (0: off)",
+    ),
     "order_max_attempts": (
         "STREAMPROC_ORDER_MAX_ATTEMPTS",
         "3",
@@ -454,6 +467,8 @@ class Settings:
     drift_min_move: float
     drift_refresh_s: float
     order_cooldown_s: float
+    max_orders_per_s: float
+    max_notional_per_min: float
     order_max_attempts: int
     order_settle_s: float
     session_timeout_s: float

@@ -67,6 +67,10 @@ class Counters:
             "streamproc_redis_errors", "Redis operations that failed and were retried, by operation.", ("op",)
         )
         self.orders = Family("streamproc_orders", "Rebalance orders published.")
+        self.throttled = Family(
+            "streamproc_orders_throttled",
+            "Drafted orders the order throttle held for a later pass (drafted again then).",
+        )
         self.evaluations = Family(
             "streamproc_evaluations", "Account evaluations (rows of vectorized passes)."
         )

@@ -99,6 +99,7 @@ def state_counts(accounts: Accounts) -> dict[str, int]:
         "held": int(np.count_nonzero(status == Status.HELD)),
         "rejected": int(np.count_nonzero(status == Status.REJECTED)),
         "unanswered": int(np.count_nonzero(status == Status.UNANSWERED)),
+        "throttled": int(np.count_nonzero(status == Status.THROTTLED)),
         "quarantined": int(accounts.quarantine.mask(rows).sum()),
     }
 

@@ -15,7 +15,9 @@ from streamproc.app.decisions import Decisions, back_in_band, decide
 from streamproc.app.orders import Orders
 from streamproc.app.ports import AccountStore, Clock
 from streamproc.app.prices import Prices
+from streamproc.app.status import Status
 from streamproc.app.storm import StormGuard
+from streamproc.app.throttle import Throttle
 from streamproc.core import LegLimits
 from streamproc.state.records import AccountPatch
 
@@ -48,7 +50,9 @@ class Evaluator:
         limits: LegLimits | None = None,
         observe_pass: Callable[[float], None] = lambda s: None,
         before_first: Callable[[], Awaitable[None]] | None = None,
+        throttle: Throttle | None = None,
     ) -> None:
+        self.throttle = throttle or Throttle(0.0, 0.0)
         self.before_first = before_first  # shared state to load before the first pass (trading states)
         self.accounts = accounts
         self.prices = prices
@@ -92,6 +96,7 @@ class Evaluator:
         self.counters.breaches.inc(n=decisions.new_breaches)
         await self.storm.guard(decisions, now)
         accounts = self.accounts
+        self._throttle(decisions, now)
         drafts = [d for d in decisions.orders if accounts.last_order.get(d.row) != d.event_id]
         published = await self.orders.publish(drafts, decisions.cancels)
         ids = accounts.book.accounts
@@ -104,6 +109,28 @@ class Evaluator:
         await self.store.write_accounts(patches, {})
         self.observe_pass(time.perf_counter() - started)
         return len(published)
+
+    def _throttle(self, decisions: Decisions, now: float) -> None:
+        """Hold the orders over the throttle's limits: their accounts are ``throttled`` and drafted
+        again next pass (a replaced order's cancel waits with its replacement)."""
+        throttle, accounts = self.throttle, self.accounts
+        if not throttle.on:
+            return
+        allowed, held = throttle.admit(decisions.orders, now)
+        rows = {d.row for d in held}
+        if held:
+            self.counters.throttled.inc(n=len(held))
+            decisions.cancels = [c for c in decisions.cancels if c.row not in rows]
+            now_ms = int(now * 1000)
+            why = f"throttled: {throttle.describe()}; waits its turn, drafted again each pass"
+            for d in held:
+                accounts.status[d.row] = Status.THROTTLED
+                decisions.statuses[d.row] = {"status": "throttled", "why": why, "evaluated_at": now_ms}
+                accounts.dirty.add(d.row)
+        decisions.orders = allowed
+        throttle.forget(
+            [r for r, doc in decisions.statuses.items() if doc["status"] != "ordered" and r not in rows]
+        )
 
     async def run(self, cadence: Cadence, feed_lag: Callable[[], int], ready: asyncio.Event) -> None:
         """Evaluate every ``cadence.interval_s`` once the feed has caught up. While the feed works

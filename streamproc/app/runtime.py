@@ -23,6 +23,7 @@ from streamproc.app.ports import Clock, OrderLog, Publisher, SystemClock, Worker
 from streamproc.app.prices import Prices
 from streamproc.app.progress import Progress
 from streamproc.app.storm import StormGuard
+from streamproc.app.throttle import Throttle
 from streamproc.app.trading import Trading
 from streamproc.app.watch import Watch
 from streamproc.app.watcher import Watcher
@@ -179,6 +180,7 @@ def build(
         lock,
         observe_pass=metrics.evaluation.observe,
         before_first=load_trading,
+        throttle=Throttle(settings.max_orders_per_s, settings.max_notional_per_min),
     )
     watcher = Watcher(
         settings, store, watch, storm, accounts, ownership, alerter, counters, progress, lock, clock, trading

@@ -16,6 +16,7 @@ class Status(IntEnum):
     HELD = 4  # breached, but orders are held by a breach storm until an operator releases them
     REJECTED = 5  # its order was rejected: not retried until one of its inputs changes
     UNANSWERED = 6  # its orders went unanswered too often in a row: it waits for an operator
+    THROTTLED = 7  # breached, its order waits for the order throttle (drafted again each pass)
 
 
 BREACHED = (Status.ORDERED, Status.UNTRADABLE, Status.HELD)
