@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from streamproc.app.adjustment import Adjustments
 from streamproc.app.capacity import Capacity
 from streamproc.app.freshness import Freshness
 from streamproc.app.quarantine import Quarantine
@@ -76,6 +77,7 @@ class Accounts:
         self.order_tver: I64 = np.zeros(0, dtype=np.int64)
         self.attempt: I64 = np.zeros(0, dtype=np.int64)
         self.status: I64 = np.zeros(0, dtype=np.int64)  # last drift status written (a Status)
+        self.left_out = np.zeros(0, dtype=np.uint8)  # LeftOut flags of the last plan (0: all traded)
         self.last_order: dict[int, str] = {}  # row -> event_id of the last order published
         self.working = WorkingOrders()  # the orders holding their accounts
         self.targets_doc: dict[int, dict[str, Any]] = {}
@@ -85,6 +87,7 @@ class Accounts:
         self.settled: dict[int, str] = {}  # row -> the last withdrawal paid out (positions ``settles``)
         self.sleeves = Sleeves(book)
         self.capacity = Capacity(book)  # what thin books left for later orders
+        self.adjustments = Adjustments()  # models naming restricted instruments
         self.order_closures: I64 = np.zeros(0, dtype=np.int64)  # stopped sleeves when the last order went
 
     def __len__(self) -> int:
@@ -106,6 +109,7 @@ class Accounts:
         self.order_seq, self.order_tver = ext(self.order_seq, -1), ext(self.order_tver, -1)
         self.attempt, self.status = ext(self.attempt, 0), ext(self.status, Status.UNKNOWN)
         self.order_closures = ext(self.order_closures, 0)
+        self.left_out = ext(self.left_out, 0)
 
     def row(self, account: str) -> int:
         """The account's row, adding it when new."""

@@ -118,6 +118,7 @@ DATA_ALERTS = (
     "order_rejected",
     "order_unanswered",
     "sleeve_stopped",
+    "needs_adjustment",
 )
 TOPIC_ALERTS = ("feed_silent", "deadletter_rate", "breach_storm")
 
@@ -149,11 +150,13 @@ class DataAlerts:
         open_now.update(accounts.quarantine.open_episodes(owned))
         open_now.update(accounts.working.open_episodes(owned))
         open_now.update(accounts.sleeves.open_episodes(owned))
+        open_now.update(accounts.adjustments.open_episodes(owned))
         closed = (
             prices.checks.drain_closed()
             + accounts.quarantine.drain_closed()
             + accounts.working.drain_closed()
             + accounts.sleeves.drain_closed()
+            + accounts.adjustments.drain_closed()
         )
         types: tuple[str, ...] = DATA_ALERTS
         if self.watch.tick == 0:  # which instruments are referenced is not known yet: judge staleness later

@@ -12,7 +12,7 @@ import numpy as np
 
 from streamproc.app.accounts import Accounts
 from streamproc.app.prices import Prices
-from streamproc.app.status import BREACHED, WEIGHTED, Status
+from streamproc.app.status import BREACHED, WEIGHTED, LeftOut, Status
 from streamproc.app.working import among, projected, projection, unfilled
 from streamproc.core import Book, LegLimits, LegPlan, PriceFlag
 from streamproc.core.book import CASH
@@ -93,6 +93,7 @@ def state_counts(accounts: Accounts) -> dict[str, int]:
     """Owned accounts by state: tracked (managed), suppressed, held (storm), quarantined (gap)."""
     rows = accounts.owned_rows()
     status = accounts.status[rows]
+    left = accounts.left_out[rows]
     return {
         "tracked": accounts.tracked(),
         "suppressed": int(np.count_nonzero(status == Status.SUPPRESSED)),
@@ -100,6 +101,9 @@ def state_counts(accounts: Accounts) -> dict[str, int]:
         "rejected": int(np.count_nonzero(status == Status.REJECTED)),
         "unanswered": int(np.count_nonzero(status == Status.UNANSWERED)),
         "throttled": int(np.count_nonzero(status == Status.THROTTLED)),
+        "untradable": int(np.count_nonzero(status == Status.UNTRADABLE)),
+        # breaching accounts whose last plan left legs out, by why (an account may count under several)
+        **{f"left_out_{f.label}": int(np.count_nonzero(left & f)) for f in LeftOut},
         "quarantined": int(accounts.quarantine.mask(rows).sum()),
     }
 
@@ -185,9 +189,12 @@ def decide(
     codes[breaching] = Status.HELD if hold else Status.UNTRADABLE
     codes[capped] = Status.UNANSWERED
     plan = book.plan(ev.take(breaching), limits) if breaching.size and not hold else None
+    accounts.left_out[rows] = 0
     if plan is not None:
         accounts.capacity.planned(plan)
+        accounts.left_out[ev.rows[breaching]] = left_out_flags(plan)
     accounts.capacity.settled(rows[~ev.breaching & ~suppressed])
+    _flag_restricted(accounts, ev, rows[~suppressed], now_ms)
     left_out: dict[int, str] = {}  # position in rows -> what was not traded and why
     if plan is not None:
         br = ev.take(breaching)
@@ -246,6 +253,9 @@ def decide(
                 doc["why"] = left_out[j]
             elif code == Status.ORDERED and j in left_out:
                 doc["why"] = f"partly untradable: {left_out[j]}"
+            adjust = accounts.adjustments.why(r)
+            if adjust is not None:
+                doc["why"] = f"{doc['why']}; {adjust}" if "why" in doc else adjust
             value = float(ev.value[j])
             doc["weights"] = _weights(
                 book.instruments, ev.instruments[j], weights[k], float(ev.cash[j]) / value
@@ -344,6 +354,39 @@ def _cancels(accounts: Accounts, rows: I64, orders: list[Draft], now_ms: int) ->
             replacement.doc["replaces"] = order.event_id
         out.append(CancelDraft(r, account, int(accounts.part[r]), doc))
     return out
+
+
+def left_out_flags(plan: LegPlan) -> np.ndarray:
+    """Per account of ``plan``, the ``LeftOut`` flags of what it did not trade (vectorized)."""
+    flags = np.where(plan.skipped_spread.any(axis=1), LeftOut.SPREAD, 0)
+    if plan.skipped_restricted is not None:
+        flags |= np.where(plan.skipped_restricted.any(axis=1), LeftOut.RESTRICTED, 0)
+    if plan.skipped_state is not None and plan.slot_state is not None:
+        halted = (plan.skipped_state & (plan.slot_state == TradingState.HALTED)).any(axis=1)
+        reducing = (plan.skipped_state & (plan.slot_state == TradingState.REDUCING)).any(axis=1)
+        flags |= np.where(halted, LeftOut.HALTED, 0) | np.where(reducing, LeftOut.REDUCING, 0)
+    if plan.waiting is not None:
+        flags |= np.where((plan.waiting != 0.0).any(axis=1), LeftOut.DEPTH, 0)
+    flags |= np.where(~plan.has_legs & (flags == 0), LeftOut.MIN_TRADE, 0)
+    return flags.astype(np.uint8)
+
+
+def _flag_restricted(accounts: Accounts, ev: Evaluation, evaluated: I64, now_ms: int) -> None:
+    """``needs_adjustment`` for evaluated accounts holding or targeting an instrument not eligible for
+    buys (one vectorized test; nothing to do while every instrument is eligible)."""
+    book = accounts.book
+    eligible = book.limit_table.eligible
+    adjust = accounts.adjustments
+    if eligible.all() and not adjust.episodes:
+        return
+    inst = ev.instruments
+    bad = (inst >= 0) & ~eligible[inst] & ((ev.qty > 0.0) | (ev.targets > 0.0))
+    flagged: dict[int, tuple[str, list[str]]] = {}
+    for j in np.flatnonzero(bad.any(axis=1)).tolist():
+        r = int(ev.rows[j])
+        names = sorted(book.instruments.id_of(int(i)) for i in inst[j][bad[j]])
+        flagged[r] = (book.accounts.id_of(r), names)
+    adjust.update(evaluated.tolist(), flagged, now_ms)
 
 
 def untradable_why(book: Book, plan: LegPlan, j: int) -> str | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import IntEnum
+from enum import IntEnum, IntFlag
 
 
 class Status(IntEnum):
@@ -21,3 +21,18 @@ class Status(IntEnum):
 
 BREACHED = (Status.ORDERED, Status.UNTRADABLE, Status.HELD)
 WEIGHTED = (Status.OK, Status.ORDERED, Status.UNTRADABLE)  # drift documents with the account's weights
+
+
+class LeftOut(IntFlag):
+    """Why a breaching account's last plan left legs out (``streamproc_accounts{state=...}``)."""
+
+    SPREAD = 1  # quoted wider than its spread budget
+    RESTRICTED = 2  # not eligible for buys
+    HALTED = 4  # an operator's halt
+    REDUCING = 8  # an operator's reduce: no buys
+    DEPTH = 16  # cut to its share of the displayed size, the rest waits
+    MIN_TRADE = 32  # no leg reached the minimum trade or a whole lot
+
+    @property
+    def label(self) -> str:
+        return str(self.name).lower()

@@ -51,6 +51,11 @@ ALERT_TYPES: dict[str, AlertType] = {
             "a sleeve met a kill criterion (time, stop-loss, drawdown, take-profit): it is being sold",
         ),
         AlertType(
+            "needs_adjustment",
+            "warning",
+            "an account holds or targets an instrument not eligible for buys: its model needs changing",
+        ),
+        AlertType(
             "trading_state",
             "warning",
             "an operator halted, or allowed only reducing legs for, an instrument, tier, account or all",

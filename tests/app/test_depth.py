@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 from streamproc.app.deadletters import Record
+from streamproc.app.decisions import state_counts
 from streamproc.testkit import InMemoryWorker, worker
 from tests.app.kit import CONTRACT, orders, own, settings
 
@@ -83,6 +84,7 @@ async def test_a_thin_book_caps_the_leg_and_a_later_order_buys_the_rest(tmp_path
     (mc,) = capacity.totals().values()
     assert (mc.buy, mc.sell, mc.accounts) == (4000.0, 0.0, 1)
     assert capacity.notional() == (40_000.0, 0.0)
+    assert state_counts(w.parts.accounts)["left_out_depth"] == 1
     summary = w.parts.watch.summary(w.parts.accounts, w.parts.prices.book, [0], 0, {}, False)
     assert summary["waiting"] == {"MC": {"buy": 4000.0, "sell": 0.0, "accounts": 1}}
 

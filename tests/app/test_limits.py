@@ -10,6 +10,8 @@ import orjson
 import pytest
 from aiokafka import TopicPartition
 
+from streamproc.app.deadletters import Record
+from streamproc.app.decisions import state_counts
 from streamproc.testkit import MemorySource, worker
 from tests.app.kit import CONTRACT, market, open_account, orders, own, quote, settings
 
@@ -98,7 +100,59 @@ async def test_legs_carry_limit_prices_and_a_wide_spread_is_untradable_with_its_
         sent = [o for o in orders(b) if o["type"] == "rebalance"]
         expected = [{"EQ"}] if status == "ordered" else []
         assert [{leg["instrument"] for leg in o["legs"]} for o in sent] == expected
+        counts = state_counts(b.parts.accounts)
+        assert (counts["left_out_spread"], counts["untradable"]) == (1, int(status == "untradable"))
         stored = await b.store.load_account("A")
         assert stored is not None
         drift = stored.drift
         assert drift is not None and (drift["status"], drift.get("why")) == (status, why)
+
+
+async def test_a_holder_of_a_restricted_instrument_needs_adjustment_and_the_alert_says_which(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "restricted.toml"
+    path.write_text(LIMITS + '\n[instrument."BOND"]\neligible = false\n')
+    w = worker(settings(STREAMPROC_LIMITS_FILE=str(path)), CONTRACT)
+    await own(w, 0)
+    w.parts.prices.set_reference({"instrument": "BOND", "lot": 0.01, "tier": "bond"})
+    market(w)
+    await open_account(w, "A")  # 60/40 EQ/BOND, in band
+    w.clock.advance(1)
+    await w.parts.evaluator.run_once()
+    t = w.parts.settings.topics
+    (fired,) = [orjson.loads(r.value) for r in w.publisher.sent(t.alerts)]
+    CONTRACT.validate("alerts", fired)
+    assert (fired["type"], fired["state"], fired["subject"]) == (
+        "needs_adjustment",
+        "firing",
+        {"account": "A"},
+    )
+    assert fired["details"]["restricted"] == ["BOND"] and fired["runbook"] == "runbooks/needs_adjustment.md"
+    stored = await w.store.load_account("A")
+    assert stored is not None and stored.drift is not None
+    assert stored.drift["why"] == "needs_adjustment: restricted BOND"
+    # EQ rallies: EQ is sold, BOND not bought (restricted); one order, the reason says both
+    quote(w, "EQ", 132.0, 2)
+    await w.parts.evaluator.run_once()
+    (order,) = orders(w)
+    assert [leg["instrument"] for leg in order["legs"]] == ["EQ"]
+    stored = await w.store.load_account("A")
+    assert stored is not None and stored.drift is not None
+    assert stored.drift["why"] == (
+        "partly untradable: restricted BOND: not eligible for buys; needs_adjustment: restricted BOND"
+    )
+    # new targets without BOND, and BOND sold: nothing restricted any more, the alert resolves
+    ts = int(w.clock.time() * 1000)
+    recs = [
+        (t.targets, {"account": "A", "version": 2, "weights": {"EQ": 1.0}, "ts": ts}),
+        (t.positions, {"account": "A", "instrument": "BOND", "qty": 0.0, "seq": 4, "ts": ts}),
+    ]
+    await w.parts.intake.on_records(
+        [Record(topic, 0, 20 + k, b"A", orjson.dumps(doc)) for k, (topic, doc) in enumerate(recs)]
+    )
+    for _ in range(3):
+        w.clock.advance(1)
+        await w.parts.evaluator.run_once()
+    states = [orjson.loads(r.value)["state"] for r in w.publisher.sent(t.alerts)]
+    assert states == ["firing", "resolved"]
