@@ -16,6 +16,7 @@ eligible = true
 band = { abs = 0.02 }
 spread_budget_bps = 80
 max_participation = 0.1                        # a leg at most 10 % of the displayed bid/ask size
+max_weight = 0.05                              # no buy takes a microcap above 5 % of the account
 
 [instrument."MC-0007"]
 eligible = false
@@ -34,7 +35,7 @@ from streamproc.core.bands import Band
 from streamproc.core.limits import LevelLimits, Limits
 
 _TOP = {"version", "tiers", "default", "tier", "instrument"}
-_NUMBERS = ("max_leg_notional", "spread_budget_bps", "slippage_bps", "max_participation")
+_NUMBERS = ("max_leg_notional", "spread_budget_bps", "slippage_bps", "max_participation", "max_weight")
 _FIELDS = {"band", "eligible", *_NUMBERS}
 
 
@@ -102,6 +103,7 @@ def parse(doc: Mapping[str, Any], text: str = "", source: str = "limits") -> Lim
                 slippage_bps=_num(raw.get("slippage_bps")),
                 eligible=raw.get("eligible"),
                 max_participation=_num(raw.get("max_participation")),
+                max_weight=_num(raw.get("max_weight")),
             )
         except ValueError as exc:
             about = next((k for k in raw if k in str(exc)), None)

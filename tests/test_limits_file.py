@@ -46,9 +46,9 @@ def test_a_good_file(tmp_path: Path) -> None:
         str(tmp_path / "limits.toml"),
     )
     assert lim.default_band == Band(abs=0.03) and lim.tier_bands() == {"micro": Band(abs=0.02)}
-    assert lim.resolve("MC-0007", "micro") == (250_000.0, 80.0, 10.0, False, 0.1)
-    assert lim.resolve("EQ", "large") == (250_000.0, 100.0, 10.0, True, math.inf)
-    assert load(write(tmp_path, 'version = "v"\n')).resolve("X", None) == (
+    assert lim.resolve("MC-0007", "micro")[:5] == (250_000.0, 80.0, 10.0, False, 0.1)
+    assert lim.resolve("EQ", "large")[:5] == (250_000.0, 100.0, 10.0, True, math.inf)
+    assert load(write(tmp_path, 'version = "v"\n')).resolve("X", None)[:5] == (
         math.inf,
         math.inf,
         0.0,

@@ -218,6 +218,13 @@ def plan_legs(
     held = np.minimum(q, ev.sellable)
     qty = np.where(exiting & (max_notional >= held * b), -held, qty)
     qty = np.maximum(qty, -held)  # never sell more than is held
+    if table is not None:
+        cap_w = table.max_weight[inst]
+        if np.isfinite(cap_w).any():  # a buy stops at the position's max weight (at the ask, on lots)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                room = np.maximum(cap_w * value - q * a, 0.0) / a
+            room = _round_to_lot(np.where(np.isfinite(room), room, np.inf), lots, exact=True)
+            qty = np.where((qty > 0) & (qty > room), room, qty)
     waiting = None
     if table is not None and sizes is not None:
         depth = np.where(qty > 0, sizes[1][inst], sizes[0][inst]) * table.participation[inst]

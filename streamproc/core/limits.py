@@ -1,6 +1,7 @@
 """Platform trading limits: per default, tier and instrument (the first level that states one wins),
 resolved per instrument into the columns the leg planner reads (max notional per leg, spread budget,
-slippage budget for limit prices, eligibility for buys, max participation of the displayed size).
+slippage budget for limit prices, eligibility for buys, max participation of the displayed size,
+max position weight after a buy).
 
 Tier names are a declared list matched case-insensitively: reference data naming a tier outside it is
 rejected by the caller, never given a silent default.
@@ -31,11 +32,13 @@ class LevelLimits:
     slippage_bps: float | None = None  # a leg's limit price: buy <= ask x (1 + s), sell >= bid x (1 - s)
     eligible: bool | None = None  # False: restricted, no buys (sells still reduce it)
     max_participation: float | None = None  # a leg at most this share of the displayed size (0, 1]
+    max_weight: float | None = None  # a buy never takes the position above this weight (0, 1]
 
     def __post_init__(self) -> None:
-        p = self.max_participation
-        if p is not None and not 0.0 < p <= 1.0:
-            raise ValueError(f"max_participation must be within (0, 1], got {p!r}")
+        for name in ("max_participation", "max_weight"):
+            p = getattr(self, name)
+            if p is not None and not 0.0 < p <= 1.0:
+                raise ValueError(f"{name} must be within (0, 1], got {p!r}")
         if self.max_leg_notional is not None and not self.max_leg_notional > 0:
             raise ValueError(f"max_leg_notional must be positive, got {self.max_leg_notional!r}")
         for name in ("spread_budget_bps", "slippage_bps"):
@@ -55,6 +58,7 @@ class Resolved(NamedTuple):
     slippage_bps: float
     eligible: bool
     max_participation: float = math.inf  # inf: no depth cap
+    max_weight: float = math.inf  # inf: no cap on the weight a buy leads to
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,7 @@ class Limits:
             float(first("slippage_bps", 0.0)),
             bool(first("eligible", True)),
             float(first("max_participation", math.inf)),
+            float(first("max_weight", math.inf)),
         )
 
     @property
@@ -123,6 +128,7 @@ class LimitTable:
         self.slippage_bps: F64 = np.zeros(1)
         self.eligible: Bool = np.ones(1, dtype=bool)
         self.participation: F64 = np.full(1, math.inf)
+        self.max_weight: F64 = np.full(1, math.inf)
 
     def ensure(self, cap: int) -> None:
         """Room for ``cap`` instruments plus the sentinel (as the book's other instrument columns)."""
@@ -141,6 +147,7 @@ class LimitTable:
         self.slippage_bps = grown(self.slippage_bps, 0.0)
         self.eligible = grown(self.eligible, True)
         self.participation = grown(self.participation, math.inf)
+        self.max_weight = grown(self.max_weight, math.inf)
 
     def set(self, i: int, r: Resolved) -> None:
         self.max_notional[i] = r.max_leg_notional
@@ -148,3 +155,4 @@ class LimitTable:
         self.slippage_bps[i] = r.slippage_bps
         self.eligible[i] = r.eligible
         self.participation[i] = r.max_participation
+        self.max_weight[i] = r.max_weight

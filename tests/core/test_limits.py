@@ -26,11 +26,29 @@ def limits(**over: object) -> Limits:
 
 def test_the_first_level_that_states_a_limit_wins() -> None:
     lim = limits()
-    assert lim.resolve("EQ", "large") == (50_000.0, math.inf, 10.0, True, math.inf)  # the default
-    assert lim.resolve("MC1", "micro") == (5_000.0, 100.0, 10.0, True, math.inf)  # the tier over the default
-    assert lim.resolve("MC2", "micro") == (5_000.0, 100.0, 50.0, False, math.inf)  # the instrument over both
+    assert lim.resolve("EQ", "large")[:5] == (50_000.0, math.inf, 10.0, True, math.inf)  # the default
+    assert lim.resolve("MC1", "micro")[:5] == (
+        5_000.0,
+        100.0,
+        10.0,
+        True,
+        math.inf,
+    )  # the tier over the default
+    assert lim.resolve("MC2", "micro")[:5] == (
+        5_000.0,
+        100.0,
+        50.0,
+        False,
+        math.inf,
+    )  # the instrument over both
     assert lim.resolve("X", None).max_leg_notional == 50_000.0
-    assert Limits().resolve("X", "micro") == (math.inf, math.inf, 0.0, True, math.inf)  # built in: no limits
+    assert Limits().resolve("X", "micro")[:5] == (
+        math.inf,
+        math.inf,
+        0.0,
+        True,
+        math.inf,
+    )  # built in: no limits
 
 
 def test_tiers_are_declared_and_matched_case_insensitively() -> None:
@@ -176,3 +194,18 @@ def test_halted_instruments_get_no_legs_reducing_ones_only_sells_and_a_halted_ac
     assert plan_of({"global:*": state("global", "*", "reducing")}) == {"EQ": ("sell", 200.0)}
     assert plan_of({"account:A": state("account", "A", "halted")}) == {}
     assert plan_of({"account:B": state("account", "B", "halted")}) == everything
+
+
+def test_a_buy_stops_at_the_positions_max_weight() -> None:
+    lim = Limits(tiers=("large", "micro"), tier={"micro": LevelLimits(max_weight=0.05)})
+    book = Book(limits=lim)
+    book.set_instrument("EQ", lot=1.0, tier="large")
+    book.set_instrument("MC", lot=1.0, tier="micro")
+    book.set_price("EQ", 100.0, 100.0)
+    book.set_price("MC", 10.0, 10.0)
+    book.set_cash("A", 100_000.0)
+    book.set_holding("A", "MC", 200.0)  # 2,000 of 102,000 (2 %) against a 10 % target
+    book.set_targets("A", {"EQ": 0.9, "MC": 0.1})
+    legs = {book.instruments.id_of(leg.instrument): leg.qty for leg in book.plan(book.evaluate()).legs(0)}
+    assert legs["MC"] == 310.0  # up to 5 % of 102,000 = 5,100: 510 held, 310 more
+    assert legs["EQ"] == 918.0
