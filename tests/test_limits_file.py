@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -115,3 +118,13 @@ def test_the_worker_settings_refuse_a_bad_file_and_undeclared_tiers(tmp_path: Pa
     )
     assert good.limits.version == "2026-12-03.1" and good.outlier_move_by_tier == {"micro": 0.5}
     assert good.redacted()["limits"] == f"2026-12-03.1 ({tmp_path / 'limits.toml'})"
+
+
+def test_the_worker_refuses_to_start_on_a_bad_file_and_says_where(tmp_path: Path) -> None:
+    bad = write(tmp_path, GOOD.replace("spread_budget_bps = 80", "spread_budget = 80"))
+    env = {"PATH": os.environ.get("PATH", ""), "STREAMPROC_LIMITS_FILE": str(bad)}
+    done = subprocess.run(
+        [sys.executable, "-m", "streamproc", "worker"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode != 0
+    assert "limits.toml:12: tier.micro.spread_budget: unknown limit" in done.stderr

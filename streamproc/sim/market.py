@@ -38,13 +38,14 @@ class Tier:
     lot: str
     price_range: tuple[float, float]
     max_quote_age_s: float
+    depth: tuple[float, float] | None = None  # shares displayed each side (drawn per instrument); None: deep
 
 
 TIERS: tuple[Tier, ...] = (
     Tier("large", "LC", 0.40, 0.18, 0.07, 2.0, "0.0001", (50.0, 300.0), 30.0),
     Tier("bond", "BD", 0.25, 0.05, 0.03, 5.0, "0.01", (20.0, 110.0), 30.0),
     Tier("dividend", "DV", 0.15, 0.12, 0.05, 4.0, "0.0001", (20.0, 150.0), 30.0),
-    Tier("micro", "MC", 0.20, 0.60, 0.08, 40.0, "1", (1.0, 20.0), 60.0),
+    Tier("micro", "MC", 0.20, 0.60, 0.08, 40.0, "1", (1.0, 20.0), 60.0, (500.0, 5000.0)),
 )
 _TIER_INDEX = {t.name: i for i, t in enumerate(TIERS)}
 
@@ -220,6 +221,12 @@ class Market:
         hi = np.array([t.price_range[1] for t in self.tiers])
         self.mid: F64 = np.round(setup.uniform(lo, hi), 2)
         self._floor, self._cap = lo / 20, hi * 20
+        # thin books (microcaps) quote their displayed sizes; drawn after the mids, so those stay as seeded
+        d_lo = np.array([t.depth[0] if t.depth else np.nan for t in self.tiers])
+        d_hi = np.array([t.depth[1] if t.depth else np.nan for t in self.tiers])
+        self.depth: F64 = np.where(
+            np.isnan(d_lo), np.nan, np.round(setup.uniform(np.nan_to_num(d_lo), np.nan_to_num(d_hi)))
+        )
         self._vol = np.array([t.vol for t in self.tiers])
         self._drift = np.array([t.drift for t in self.tiers])
         self._spread = np.array([t.spread_bps for t in self.tiers])
@@ -353,6 +360,7 @@ class Market:
         bid, ask = np.where(crossed, ask, bid), np.where(crossed, bid, ask)
         out: list[Record] = []
         seq = self.seq
+        depth = self.depth.tolist()
         bad = malformed.tolist()
         kind_list = kinds.tolist() if kinds is not None else [0] * len(idx)
         for i, b, a, x, m, kind in zip(
@@ -363,7 +371,10 @@ class Market:
                 out.append((self.keys[i], _garbage(name, kind, seq[i] + 1, now_ms)))
                 continue
             seq[i] += 1 + x
-            doc = {"instrument": name, "bid": b, "ask": a, "seq": seq[i], "ts": now_ms}
+            doc: dict[str, Any] = {"instrument": name, "bid": b, "ask": a, "seq": seq[i], "ts": now_ms}
+            shown = depth[i]
+            if shown == shown:  # a thin book: its displayed sizes
+                doc["bid_size"] = doc["ask_size"] = shown
             out.append((self.keys[i], orjson.dumps(doc)))
         return out
 

@@ -56,6 +56,10 @@ def test_demo_closes_the_loop_and_alerts_on_the_faults_it_injects(stack: Stack, 
     assert doc["orders_by_reason"].get("group", 0) > 0
     assert doc["sleeves_stopped"] > 0 and doc["orders_by_reason"].get("sleeve stop", 0) > 0
     assert doc["alerts"].get("sleeve_stopped:resolved", 0) > 0  # sold out, the episode ends
+    # it runs with ops/demo/limits.toml: a restricted microcap (its holders need adjustment, it is
+    # never bought) and thin microcap books (legs cut to 20 % of the shares shown, the rest waiting)
+    assert doc["alerts"].get("needs_adjustment:firing", 0) > 0
+    assert doc["restricted_left_out_peak"] > 0 and doc["depth_waiting_notional_peak"] > 0
     # nothing of the demo's namespace is left behind
     client = redis.Redis.from_url(stack.redis_url)
     assert not list(client.scan_iter(match=f"{doc['namespace']}:*", count=1000))
