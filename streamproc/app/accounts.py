@@ -134,6 +134,7 @@ class Accounts:
         if seq <= last:
             if gaps is None or not gaps.fill(seq):
                 return Applied.REPLAY
+            self.quarantine.accepted(r, seq)
             done = Applied.FILLED_SUPERSEDED
             for inst, qty in changes:
                 if gaps.newest.get(inst, -1) < seq:
@@ -153,6 +154,7 @@ class Accounts:
         if "settles" in doc:
             self.settle_withdrawal(r, doc["settles"])
         self.seq[r] = seq
+        self.quarantine.accepted(r, seq)
         self.pts[r] = max(int(self.pts[r]), int(doc["ts"]))
         self.part[r], self.owned[r] = partition, True
         self._settle(r, now)
@@ -171,6 +173,7 @@ class Accounts:
         details = {"missing_from": after + 1, "missing_to": seq, "refused_seq": seq, "why": why}
         now_ms = int(now * 1000)
         self.quarantine.jumped(r, account, after, seq + 1, now_ms, now_ms, details)
+        self.quarantine.refused(r, account, seq, int(doc["ts"]), now_ms)
         self.seq[r] = seq
         self.part[r], self.owned[r] = partition, True
         self.dirty.add(r)

@@ -32,10 +32,14 @@ class Capacity:
         """The accounts of ``plan`` were planned: what the depth cap left of their legs replaces what
         waited before (an account the cap did not touch waits for nothing)."""
         waiting = plan.waiting
+        if waiting is None:  # no leg was cut (the common case): only forget what waited before
+            if self.rows:
+                for r in plan.rows.tolist():
+                    self.rows.pop(r, None)
+            return
         for j, r in enumerate(plan.rows.tolist()):
-            slots = np.flatnonzero(waiting[j]) if waiting is not None else ()
-            if len(slots):
-                assert waiting is not None
+            slots = np.flatnonzero(waiting[j])
+            if slots.size:
                 self.rows[r] = {int(plan.instruments[j, s]): float(waiting[j, s]) for s in slots}
             else:
                 self.rows.pop(r, None)

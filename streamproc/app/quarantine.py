@@ -21,6 +21,7 @@ class Quarantine:
         self.gaps: dict[int, SeqGaps] = {}
         self.episodes: dict[int, Episode] = {}
         self.closed: list[Episode] = []  # episodes ended since the last drain
+        self.skewed: dict[int, Episode] = {}  # clock_skew: a positions record stamped in the future
 
     def __contains__(self, r: int) -> bool:
         return r in self.gaps
@@ -56,6 +57,24 @@ class Quarantine:
             )
         gaps.add(last + 1, seq - 1)
         return gaps
+
+    def refused(self, r: int, account: str, seq: int, ts_ms: int, now_ms: int) -> None:
+        """Row r's positions record ``seq`` was stamped ``ts_ms``, ahead of the clock: ``clock_skew``
+        until one of its records is applied again."""
+        if r not in self.skewed:
+            subject = ("account", account)
+            details = {"seq": seq, "record_ts": ts_ms, "ahead_ms": ts_ms - now_ms}
+            self.skewed[r] = Episode(
+                "clock_skew", subject, episode_id("clock_skew", subject, seq), now_ms, details
+            )
+
+    def accepted(self, r: int, seq: int) -> None:
+        """A positions record of row r was applied: a clock_skew episode ends."""
+        ep = self.skewed.pop(r, None)
+        if ep is not None:
+            self.closed.append(
+                Episode(ep.type, ep.subject, ep.id, ep.since_ms, {**ep.details, "resumed_at_seq": seq})
+            )
 
     def lift(self, r: int, **resolution: Any) -> bool:
         """End row r's quarantine (its episode closes with ``resolution``); False if it had none."""
@@ -95,8 +114,10 @@ class Quarantine:
         return f"position_gap seq {shown}" + (" ..." if len(ranges) > 5 else "")
 
     def open_episodes(self, owned: Callable[[int], bool]) -> dict[Key, Episode]:
-        """Ongoing position_gap episodes of owned rows."""
-        return {ep.key: ep for r, ep in self.episodes.items() if owned(r)}
+        """Ongoing position_gap and clock_skew episodes of owned rows."""
+        out = {ep.key: ep for r, ep in self.episodes.items() if owned(r)}
+        out.update({ep.key: ep for r, ep in self.skewed.items() if owned(r)})
+        return out
 
     def drain_closed(self) -> list[Episode]:
         """Episodes that ended since the last call."""

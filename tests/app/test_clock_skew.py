@@ -97,10 +97,15 @@ async def test_a_positions_record_from_the_future_counts_as_missing_until_it_com
     accounts = w.parts.accounts
     r = accounts.row("A")
     assert r in accounts.quarantine and accounts.book.holdings("A")["EQ"] == 600.0
-    (ep,) = accounts.quarantine.open_episodes(lambda _r: True).values()
+    (ep,) = [
+        e for e in accounts.quarantine.open_episodes(lambda _r: True).values() if e.type == "position_gap"
+    ]
     assert ep.type == "position_gap" and ep.details["why"] == "clock_skew" and ep.details["refused_seq"] == 4
     stored = await w.store.load_account("A")
     assert stored is not None and stored.gap is not None and stored.seq == 4  # survives a restart
+    skew = [e for e in accounts.quarantine.open_episodes(lambda _r: True).values() if e.type == "clock_skew"]
+    assert [e.details["seq"] for e in skew] == [4] and skew[0].subject == ("account", "A")
     # the producer fixes its clock and sends seq 4 again: applied, the quarantine lifts
     await w.parts.intake.on_records([record(11, now)])
     assert r not in accounts.quarantine and accounts.book.holdings("A")["EQ"] == 650.0
+    assert sorted(e.type for e in accounts.quarantine.drain_closed()) == ["clock_skew", "position_gap"]
