@@ -97,6 +97,20 @@ def _cmd_storm_release(args: argparse.Namespace) -> int:
     return storm_release(_settings(), args.mute_s)
 
 
+def _cmd_inspect_accounts(args: argparse.Namespace) -> int:
+    from streamproc.inspect_accounts import accounts_view
+
+    return accounts_view(_settings(), args.state, args.limit)
+
+
+def _cmd_namespace(args: argparse.Namespace) -> int:
+    from streamproc.namespaces import list_view, remove
+
+    if args.namespace_action == "list":
+        return list_view(_settings())
+    return remove(_settings(), args.name, args.force)
+
+
 def _cmd_reconcile(args: argparse.Namespace) -> int:
     from streamproc.inspect import reconcile
 
@@ -171,6 +185,25 @@ def build_parser() -> argparse.ArgumentParser:
         "status", help="workers, suppressed accounts, storm hold, alerts firing"
     ).set_defaults(func=_cmd_inspect)
 
+    accts = insp_sub.add_parser("accounts", help="the accounts in a state, with since when and why")
+    accts.add_argument(
+        "--state",
+        required=True,
+        choices=(
+            "held",
+            "suppressed",
+            "quarantined",
+            "untradable",
+            "throttled",
+            "rejected",
+            "unanswered",
+            "ordered",
+            "ok",
+        ),
+    )
+    accts.add_argument("--limit", type=int, default=50, help="how many to list (50); all are counted")
+    accts.set_defaults(func=_cmd_inspect_accounts)
+
     insp_sub.add_parser(
         "topics", help="records per topic and when the newest arrived (is a feed silent?)"
     ).set_defaults(func=_cmd_inspect_topics)
@@ -208,6 +241,16 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(command, help=what)
         _trading_arguments(p)
         p.set_defaults(func=_cmd_trading)
+
+    nsp = sub.add_parser("namespace", help="the namespaces on the stack; remove one")
+    nsp_sub = nsp.add_subparsers(dest="namespace_action", required=True)
+    nsp_sub.add_parser("list", help="namespaces with topics, and their live workers").set_defaults(
+        func=_cmd_namespace
+    )
+    rm = nsp_sub.add_parser("rm", help="delete a namespace's topics and Redis keys")
+    rm.add_argument("name")
+    rm.add_argument("--force", action="store_true", help="even while workers of it are alive")
+    rm.set_defaults(func=_cmd_namespace)
 
     bt = sub.add_parser("backtest", help="band vs calendar vs buy-and-hold through the live engine")
     bt.add_argument(

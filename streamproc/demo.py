@@ -351,7 +351,8 @@ def print_summary(doc: dict[str, Any], path: Path) -> None:
         ns = doc["namespace"]
         console.print(
             f"kept namespace {ns}: inspect it with `STREAMPROC_NAMESPACE={ns} streamproc inspect status` "
-            "(or `inspect topics`, `inspect account ID`); its topics and Redis keys stay until removed"
+            "(or `inspect topics`, `inspect account ID`); its topics and Redis keys stay until "
+            f"`streamproc namespace rm {ns}`"
         )
 
 

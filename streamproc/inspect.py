@@ -4,6 +4,7 @@ view of the live state in Redis, and the two operator actions the runbooks name.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -27,13 +28,21 @@ def _age(now_ms: int, ts: int | None) -> str:
     return "never" if not ts else f"{(now_ms - ts) / 1000:.1f} s ago"
 
 
+def when(now_ms: int, ts: int | None) -> str:
+    """A time for people: ISO 8601 in UTC and how long ago (``2026-12-03T14:05:56Z, 12.3 s ago``)."""
+    if not ts:
+        return "never"
+    iso = datetime.datetime.fromtimestamp(ts / 1000, tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"{iso}, {_age(now_ms, ts)}"
+
+
 def _json(doc: Any) -> str:
     return orjson.dumps(doc).decode()
 
 
-def _alerts_for(firing: Mapping[str, EpisodeDoc], kind: str, ident: str) -> list[str]:
+def _alerts_for(firing: Mapping[str, EpisodeDoc], kind: str, ident: str, now_ms: int) -> list[str]:
     return [
-        f"  {doc['type']} firing since {doc['since_ms']} ({doc['id']}): {_json(doc['details'])}"
+        f"  {doc['type']} firing since {when(now_ms, doc['since_ms'])} ({doc['id']}): {_json(doc['details'])}"
         for doc in firing.values()
         if doc["subject"] == [kind, ident]
     ]
@@ -64,24 +73,25 @@ async def _instrument(store: Store, ident: str, now_ms: int) -> int:
             f"  flags          {', '.join(flags) if flags else 'none'}  (stale is judged by age; see alerts)"
         )
         print(f"  referenced     {'yes' if held else 'no'} (held or targeted by some account)")
-        print(f"  trading state  {_state_line(await store.trading_states(), 'instrument', ident)}")
+        print(f"  trading state  {_state_line(await store.trading_states(), 'instrument', ident, now_ms)}")
     suppressed = {
         doc["worker"]: doc["suppressed_by"].get(ident, 0)
         for doc in (await _live_workers(store, now_ms)).values()
     }
     print(f"  accounts suppressed by it: {sum(suppressed.values())}")
     print(_waiting_line(ident, await _live_workers(store, now_ms)))
-    lines = _alerts_for(firing, "instrument", ident)
+    lines = _alerts_for(firing, "instrument", ident, now_ms)
     print("alerts firing:" + ("" if lines else " none"))
     for line in lines:
         print(line)
     return 0 if q is not None else 1
 
 
-def _state_line(states: Mapping[str, StateDoc], scope: str, ident: str) -> str:
+def _state_line(states: Mapping[str, StateDoc], scope: str, ident: str, now_ms: int) -> str:
     """The trading states set on ``ident`` itself and on everything (tier states: ``inspect status``)."""
     shown = [
-        f"{d['state']} ({'everything' if d['scope'] == 'global' else 'itself'}, since {d['at_ms']})"
+        f"{d['state']} ({'everything' if d['scope'] == 'global' else 'itself'}, "
+        f"since {when(now_ms, d['at_ms'])})"
         for key, d in states.items()
         if key in (f"{scope}:{ident}", "global:*")
     ]
@@ -120,7 +130,7 @@ async def _account(store: Store, ident: str, now_ms: int) -> int:
         print(f"  targets        v{t['version']}: {_json(t['weights'])} {_json(extra)}")
     else:
         print("  targets        none (not managed: never traded)")
-    print(f"  trading state  {_state_line(await store.trading_states(), 'account', ident)}")
+    print(f"  trading state  {_state_line(await store.trading_states(), 'account', ident, now_ms)}")
     if drift:
         since = f" since {_age(now_ms, drift['status_since'])}" if "status_since" in drift else ""
         print(f"  drift status   {drift['status']}{since}, evaluated {_age(now_ms, drift['evaluated_at'])}")
@@ -178,7 +188,7 @@ async def _account(store: Store, ident: str, now_ms: int) -> int:
         d = rec.rejected.details
         print(f"  REJECTED       order {d['event_id']}: {', '.join(d['instruments'])} ({d['reason']})")
         print("                 not retried until a position or targets record of the account arrives")
-    lines = _alerts_for(await store.firing_alerts(), "account", ident)
+    lines = _alerts_for(await store.firing_alerts(), "account", ident, now_ms)
     print("alerts firing:" + ("" if lines else " none"))
     for line in lines:
         print(line)
@@ -220,7 +230,7 @@ async def _status(store: Store, ident: str, now_ms: int) -> int:
     print(f"accounts suppressed: {total}")
     if storm:
         print(
-            f"BREACH STORM: orders held since {storm['since_ms']} ({storm['alert_id']}); "
+            f"BREACH STORM: orders held since {when(now_ms, storm['since_ms'])} ({storm['alert_id']}); "
             "release with: streamproc storm release"
         )
     else:
@@ -230,11 +240,14 @@ async def _status(store: Store, ident: str, now_ms: int) -> int:
     for state in sorted(states.values(), key=lambda d: d["at_ms"]):
         target = "everything" if state["scope"] == "global" else f"{state['scope']} {state['id']}"
         why = f": {state['reason']}" if state["reason"] else ""
-        print(f"  {state['state'].upper():<9} {target}  since {state['at_ms']} by {state['by']}{why}")
+        print(
+            f"  {state['state'].upper():<9} {target}  since {when(now_ms, state['at_ms'])} "
+            f"by {state['by']}{why}"
+        )
     print(f"alerts firing: {len(firing)}")
     for alert in sorted(firing.values(), key=lambda d: d["since_ms"]):
         kind, ident_ = alert["subject"]
-        print(f"  {alert['type']:<16} {kind} {ident_:<20} since {alert['since_ms']}")
+        print(f"  {alert['type']:<16} {kind} {ident_:<20} since {when(now_ms, alert['since_ms'])}")
     return 0
 
 
@@ -325,12 +338,13 @@ def deadletters_view(settings: Settings, last: int) -> int:
         print(f"no such topic {settings.topics.deadletter}: is STREAMPROC_NAMESPACE right?")
         return 1
     shown = records[-last:]
+    now_ms = int(time.time() * 1000)
     reasons: dict[str, int] = {}
     for r in shown:
         doc = orjson.loads(r.value)
         reasons[doc.get("reason", "?")] = reasons.get(doc.get("reason", "?"), 0) + 1
         where = f"{doc['topic']}@{doc['partition']}:{doc['offset']}"
-        print(f"{doc['ts']} {where} [{doc.get('reason')}] {doc['error']}")
+        print(f"{when(now_ms, doc['ts'])} {where} [{doc.get('reason')}] {doc['error']}")
     print(f"{len(shown)} dead letters shown; by reason: {_json(reasons)}")
     return 0
 

@@ -28,6 +28,11 @@ from tests.integration.workers import TopicReader, wait_for
 pytestmark = pytest.mark.integration
 
 
+def _all_held(stack, settings: Settings, n: int) -> bool:
+    out = _cli(stack, settings, "inspect", "accounts", "--state", "held", "--limit", "1").stdout
+    return f"{n} accounts held" in out
+
+
 def _cli(stack, settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     env = {"REDIS_URL": stack.redis_url, "STREAMPROC_NAMESPACE": settings.namespace, "PATH": ""}
     return subprocess.run(
@@ -59,6 +64,10 @@ async def test_a_position_gap_quarantines_the_account_until_filled_or_reconciled
         )
         assert drift["why"] == "suppressed: position_gap seq 4"
         assert (await account_field(redis_client, settings, "A", "gap"))["ranges"] == [[4, 4]]
+        quarantined = _cli(stack, settings, "inspect", "accounts", "--state", "quarantined").stdout
+        assert (
+            "position_gap seq 4" in quarantined and "1 accounts quarantined" in quarantined
+        )  # runbook's list
 
         # the late seq 4 (cash) fills the gap: resolved, and A is evaluated at once -> one order
         await produce(stack.bootstrap, [(t.positions, position("A", "CASH", 0.0, 4))])
@@ -155,6 +164,10 @@ async def test_a_breach_storm_holds_every_order_until_an_operator_releases_them(
         assert "streamproc storm release" in drift["why"]
         status = _cli(stack, settings, "inspect", "status")
         assert "BREACH STORM" in status.stdout, status.stdout
+        # the runbook's list of held accounts, during the storm
+        await wait_for("every account held", lambda: _all_held(stack, settings, len(accounts)), every=1.0)
+        held = _cli(stack, settings, "inspect", "accounts", "--state", "held", "--limit", "20").stdout
+        assert "S00" in held and "held: breach_storm" in held
         await passes_after(worker)
         await orders.to_end()
         assert orders.values() == []

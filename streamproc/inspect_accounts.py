@@ -1,0 +1,52 @@
+"""`streamproc inspect accounts --state S`: the accounts in a state, read from Redis (their drift
+documents, and the position gaps of quarantined ones), so a runbook's "check the held / suppressed /
+quarantined accounts" is one command."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from streamproc.inspect import run, when
+from streamproc.settings import Settings
+from streamproc.state.keys import Keys
+from streamproc.state.store import Store
+
+_CHUNK = 1000
+
+
+async def _accounts(store: Store, prefix: str, state: str, limit: int, now_ms: int) -> int:
+    client = store.redis
+    keys = Keys(prefix)
+    pattern = keys.account("*")  # a MATCH pattern: the braces are literal in it
+    names = [k async for k in client.scan_iter(match=pattern, count=5000)]
+    found: list[tuple[str, dict[str, Any]]] = []
+    total = 0
+    for i in range(0, len(names), _CHUNK):
+        chunk = names[i : i + _CHUNK]
+        async with client.pipeline(transaction=False) as pipe:
+            for k in chunk:
+                pipe.hmget(k, ["drift", "gap"])
+            rows = await pipe.execute()
+        for k, (drift_raw, gap) in zip(chunk, rows, strict=True):
+            drift = orjson.loads(drift_raw) if drift_raw else {}
+            hit = gap is not None if state == "quarantined" else drift.get("status") == state
+            if not hit:
+                continue
+            total += 1
+            if len(found) < limit:
+                key = k.decode() if isinstance(k, bytes) else k
+                found.append((key[key.index("{") + 1 : key.rindex("}")], drift))
+    for account, drift in sorted(found):
+        since = drift.get("status_since", drift.get("evaluated_at"))
+        why = f"  {drift['why']}" if "why" in drift else ""
+        print(f"{account:<24} {drift.get('status', '?'):<11} since {when(now_ms, since)}{why}")
+    more = f" (first {len(found)} shown; --limit N for more)" if total > len(found) else ""
+    print(f"{total} accounts {state}{more}")
+    return 0
+
+
+def accounts_view(settings: Settings, state: str, limit: int) -> int:
+    """The accounts in ``state`` (at most ``limit`` listed, all counted)."""
+    return run(settings, lambda store, now: _accounts(store, settings.redis_prefix, state, limit, now))
