@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -73,15 +74,24 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return inspect(_settings(), args.what, getattr(args, "id", ""))
 
 
+def _quiet_kafka_client() -> None:
+    """An operator command's output is its own: aiokafka's connection retries are not shown."""
+    import logging
+
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+
+
 def _cmd_inspect_topics(args: argparse.Namespace) -> int:
     from streamproc.inspect import topics_view
 
+    _quiet_kafka_client()
     return topics_view(_settings())
 
 
 def _cmd_inspect_deadletters(args: argparse.Namespace) -> int:
     from streamproc.inspect import deadletters_view
 
+    _quiet_kafka_client()
     return deadletters_view(_settings(), args.last)
 
 
@@ -311,7 +321,24 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script."""
     args = build_parser().parse_args(argv)
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except BrokenPipeError:
+        # the reader of the output went away (`streamproc inspect ... | head`): stop quietly, as
+        # shell tools do, instead of a traceback or a misleading connection error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except Exception as exc:  # a broker that cannot be reached: one line, not a traceback
+        from aiokafka.errors import KafkaError
+
+        if not isinstance(exc, KafkaError | ConnectionError | TimeoutError):
+            raise
+        servers = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092")
+        print(
+            f"streamproc: Kafka is not reachable at KAFKA_BOOTSTRAP_SERVERS ({servers}): {exc!r}",
+            file=sys.stderr,
+        )
+        return 2
     return code
 
 

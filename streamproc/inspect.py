@@ -248,6 +248,16 @@ async def _status(store: Store, ident: str, now_ms: int) -> int:
     for alert in sorted(firing.values(), key=lambda d: d["since_ms"]):
         kind, ident_ = alert["subject"]
         print(f"  {alert['type']:<16} {kind} {ident_:<20} since {when(now_ms, alert['since_ms'])}")
+    if not workers:
+        ever = await store.workers()
+        last = max((int(d.get("ts", 0)) for d in ever.values()), default=0)
+        print(
+            "NO WORKER is reporting in this namespace"
+            + (f" (the last report: {when(now_ms, last)})" if last else " and none ever did")
+            + f"; is STREAMPROC_NAMESPACE right (keys {store.keys.prefix!r})? "
+            "`streamproc namespace list` shows the namespaces"
+        )
+        return 1
     return 0
 
 
@@ -356,6 +366,8 @@ def run(settings: Settings, action: Callable[[Store, int], Awaitable[int]]) -> i
         client = redis_client(settings, socket_connect_timeout=5)
         try:
             return await action(Store(client, settings.redis_prefix), int(time.time() * 1000))
+        except BrokenPipeError:
+            raise  # the reader of our output went away (`| head`): not a Redis problem
         except (ConnectionError, OSError, aioredis.ConnectionError) as exc:
             print(
                 f"streamproc: Redis is not reachable at REDIS_URL ({settings.redacted()['redis_url']}): {exc}"

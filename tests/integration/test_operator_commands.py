@@ -64,3 +64,10 @@ async def test_namespace_list_and_rm(settings: Settings, stack, redis_client, ns
         for r in cli(stack, ns.prefix, "namespace", "list").stdout.splitlines()
         if r.startswith(ns.prefix + " ")
     ]
+
+
+async def test_inspect_status_in_a_namespace_without_workers_says_so(stack, ns) -> None:
+    done = cli(stack, f"{ns.prefix}-typo", "inspect", "status")
+    assert done.returncode == 1
+    assert "NO WORKER is reporting in this namespace and none ever did" in done.stdout
+    assert "is STREAMPROC_NAMESPACE right" in done.stdout
