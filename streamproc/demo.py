@@ -40,6 +40,7 @@ console = Console()
 OUT = Path("bench-results")
 DEMO_LIMITS = Path(__file__).resolve().parents[1] / "ops" / "demo" / "limits.toml"
 _STOP_S = 20.0  # grace for each part and worker to stop
+_PROGRESS_S = 5.0  # a progress line this often when stdout is not a terminal
 # the demo's order management: halves over 0.5 s, 5 % of orders rejected (working, filled, rejected,
 # cancelled all show within a minute)
 DESK = Policy(ratio=Decimal("0.5"), latency_ms=500, reject_share=0.05)
@@ -208,6 +209,18 @@ async def watch_workers(workers: list[WorkerProcess], view: View) -> None:
 # ---- rendering ----------------------------------------------------------------------------------
 
 
+def progress_line(view: View, sim: simulate.SimStats, desk: fill.FillStats) -> str:
+    """One line of the run's state, for a stdout that is not a terminal."""
+    m, r = view.metrics, view.rates
+    p99 = view.latency(99)
+    return (
+        f"{view.elapsed():4.0f} s  {view.workers_up} workers  quotes/s {r.get('quotes', 0):,.0f}  "
+        f"evaluations/s {r.get('evaluations', 0):,.0f}  orders {view.orders:,}  fills {desk.filled:,}  "
+        f"suppressed {m.get('suppressed', 0):,.0f}  alerts firing {len(view.firing)}  "
+        f"dead letters {sum(view.deadletters.values())}  p99 {'-' if p99 is None else f'{p99:,.0f} ms'}"
+    )
+
+
 def render(view: View, sim: simulate.SimStats, desk: fill.FillStats, duration_s: float) -> Group:
     """The live view: flows, state, latency, alerts and the newest orders."""
     m, r = view.metrics, view.rates
@@ -251,11 +264,17 @@ def render(view: View, sim: simulate.SimStats, desk: fill.FillStats, duration_s:
     )
     orders = "\n".join(view.recent_orders) or "(none yet)"
     alerts = "\n".join(view.recent_alerts) or "(none yet)"
+    by_type = Counter(doc["type"] for doc in view.firing.values())
+    firing = ", ".join(f"{t} {n}" for t, n in by_type.most_common()) or "none"
     events = "\n".join(view.events) or "(market opening)"
     return Group(
         Panel(flows, title=title, title_align="left"),
         Panel(events, title="scenario", title_align="left"),
-        Panel(alerts, title="alerts (state, type, subject, severity, runbook)", title_align="left"),
+        Panel(
+            f"firing now: {firing}\n{alerts}",
+            title="alerts: firing now, then the newest transitions (state, type, subject, severity, runbook)",
+            title_align="left",
+        ),
         Panel(orders, title="newest orders", title_align="left"),
     )
 
@@ -419,8 +438,12 @@ async def _run(s: Settings, args: argparse.Namespace) -> dict[str, Any]:
     ]
     steps = deque(schedule(market))
     interrupted = False
+    # not a terminal (`make demo | tee`, CI): plain progress lines instead of a live view
+    tty = console.is_terminal
+    live_view = Live(render(view, sim, desk, args.duration_s), console=console, refresh_per_second=4)
+    printed = 0.0
     try:
-        with Live(render(view, sim, desk, args.duration_s), console=console, refresh_per_second=4) as live:
+        with live_view if tty else contextlib.nullcontext():
             while view.elapsed() < args.duration_s:
                 for w in workers:
                     w.check_alive()
@@ -431,7 +454,13 @@ async def _run(s: Settings, args: argparse.Namespace) -> dict[str, Any]:
                     step = steps.popleft()
                     market.faults = step.faults or Faults()
                     view.events.append(f"{view.elapsed():4.0f} s  {step.say}")
-                live.update(render(view, sim, desk, args.duration_s))
+                    if not tty:
+                        print(view.events[-1], flush=True)
+                if tty:
+                    live_view.update(render(view, sim, desk, args.duration_s))
+                elif view.elapsed() - printed >= _PROGRESS_S:
+                    printed = view.elapsed()
+                    print(progress_line(view, sim, desk), flush=True)
                 await asyncio.sleep(0.25)
     except asyncio.CancelledError:
         interrupted = True  # Ctrl-C: fall through to the clean shutdown and the summary

@@ -35,6 +35,10 @@ def test_demo_closes_the_loop_and_alerts_on_the_faults_it_injects(stack: Stack, 
         logs = "".join(f"\n---- {p.name} ----\n" + p.read_text()[-2000:] for p in _worker_logs())
         pytest.fail(f"the demo did not end in 240 s: {_tail(hung.stdout)}{_tail(hung.stderr)}{logs}")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    # not a terminal: plain progress lines every 5 s, and the scenario's steps, as they happen
+    progress = [line for line in proc.stdout.splitlines() if " workers  quotes/s " in line]
+    assert len(progress) >= 8, proc.stdout[-3000:]
+    assert any("stops quoting" in line for line in proc.stdout.splitlines())
     doc = orjson.loads(summary.read_bytes())
     if doc["worker_exit_codes"] != [0, 0]:  # a stop that overran: its log says where it waited
         logs = "".join(f"\n---- {p.name} ----\n" + p.read_text()[-12000:] for p in _worker_logs())

@@ -106,7 +106,8 @@ async def test_inspect_deadletters_shows_the_newest_with_their_reasons(settings:
 
     assert newest.returncode == 0, newest.stdout + newest.stderr
     shown = [line for line in newest.stdout.splitlines() if "@0:" in line]
-    assert [line.split()[1] for line in shown] == [f"{t.quotes}@0:14", f"{t.positions}@0:15"], newest.stdout
+    where = [next(word for word in line.split() if "@0:" in word) for line in shown]
+    assert where == [f"{t.quotes}@0:14", f"{t.positions}@0:15"], newest.stdout
     assert "2 dead letters shown" in newest.stdout
 
 
