@@ -99,3 +99,19 @@ def test_the_state_dir_is_writable_outside_the_images_working_directory() -> Non
     assert state.group(1) in mounts, "the Deployment mounts a writable volume at STREAMPROC_STATE_DIR"
     (volume,) = [v for v in pod["volumes"] if v["name"] == mounts[state.group(1)]]
     assert "emptyDir" in volume, "writable whatever uid the pod runs as; nothing in it is kept"
+
+
+def test_the_pod_monitor_gives_the_job_label_the_rules_select_on() -> None:
+    monitor = yaml.safe_load((K8S / "podmonitor.yaml").read_text())
+    deployment = _manifests()["Deployment"]
+    pod = deployment["spec"]["template"]
+    labels = pod["metadata"]["labels"]
+    assert (
+        monitor["spec"]["jobLabel"] == "app.kubernetes.io/name"
+        and labels["app.kubernetes.io/name"] == "streamproc"
+    )
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    ports = {p["name"] for c in pod["spec"]["containers"] for p in c.get("ports", [])}
+    assert {e["port"] for e in monitor["spec"]["podMetricsEndpoints"]} <= ports
+    rules = (ROOT / "ops" / "prometheus" / "rules.yml").read_text()
+    assert 'up{job="streamproc"}' in rules and "absent(" in rules
