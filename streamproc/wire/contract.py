@@ -20,10 +20,40 @@ def _describe(exc: fastjsonschema.JsonSchemaValueException) -> str:
     """'field: what is expected (got value)' from a fastjsonschema error."""
     path = ".".join(str(p) for p in (exc.path or [])[1:]) or "value"
     definition = exc.definition if isinstance(exc.definition, dict) else {}
-    expected = definition.get("description") if exc.rule in ("anyOf", "oneOf") else None
+    alternatives = definition.get(exc.rule) if exc.rule in ("anyOf", "oneOf") else None
+    # the alternatives in a few words, not the schema's description (design notes for its readers)
+    expected = (
+        "must be " + " or ".join(map(_alternative, alternatives)) if isinstance(alternatives, list) else None
+    )
     message = expected or exc.message.removeprefix(f"data.{path} ").removeprefix("data ")
     got = orjson.dumps(exc.value).decode()[:80] if exc.value is not None else "nothing"
     return f"{path}: {message} (got {got})"
+
+
+def _alternative(alt: Any) -> str:
+    """One alternative of an anyOf/oneOf, for an operator: ``a number >= 0``, ``a decimal string``."""
+    if not isinstance(alt, dict):
+        return str(alt)
+    if "required" in alt and "type" not in alt:
+        return "an object with " + ", ".join(alt["required"])
+    if "const" in alt:
+        return orjson.dumps(alt["const"]).decode()
+    if "enum" in alt:
+        return "one of " + ", ".join(orjson.dumps(v).decode() for v in alt["enum"])
+    kind = alt.get("type")
+    if kind == "string" and "[0-9]" in str(alt.get("pattern", "")):
+        return "a decimal string"
+    if kind in ("number", "integer"):
+        bound = next((f" {op} {alt[k]}" for k, op in _BOUNDS if k in alt), "")
+        return f"a {'JSON number' if kind == 'number' else 'integer'}{bound}"
+    if kind is not None:
+        return f"a {kind}"
+    if "$ref" in alt:
+        return str(alt["$ref"]).rpartition("/")[2]
+    return orjson.dumps(alt).decode()[:40]
+
+
+_BOUNDS = (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="), ("exclusiveMaximum", "<"))
 
 
 class Contract:

@@ -71,6 +71,35 @@ def test_violation_names_the_field_and_what_is_expected() -> None:
         CONTRACT.validate("positions", {"account": "A", "instrument": "X", "qty": -1, "seq": 1, "ts": 1})
 
 
+@pytest.mark.parametrize(
+    ("topic", "doc", "expected"),
+    [
+        (
+            "quotes",
+            {"instrument": "EQ", "bid": "x", "ask": 1, "seq": 1, "ts": 1},
+            'bid: must be a JSON number or a decimal string (got "x")',
+        ),
+        (
+            "positions",
+            {"account": "A", "instrument": "EQ", "qty": "abc", "seq": 1, "ts": 1},
+            'qty: must be a JSON number >= 0 or a decimal string (got "abc")',
+        ),
+        (
+            "positions",
+            {"account": "A", "seq": 1, "ts": 1},
+            "value: must be an object with instrument, qty or an object with changes",
+        ),
+    ],
+)
+def test_operators_read_what_is_expected_not_the_schemas_design_notes(
+    topic: str, doc: dict, expected: str
+) -> None:
+    with pytest.raises(SchemaViolation) as caught:
+        CONTRACT.validate(topic, doc)
+    assert str(caught.value).startswith(expected)
+    assert len(str(caught.value)) < 200  # no description paragraphs
+
+
 def _decode(topic: str, key: bytes | None, doc: object) -> dict | Rejected:
     return decode(CONTRACT, topic, key, orjson.dumps(doc))
 
