@@ -22,7 +22,6 @@ async def _accounts(store: Store, prefix: str, state: str, limit: int, now_ms: i
     pattern = keys.account("*")  # a MATCH pattern: the braces are literal in it
     names = [k async for k in client.scan_iter(match=pattern, count=5000)]
     found: list[tuple[str, dict[str, Any]]] = []
-    total = 0
     for i in range(0, len(names), _CHUNK):
         chunk = names[i : i + _CHUNK]
         async with client.pipeline(transaction=False) as pipe:
@@ -34,15 +33,15 @@ async def _accounts(store: Store, prefix: str, state: str, limit: int, now_ms: i
             hit = gap is not None if state == "quarantined" else drift.get("status") == state
             if not hit:
                 continue
-            total += 1
-            if len(found) < limit:
-                key = k.decode() if isinstance(k, bytes) else k
-                found.append((key[key.index("{") + 1 : key.rindex("}")], drift))
-    for account, drift in sorted(found):
+            key = k.decode() if isinstance(k, bytes) else k
+            found.append((key[key.index("{") + 1 : key.rindex("}")], drift))
+    total = len(found)
+    found = sorted(found, key=lambda item: item[0])[:limit]  # the first by id, not by scan order
+    for account, drift in found:
         since = drift.get("status_since", drift.get("evaluated_at"))
         why = f"  {drift['why']}" if "why" in drift else ""
         print(f"{account:<24} {drift.get('status', '?'):<11} since {when(now_ms, since)}{why}")
-    more = f" (first {len(found)} shown; --limit N for more)" if total > len(found) else ""
+    more = f" (the first {len(found)} by id shown; --limit N for more)" if total > len(found) else ""
     print(f"{total} accounts {state}{more}")
     return 0
 

@@ -37,7 +37,7 @@ async def test_inspect_accounts_by_state(settings: Settings, stack, redis_client
     assert "H1" in held and "H2" in held and "U1" not in held and held.strip().endswith("2 accounts held")
     assert "breach_storm" in held and "UTC" not in held and "Z, " in held  # ISO time and "N s ago"
     one = cli(stack, ns.prefix, "inspect", "accounts", "--state", "held", "--limit", "1").stdout
-    assert "2 accounts held (first 1 shown; --limit N for more)" in one
+    assert "2 accounts held (the first 1 by id shown; --limit N for more)" in one and "H1" in one
     untradable = cli(stack, ns.prefix, "inspect", "accounts", "--state", "untradable").stdout
     assert "spread BOND 85 bps > 40" in untradable and "1 accounts untradable" in untradable
     assert "Q1" in cli(stack, ns.prefix, "inspect", "accounts", "--state", "quarantined").stdout
