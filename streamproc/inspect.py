@@ -15,7 +15,7 @@ from aiokafka import TopicPartition
 
 from streamproc import kafka
 from streamproc.clients import redis_client
-from streamproc.core.trading import StateDoc
+from streamproc.core.trading import Scope, StateDoc, field
 from streamproc.settings import Settings
 from streamproc.state.records import EpisodeDoc, OrderAction, OrderRequest, WorkingOrder
 from streamproc.state.store import Store
@@ -240,9 +240,14 @@ async def _status(store: Store, ident: str, now_ms: int) -> int:
     for state in sorted(states.values(), key=lambda d: d["at_ms"]):
         target = "everything" if state["scope"] == "global" else f"{state['scope']} {state['id']}"
         why = f": {state['reason']}" if state["reason"] else ""
+        applied = sum(
+            1
+            for w in workers.values()
+            if f"{field(Scope(state['scope']), state['id'])}={state['state']}" in w.get("trading", ())
+        )
         print(
             f"  {state['state'].upper():<9} {target}  since {when(now_ms, state['at_ms'])} "
-            f"by {state['by']}{why}"
+            f"by {state['by']}{why}; applied by {applied} of {len(workers)} workers"
         )
     print(f"alerts firing: {len(firing)}")
     for alert in sorted(firing.values(), key=lambda d: d["since_ms"]):

@@ -99,6 +99,8 @@ class Watcher:
         summary = watch.summary(
             self.accounts, self.book, partitions, now_ms, self.counters.summary(), self.storm.holding
         )
+        # the trading states this worker applies, so an operator can see a halt reached every worker
+        summary["trading"] = sorted(f"{k}={d['state']}" for k, d in self.trading.docs.items())
         await store.write_worker(self.ownership.token, summary)
         if summary["suppressed"] != watch.last_suppressed:
             watch.last_suppressed = summary["suppressed"]

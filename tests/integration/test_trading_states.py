@@ -20,6 +20,12 @@ from tests.integration.workers import TopicReader, wait_for
 pytestmark = pytest.mark.integration
 
 
+def _applied_by(stack, namespace: str) -> int:
+    out = cli(stack, namespace, "inspect", "status").stdout
+    line = next((row for row in out.splitlines() if "HALTED    instrument BOND" in row), "")
+    return 2 if "applied by 2 of 2 workers" in line else 0
+
+
 async def _with_why(drift) -> dict | None:
     doc = await drift
     return doc if doc and "why" in doc else None
@@ -50,6 +56,11 @@ async def test_halt_and_resume_reach_every_worker(
         (fired,) = alerts_of(values, "trading_state")
         contract.validate("alerts", fired)
         assert fired["state"] == "firing" and fired["details"]["reason"] == "corporate action"
+        # every worker says it applies the halt (each reads the states once a second)
+        await wait_for(
+            "both workers applying the halt", lambda: _applied_by(stack, ns.prefix) == 2, every=0.5
+        )
+        print(f"halt applied by both workers {time.monotonic() - asked:.2f} s after the command")
 
         # both accounts rally out of band; whichever worker owns each, BOND is left out
         await produce(
