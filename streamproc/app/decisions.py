@@ -190,9 +190,11 @@ def decide(
     codes[capped] = Status.UNANSWERED
     plan = book.plan(ev.take(breaching), limits) if breaching.size and not hold else None
     accounts.left_out[rows] = 0
+    flags = None
     if plan is not None:
         accounts.capacity.planned(plan)
-        accounts.left_out[ev.rows[breaching]] = left_out_flags(plan)
+        flags = left_out_flags(plan)
+        accounts.left_out[ev.rows[breaching]] = flags
     accounts.capacity.settled(rows[~ev.breaching & ~suppressed])
     _flag_restricted(accounts, ev, rows[~suppressed], now_ms)
     left_out: dict[int, str] = {}  # position in rows -> what was not traded and why
@@ -204,10 +206,12 @@ def decide(
         )
         cash_after_w = 1.0 - np.nansum(plan.weights_after, axis=1)
         br_weights = br.weights
-        for j in range(breaching.size):
-            why = untradable_why(book, plan, j)
-            if why is not None:
-                left_out[int(breaching[j])] = why
+        assert flags is not None
+        # a reason for accounts with no leg or with legs left out (a depth cap alone needs none): Python
+        # per such account only
+        explain = ((flags & ~np.uint8(LeftOut.DEPTH)) != 0) | ~plan.has_legs
+        for j in np.flatnonzero(explain).tolist():
+            left_out[int(breaching[j])] = untradable_why(book, plan, j)
         for j in np.flatnonzero(plan.has_legs).tolist():
             r = int(br.rows[j])
             codes[breaching[j]] = Status.ORDERED
@@ -389,10 +393,10 @@ def _flag_restricted(accounts: Accounts, ev: Evaluation, evaluated: I64, now_ms:
     adjust.update(evaluated.tolist(), flagged, now_ms)
 
 
-def untradable_why(book: Book, plan: LegPlan, j: int) -> str | None:
-    """Why account ``j`` of ``plan`` did not trade all it wanted: the instruments whose spread is over
-    its budget, the restricted ones it would buy, the halted or reducing ones; for an account with no
-    leg at all and none of these, the minimum trade or the lot. None when nothing was left out."""
+def untradable_why(book: Book, plan: LegPlan, j: int) -> str:
+    """Why account ``j`` of ``plan`` did not trade all it wanted, or anything: the instruments whose
+    spread is over its budget, the restricted ones it would buy, the halted or reducing ones; for an
+    account with no leg at all and none of these, the minimum trade or the lot."""
     names = book.instruments
     parts: list[str] = []
     if plan.skipped_spread[j].any() and plan.spread_bps is not None and plan.spread_budget is not None:
@@ -416,9 +420,7 @@ def untradable_why(book: Book, plan: LegPlan, j: int) -> str | None:
             ]
             if named:
                 parts.append(what.format(", ".join(named)))
-    if parts:
-        return "; ".join(parts)
-    return None if plan.has_legs[j] else "no leg reaches the minimum trade or a whole lot"
+    return "; ".join(parts) or "no leg reaches the minimum trade or a whole lot"
 
 
 _LIMIT_STEP = Decimal("1e-10")

@@ -20,7 +20,7 @@ from streamproc.app.ports import Clock, FeedSource, QuoteStore
 from streamproc.app.prices import Prices
 from streamproc.app.progress import Progress
 from streamproc.settings import Topics
-from streamproc.wire.codec import Reason, Rejected, decode
+from streamproc.wire.codec import Reason, Rejected, decode, future_error
 from streamproc.wire.contract import Contract
 from streamproc.wire.quotes import QuoteColumns, QuoteDecoder
 
@@ -169,9 +169,8 @@ class Feed:
                 dead += self._future(tp, cols, kept, now_ms)
             before = self.prices.duplicates
             idx = self.book.instrument_indices(cols.instrument)
-            sizes = None if cols.bid_size is None or cols.ask_size is None else (cols.bid_size, cols.ask_size)
             instruments = self.prices.accept_columns(
-                idx, cols.seq, cols.bid, cols.ask, cols.ts, now_ms, sizes
+                idx, cols.seq, cols.bid, cols.ask, cols.ts, now_ms, cols.sizes
             )
             duplicates = self.prices.duplicates - before
             counters.messages.inc("quotes", Outcome.CHECKED, n=idx.size - duplicates)
@@ -187,13 +186,9 @@ class Feed:
         """Dead letters for the quotes (``records``: row for row with ``cols``) stamped beyond the clock
         skew allowance; the quote checks reject them and raise ``clock_skew``."""
         out = []
-        allowed = self.prices.max_skew_ms / 1000.0
         for k in np.flatnonzero(self.prices.future(cols.ts, now_ms)).tolist():
-            r, ts = records[k], int(cols.ts[k])
-            why = (
-                f"future timestamp: ts {ts} is {(ts - now_ms) / 1000.0:.1f} s ahead of this worker's clock "
-                f"(allowed {allowed:g} s, STREAMPROC_MAX_CLOCK_SKEW_S); not applied"
-            )
+            r = records[k]
+            why = future_error(int(cols.ts[k]), now_ms, self.prices.max_skew_ms)
             out.append(
                 (Record(tp.topic, tp.partition, r.offset, r.key, r.value), Rejected(Reason.SEMANTIC, why))
             )

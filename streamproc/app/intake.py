@@ -20,7 +20,7 @@ from streamproc.app.working import Report
 from streamproc.core.book import CASH
 from streamproc.settings import Topics
 from streamproc.state.records import AccountPatch
-from streamproc.wire.codec import Reason, Rejected, decode
+from streamproc.wire.codec import Reason, Rejected, decode, future_error
 from streamproc.wire.contract import Contract
 from streamproc.wire.documents import position_changes
 
@@ -60,6 +60,7 @@ class Intake:
         """Apply a batch of positions/targets records, then persist the changed accounts in one write."""
         await self.wait_loaded({r.partition for r in records})
         now = self.clock.time()
+        now_ms = int(now * 1000)
         for rec in records:
             self.counters.consumed.inc(self.topics.logical(rec.topic))
             self.progress.consumed(TopicPartition(rec.topic, rec.partition), rec.offset + 1, rec.ts_ms)
@@ -75,12 +76,8 @@ class Intake:
                 dead.append((rec, doc))
                 continue
             account = doc["account"]
-            if logical == "positions" and doc["ts"] > now * 1000 + self.max_skew_ms:
-                why = (
-                    f"future timestamp: ts {doc['ts']} is {(doc['ts'] - now * 1000) / 1000.0:.1f} s ahead of "
-                    f"this worker's clock (allowed {self.max_skew_ms / 1000.0:g} s, "
-                    "STREAMPROC_MAX_CLOCK_SKEW_S); not applied, its seq counts as missing"
-                )
+            if logical == "positions" and doc["ts"] - now_ms > self.max_skew_ms:
+                why = future_error(doc["ts"], now_ms, self.max_skew_ms) + ", its seq counts as missing"
                 dead.append((rec, Rejected(Reason.SEMANTIC, why)))
                 if accounts.skip_position(doc, rec.partition, now, "clock_skew"):
                     r = accounts.row(account)
@@ -135,7 +132,7 @@ class Intake:
                 referenced.update(i for i, w in doc["weights"].items() if float(w) > 0)
             patch.partition(rec.partition)
             parts[account] = rec.partition
-        ids, working, now_ms = accounts.book.accounts, accounts.working, int(now * 1000)
+        ids, working = accounts.book.accounts, accounts.working
         for r in working.drain_changed():  # orders answered, reported on, rejected, retried
             patch = working.stored(r, patches.setdefault(ids.id_of(r), AccountPatch()))
             if r in working.rejected:

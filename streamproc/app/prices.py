@@ -87,8 +87,7 @@ class Prices:
         every instrument in the batch (index -> id)."""
         cols = QuoteColumns.of(list(docs))
         idx = self.book.instrument_indices(cols.instrument)
-        sizes = None if cols.bid_size is None or cols.ask_size is None else (cols.bid_size, cols.ask_size)
-        self.accept_columns(idx, cols.seq, cols.bid, cols.ask, cols.ts, sizes=sizes)
+        self.accept_columns(idx, cols.seq, cols.bid, cols.ask, cols.ts, sizes=cols.sizes)
         names = self.book.instruments
         return {i: names.id_of(i) for i in idx.tolist()}
 
@@ -124,7 +123,7 @@ class Prices:
         future = ahead = None
         if now_ms is not None:
             ahead = ts - now_ms
-            future = ahead > self.max_skew_ms
+            future = self.future(ts, now_ms)
             ts = np.minimum(ts, now_ms)
             if not future.any():
                 future = None

@@ -268,8 +268,9 @@ class Book:
         """Dense row of an account, adding an empty one when new."""
         row = self.accounts.add(account)
         self._ensure_accounts(row + 1)
-        if self.trading.docs:
-            self._acct_state[row] = self.trading.accounts().get(account, TradingState.ACTIVE)
+        own = self.trading.accounts()
+        if own:
+            self._acct_state[row] = own.get(account, TradingState.ACTIVE)
         return row
 
     # ---- reference data and prices -----------------------------------------------------------

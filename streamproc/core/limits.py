@@ -68,9 +68,7 @@ class Limits:
     version: str = "builtin"
     tiers: tuple[str, ...] = BUILTIN_TIERS
     default: LevelLimits = field(default_factory=LevelLimits)
-    tier: Mapping[str, LevelLimits] = field(
-        default_factory=lambda: {"micro": LevelLimits(band=Band(abs=0.02))}
-    )
+    tier: Mapping[str, LevelLimits] = field(default_factory=lambda: dict(_BUILTIN_TIER_LIMITS))
     instrument: Mapping[str, LevelLimits] = field(default_factory=dict)
     source: str = "built-in defaults"  # where they came from (a file path), for logs and errors
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from enum import IntEnum, StrEnum
 from typing import TypedDict
 
@@ -62,6 +63,16 @@ class TradingStates:
     """The states in force, by scope and id (ACTIVE ones are simply absent)."""
 
     docs: Mapping[str, StateDoc]
+    _accounts: dict[str, TradingState] = dataclass_field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        prefix = f"{Scope.ACCOUNT.value}:"
+        own = {
+            k[len(prefix) :]: TradingState.parse(d["state"])
+            for k, d in self.docs.items()
+            if k.startswith(prefix)
+        }
+        object.__setattr__(self, "_accounts", own)  # asked for every account the book registers
 
     def _of(self, scope: Scope, ident: str | None) -> TradingState:
         doc = self.docs.get(field(scope, ident or "")) if ident is not None else None
@@ -77,12 +88,7 @@ class TradingStates:
 
     def accounts(self) -> dict[str, TradingState]:
         """Accounts with a state of their own."""
-        prefix = f"{Scope.ACCOUNT.value}:"
-        return {
-            k[len(prefix) :]: TradingState.parse(d["state"])
-            for k, d in self.docs.items()
-            if k.startswith(prefix)
-        }
+        return self._accounts
 
 
 NO_STATES = TradingStates({})

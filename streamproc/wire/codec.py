@@ -143,6 +143,14 @@ def deadletter(
     return orjson.dumps(doc)
 
 
+def future_error(ts: int, now_ms: int, allowed_ms: float) -> str:
+    """The dead letter's reason for a record stamped beyond the clock-skew allowance."""
+    return (
+        f"future timestamp: ts {ts} is {(ts - now_ms) / 1000.0:.1f} s ahead of this worker's clock "
+        f"(allowed {allowed_ms / 1000.0:g} s, STREAMPROC_MAX_CLOCK_SKEW_S); not applied"
+    )
+
+
 def decimal_str(x: float, step: float | None = None) -> str:
     """A plain decimal string (no exponent): to the lot's decimals when ``step`` is given, else to at most
     10 decimals with trailing zeros dropped (f-string formatting: ~10x faster than numpy's)."""

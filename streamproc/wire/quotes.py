@@ -42,6 +42,13 @@ class QuoteColumns:
     bid_size: F64 | None = None  # displayed sizes (NaN: not given); None: no quote of the batch gave any
     ask_size: F64 | None = None
 
+    @property
+    def sizes(self) -> tuple[F64, F64] | None:
+        """The displayed (bid, ask) sizes, or None when no quote of the batch gave any."""
+        if self.bid_size is None or self.ask_size is None:
+            return None
+        return self.bid_size, self.ask_size
+
     @classmethod
     def of(cls, docs: Sequence[Mapping[str, Any]]) -> QuoteColumns:
         """Columns of quote documents already decoded one by one (prices may be decimal strings)."""

@@ -124,14 +124,19 @@ def test_without_limits_nothing_changes_but_the_limit_price_is_the_quote() -> No
     assert leg.limit_price == 101.0 and np.isfinite(leg.notional)
 
 
-def test_a_leg_is_at_most_its_share_of_the_displayed_size_and_the_rest_waits() -> None:
-    lim = Limits(tiers=("large", "micro"), tier={"micro": LevelLimits(max_participation=0.1)})
-    book = Book(limits=lim)
+def eq_and_micro(micro: LevelLimits) -> Book:
+    """EQ (large) at 100 and MC (micro, ``micro`` limits) at 10, whole shares; A with 100,000 in cash."""
+    book = Book(limits=Limits(tiers=("large", "micro"), tier={"micro": micro}))
     book.set_instrument("EQ", lot=1.0, tier="large")
     book.set_instrument("MC", lot=1.0, tier="micro")
     book.set_price("EQ", 100.0, 100.0)
     book.set_price("MC", 10.0, 10.0)
     book.set_cash("A", 100_000.0)
+    return book
+
+
+def test_a_leg_is_at_most_its_share_of_the_displayed_size_and_the_rest_waits() -> None:
+    book = eq_and_micro(LevelLimits(max_participation=0.1))
     book.set_targets("A", {"EQ": 0.5, "MC": 0.5})  # wants 5,000 MC and 500 EQ
     idx = book.instrument_indices(["EQ", "MC"])
     book.apply_sizes(idx, np.array([50.0, 20_000.0]), np.array([50.0, 12_345.0]))
@@ -197,13 +202,7 @@ def test_halted_instruments_get_no_legs_reducing_ones_only_sells_and_a_halted_ac
 
 
 def test_a_buy_stops_at_the_positions_max_weight() -> None:
-    lim = Limits(tiers=("large", "micro"), tier={"micro": LevelLimits(max_weight=0.05)})
-    book = Book(limits=lim)
-    book.set_instrument("EQ", lot=1.0, tier="large")
-    book.set_instrument("MC", lot=1.0, tier="micro")
-    book.set_price("EQ", 100.0, 100.0)
-    book.set_price("MC", 10.0, 10.0)
-    book.set_cash("A", 100_000.0)
+    book = eq_and_micro(LevelLimits(max_weight=0.05))
     book.set_holding("A", "MC", 200.0)  # 2,000 of 102,000 (2 %) against a 10 % target
     book.set_targets("A", {"EQ": 0.9, "MC": 0.1})
     legs = {book.instruments.id_of(leg.instrument): leg.qty for leg in book.plan(book.evaluate()).legs(0)}
