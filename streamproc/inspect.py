@@ -315,6 +315,26 @@ async def _newest(settings: Settings, topics: list[str]) -> dict[str, tuple[int,
     }
 
 
+async def _watches(settings: Settings) -> str:
+    """The feed_silent thresholds as the live workers run them (this shell's setting if none reports)."""
+    client = redis_client(settings, socket_connect_timeout=5)
+    try:
+        workers = await _live_workers(Store(client, settings.redis_prefix), int(time.time() * 1000))
+    except (ConnectionError, OSError, aioredis.ConnectionError):
+        workers = {}  # the topics are Kafka's: shown without Redis too
+    finally:
+        await client.aclose()
+    seen = {
+        ", ".join(f"{k}={v:g}s" for k, v in sorted(doc["feed_silent_s"].items())) or "none"
+        for doc in workers.values()
+        if "feed_silent_s" in doc
+    }
+    if seen:
+        return " | ".join(sorted(seen)) + f" (STREAMPROC_FEED_SILENT_S of the {len(workers)} live workers)"
+    mine = ", ".join(f"{k}={v:g}s" for k, v in settings.feed_silent_s.items()) or "none"
+    return f"{mine} (STREAMPROC_FEED_SILENT_S in this shell: no live worker reports its own)"
+
+
 def topics_view(settings: Settings) -> int:
     """`streamproc inspect topics`: per topic, records so far and when the newest arrived; 1 when a
     topic does not exist (a wrong STREAMPROC_NAMESPACE, or no worker has created them yet)."""
@@ -330,8 +350,7 @@ def topics_view(settings: Settings) -> int:
         else:
             shown = _age(now_ms, newest) if newest or not records else "unknown (not read in time)"
         print(f"{name:<32} {records:>10}  {shown}")
-    silent = ", ".join(f"{k}={v:g}s" for k, v in settings.feed_silent_s.items()) or "none"
-    print(f"feed_silent watches: {silent} (STREAMPROC_FEED_SILENT_S)")
+    print(f"feed_silent watches: {asyncio.run(_watches(settings))}")
     return 0 if len(found) == len(names) else 1
 
 

@@ -30,7 +30,7 @@ async def _accounts(store: Store, prefix: str, state: str, limit: int, now_ms: i
             rows = await pipe.execute()
         for k, (drift_raw, gap) in zip(chunk, rows, strict=True):
             drift = orjson.loads(drift_raw) if drift_raw else {}
-            hit = gap is not None if state == "quarantined" else drift.get("status") == state
+            hit = bool(gap) if state == "quarantined" else drift.get("status") == state  # b"": lifted
             if not hit:
                 continue
             key = k.decode() if isinstance(k, bytes) else k

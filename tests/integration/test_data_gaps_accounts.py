@@ -4,6 +4,7 @@ each alert once and resolve once."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -22,6 +23,7 @@ from tests.integration.alerts import (
     ticking,
 )
 from tests.integration.passes import passes_after
+from tests.integration.runbook import Runbook
 from tests.integration.scenario import for_account, setup_records
 from tests.integration.workers import TopicReader, wait_for
 
@@ -83,10 +85,16 @@ async def test_a_position_gap_quarantines_the_account_until_filled_or_reconciled
         await produce(stack.bootstrap, [(t.positions, position("B", "EQ2", 10, 9))])
         await alerts.wait("position_gap for B", lambda v: alerts_of(v, "position_gap", "B"))
         await wait_for("B suppressed", lambda: status_is(redis_client, settings, "B", "suppressed"))
-        shown = _cli(stack, settings, "inspect", "account", "B")
-        assert shown.returncode == 0 and "QUARANTINED" in shown.stdout and "[[4, 8]]" in shown.stdout
-        done = _cli(stack, settings, "reconcile", "B")
-        assert done.returncode == 0, done.stdout + done.stderr
+        async with Runbook("position_gap", stack, settings.namespace, ACCOUNT="B") as rb:
+            shown = (await rb.run("streamproc inspect account")).stdout
+            assert "QUARANTINED" in shown and "[[4, 8]]" in shown and "positions seq  9" in shown, shown
+            assert "holding        EQ2" in shown  # the holdings to check against the book of record
+            listed = (await rb.run("streamproc inspect accounts --state quarantined")).stdout
+            assert "1 accounts quarantined" in listed and re.search(r"^\s*B\b.*position_gap", listed, re.M)
+            letters = (await rb.run("streamproc inspect deadletters")).stdout
+            assert "0 dead letters shown" in letters  # the missing seqs were not malformed: reconcile
+            done = await rb.run("streamproc reconcile")
+            assert "B" in done.stdout
         values = await alerts.wait("B reconciled", lambda v: len(alerts_of(v, "position_gap", "B")) == 2)
         assert "reconciled_at" in alerts_of(values, "position_gap", "B")[1]["details"]
         await orders.wait("B's order after reconciliation", lambda v: for_account(v, "B"))
@@ -116,6 +124,11 @@ async def test_a_silent_quotes_topic_and_a_dead_letter_burst_alert_once_each(
         values = await alerts.wait("feed_silent", lambda v: alerts_of(v, "feed_silent"), timeout=30)
         (silent,) = alerts_of(values, "feed_silent")
         assert silent["subject"] == {"topic": t.quotes} and silent["severity"] == "critical"
+        async with Runbook("feed_silent", stack, settings.namespace) as rb:
+            topics = (await rb.run("streamproc inspect topics")).stdout
+            assert re.search(rf"{t.quotes}\s+\d+\s+.*s ago", topics) and "quotes=3s (" in topics, topics
+            status = (await rb.run("streamproc inspect status")).stdout
+            assert re.search(rf"feed_silent\s+topic\s+{t.quotes}", status), status
         latency_ms = silent["ts"] - (stopped + 3000)
         print(f"feed_silent detection latency: {latency_ms} ms after the 3 s threshold (1 s watch tick)")
         assert latency_ms >= 0
@@ -132,6 +145,12 @@ async def test_a_silent_quotes_topic_and_a_dead_letter_burst_alert_once_each(
                 "deadletter_rate", lambda v: alerts_of(v, "deadletter_rate"), timeout=30
             )
             assert alerts_of(values, "deadletter_rate")[0]["details"]["per_min"] >= 60
+            async with Runbook("deadletter_rate", stack, settings.namespace) as rb:
+                letters = (await rb.run("streamproc inspect deadletters")).stdout
+                assert "10 dead letters shown" in letters and '{"invalid_json":10}' in letters, letters
+                assert re.search(rf"{t.positions}@\d+:\d+ \[invalid_json\]", letters)  # where, and why
+                topics = (await rb.run("streamproc inspect topics")).stdout
+                assert re.search(rf"{t.deadletter}\s+10\s", topics), topics
             values = await alerts.wait(
                 "deadletter_rate resolved", lambda v: len(alerts_of(v, "deadletter_rate")) == 2, timeout=30
             )
@@ -162,19 +181,25 @@ async def test_a_breach_storm_holds_every_order_until_an_operator_releases_them(
         assert storm["subject"] == {"topic": t.orders} and storm["runbook"] == "runbooks/breach_storm.md"
         drift = await wait_for("S00 held", lambda: status_is(redis_client, settings, "S00", "held"))
         assert "streamproc storm release" in drift["why"]
-        status = _cli(stack, settings, "inspect", "status")
-        assert "BREACH STORM" in status.stdout, status.stdout
-        # the runbook's list of held accounts, during the storm
         await wait_for("every account held", lambda: _all_held(stack, settings, len(accounts)), every=1.0)
-        held = _cli(stack, settings, "inspect", "accounts", "--state", "held", "--limit", "20").stdout
-        assert "S00" in held and "held: breach_storm" in held
-        await passes_after(worker)
-        await orders.to_end()
-        assert orders.values() == []
+        async with Runbook("breach_storm", stack, settings.namespace, ID="EQ1", ACCOUNT="S07") as rb:
+            status = (await rb.run("streamproc inspect status")).stdout
+            assert "BREACH STORM" in status and "held 30" in status, status
+            topics = (await rb.run("streamproc inspect topics")).stdout
+            assert re.search(rf"{t.orders}\s+0\s", topics), topics  # nothing went out
+            shown = (await rb.run("streamproc inspect instrument")).stdout
+            assert "mid 132.34" in shown  # the price to verify against an independent source
+            held = (await rb.run("streamproc inspect accounts --state held")).stdout
+            assert "S00" in held and "held: breach_storm" in held and "30 accounts held" in held, held
+            account = (await rb.run("streamproc inspect account")).stdout
+            assert "drift status   held" in account and "holding        EQ1" in account, account
+            await passes_after(worker)
+            await orders.to_end()
+            assert orders.values() == []
 
-        released_at = now_ms()
-        done = _cli(stack, settings, "storm", "release", "--mute-s", "60")
-        assert done.returncode == 0, done.stdout + done.stderr
+            released_at = now_ms()
+            done = await rb.run("streamproc storm release")
+            assert "released" in done.stdout, done
         values = await orders.wait("the held orders", lambda v: len(v) == len(accounts), timeout=30)
         assert {o["account"] for o in values} == set(accounts)
         assert all(o["ts"] >= released_at for o in values)

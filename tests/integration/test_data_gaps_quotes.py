@@ -3,6 +3,8 @@ outlier. Each alert fires once and resolves once, and no order is computed from 
 
 from __future__ import annotations
 
+import re
+
 import orjson
 import pytest
 
@@ -11,6 +13,7 @@ from streamproc.sim.messages import produce
 from streamproc.wire.contract import Contract
 from tests.integration.alerts import Ticker, account_field, alerts_of, quote_seen, states, ticking
 from tests.integration.passes import passes_after
+from tests.integration.runbook import Runbook
 from tests.integration.scenario import for_account, setup_records
 from tests.integration.workers import TopicReader, wait_for
 
@@ -66,6 +69,16 @@ async def test_a_silent_instrument_goes_stale_suppresses_its_accounts_and_recove
         )
         drift = await account_field(redis_client, settings, "A", "drift")
         assert drift["status"] == "suppressed" and drift["why"] == "suppressed: quote_stale BOND"
+        async with Runbook("quote_stale", stack, settings.namespace, ID="BOND") as rb:
+            shown = (await rb.run("streamproc inspect instrument")).stdout
+            assert "accounts suppressed by it: 1" in shown and "quote_stale" in shown
+            assert f"seq {ticker.seq['BOND']}," in shown  # the last quote seen, and its age
+            status = (await rb.run("streamproc inspect status")).stdout
+            assert "accounts suppressed: 1" in status and "quote_stale" in status
+            topics = (await rb.run("streamproc inspect topics")).stdout
+            assert re.search(rf"{t.quotes}\s+[1-9]\d*\s+\S", topics)  # the feed is live: EQ1 quotes
+            suppressed = (await rb.run("streamproc inspect accounts --state suppressed")).stdout
+            assert re.search(r"^\s*A\b.*quote_stale BOND", suppressed, flags=re.M), suppressed
         await passes_after(worker)
         await orders.to_end()
         assert orders.values() == []
@@ -112,6 +125,13 @@ async def test_gap_crossed_and_outlier_quotes_alert_once_and_never_trade(
         (gap,) = alerts_of(values, "quote_gap")
         assert gap["subject"] == {"instrument": "EQ1"} and gap["state"] == "firing"
         assert (gap["details"]["missing_from"], gap["details"]["missing_to"]) == (2, 4)
+        async with Runbook("quote_gap", stack, settings.namespace, ID="EQ1") as rb:
+            shown = (await rb.run("streamproc inspect instrument")).stdout
+            assert "last seq seen  5" in shown and "quote_gap firing since" in shown, shown
+            assert '"missing_from":2,"missing_to":4' in shown
+            assert re.search(rf"{t.quotes}\s+[1-9]", (await rb.run("streamproc inspect topics")).stdout)
+            letters = (await rb.run("streamproc inspect deadletters")).stdout
+            assert "0 dead letters shown" in letters  # the lost seqs were not malformed records
         await send(ticker.next("EQ1"))
         await alerts.wait("quote_gap resolved", lambda v: len(alerts_of(v, "quote_gap")) == 2)
 
@@ -122,6 +142,12 @@ async def test_gap_crossed_and_outlier_quotes_alert_once_and_never_trade(
         values = await alerts.wait("quote_crossed firing", lambda v: alerts_of(v, "quote_crossed"))
         assert alerts_of(values, "quote_crossed")[0]["details"]["bid"] == 101.0
         await dead.wait("the crossed quote dead-lettered", lambda v: len(v) == 1)
+        async with Runbook("quote_crossed", stack, settings.namespace, ID="EQ1") as rb:
+            shown = (await rb.run("streamproc inspect instrument")).stdout
+            assert "quote_crossed firing since" in shown and '"bid":101.0' in shown, shown
+            assert "last price     bid 100.0" in shown or "mid 100" in shown  # the crossed one not applied
+            letters = (await rb.run("streamproc inspect deadletters")).stdout
+            assert re.search(rf"{t.quotes}.*\[semantic\].*cross", letters), letters
         await send(ticker.next("EQ1"))
         await alerts.wait("quote_crossed resolved", lambda v: len(alerts_of(v, "quote_crossed")) == 2)
 
@@ -130,6 +156,10 @@ async def test_gap_crossed_and_outlier_quotes_alert_once_and_never_trade(
         values = await alerts.wait("quote_outlier firing", lambda v: alerts_of(v, "quote_outlier"))
         first_outlier = alerts_of(values, "quote_outlier")[0]
         assert first_outlier["details"]["move"] == pytest.approx(0.4, abs=1e-3)
+        async with Runbook("quote_outlier", stack, settings.namespace, ID="EQ1") as rb:
+            shown = (await rb.run("streamproc inspect instrument")).stdout
+            assert "outlier held at mid 140" in shown and "quote_outlier firing since" in shown, shown
+            assert '"last_mid":' in shown and '"mid":140' in shown  # to compare with another source
         await send(ticker.next("EQ1", 100.5))
         await alerts.wait("quote_outlier resolved", lambda v: len(alerts_of(v, "quote_outlier")) == 2)
         await wait_for("EQ1 applied", lambda: quote_seen(redis_client, settings, "EQ1", ticker.seq["EQ1"]))
@@ -171,7 +201,7 @@ async def test_a_quote_stamped_a_day_ahead_is_refused_and_its_instrument_still_g
         TopicReader(stack, t.alerts) as alerts,
         TopicReader(stack, t.deadletter) as dead,
     ):
-        workers(STREAMPROC_QUOTE_MAX_AGE_S="3")
+        workers(STREAMPROC_QUOTE_MAX_AGE_S="10")  # the runbook runs before stale supersedes
         await a_evaluated(redis_client, settings)
         del ticker.mids["BOND"]  # BOND's feed stops after one quote from the future
         last_good = ticker.last_ts["BOND"]
@@ -188,6 +218,15 @@ async def test_a_quote_stamped_a_day_ahead_is_refused_and_its_instrument_still_g
         contract.validate("alerts", skew)
         assert skew["runbook"] == "runbooks/clock_skew.md" and skew["details"]["ahead_ms"] > 86_000_000
         assert skew["ts"] <= ticker.now()  # stamped when it was read, not a day from now
+        async with Runbook("clock_skew", stack, settings.namespace, ID="BOND") as rb:
+            shown = (await rb.run("streamproc inspect instrument")).stdout
+            assert f"ts {last_good}," in shown and "clock_skew firing since" in shown, shown  # last good
+            quote_ts = skew["details"]["quote_ts"]
+            assert f'"quote_ts":{quote_ts}' in shown and '"ahead_ms":' in shown  # the refused quote's
+            letters = (await rb.run("streamproc inspect deadletters")).stdout
+            assert re.search(rf"{t.quotes}.*\[semantic\] future timestamp", letters), letters
+            now = int((await rb.run("date -u")).stdout)
+            assert quote_ts - now > 86_000_000  # a day ahead of the time now: the producer's clock
         values = await alerts.wait(
             "quote_stale for BOND", lambda v: alerts_of(v, "quote_stale", "BOND"), timeout=30
         )

@@ -40,7 +40,9 @@ async def test_inspect_accounts_by_state(settings: Settings, stack, redis_client
     assert "2 accounts held (the first 1 by id shown; --limit N for more)" in one and "H1" in one
     untradable = cli(stack, ns.prefix, "inspect", "accounts", "--state", "untradable").stdout
     assert "spread BOND 85 bps > 40" in untradable and "1 accounts untradable" in untradable
-    assert "Q1" in cli(stack, ns.prefix, "inspect", "accounts", "--state", "quarantined").stdout
+    await redis_client.hset(keys.account("Q2"), mapping={"gap": b"", "drift": orjson.dumps(docs["OK"])})
+    quarantined = cli(stack, ns.prefix, "inspect", "accounts", "--state", "quarantined").stdout
+    assert "Q1" in quarantined and "Q2" not in quarantined  # Q2's gap was filled (stored as b"")
 
 
 async def test_namespace_list_and_rm(settings: Settings, stack, redis_client, ns) -> None:
