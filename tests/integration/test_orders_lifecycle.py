@@ -4,6 +4,7 @@ cash records (v1) never orders on half the change, and an atomic record is appli
 
 from __future__ import annotations
 
+import re
 import signal
 
 import orjson
@@ -14,6 +15,7 @@ from streamproc.sim.messages import now_ms, position, produce, quote
 from streamproc.state.keys import Keys
 from tests.integration.alerts import alerts_of, states
 from tests.integration.passes import passes_after
+from tests.integration.runbook import Runbook
 from tests.integration.scenario import for_account, setup_records
 from tests.integration.workers import TopicReader, wait_for
 
@@ -63,6 +65,17 @@ async def test_a_rejected_order_holds_its_account_and_alerts_once_until_an_input
         assert alert["state"] == "firing" and alert["details"]["event_id"] == order["event_id"]
         drift = await _drift(redis_client, keys.account("A"))
         assert drift["status"] == "rejected" and "restricted" in drift["why"]
+        # and a report about an order nobody sent (a wrong event_id): dead-lettered, not applied
+        stray = {**report, "event_id": "00000000-0000-5000-8000-000000000000", "exec_id": "oms-2"}
+        async with TopicReader(stack, t.deadletter) as dead:
+            await produce(stack.bootstrap, [(t.executions, (b"A", orjson.dumps(stray)))])
+            await dead.wait("the stray report dead-lettered", lambda v: v)
+        async with Runbook("order_rejected", stack, settings.namespace, ACCOUNT="A") as rb:
+            shown = (await rb.run("streamproc inspect account")).stdout
+            assert f"REJECTED       order {order['event_id']}" in shown and "(restricted)" in shown, shown
+            assert "order_rejected firing since" in shown and "drift status   rejected" in shown
+            letters = (await rb.run("streamproc inspect deadletters")).stdout
+            assert re.search(rf"{t.executions}@.*00000000-0000-5000-8000-000000000000", letters), letters
         # past its cooldown (2 s) with quotes moving: not retried
         moves = [(t.quotes, quote("EQ1", 132.5 + 0.1 * i, 3 + i)) for i in range(5)]
         moves.append((t.quotes, quote("BOND", 50.0, 2)))

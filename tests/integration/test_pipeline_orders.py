@@ -4,6 +4,8 @@ or the cooldown, re-open the account."""
 
 from __future__ import annotations
 
+import re
+
 import orjson
 import pytest
 
@@ -14,6 +16,7 @@ from streamproc.wire.contract import Contract
 from tests.integration.alerts import alerts_of
 from tests.integration.oncall import cli
 from tests.integration.passes import passes_after
+from tests.integration.runbook import Runbook
 from tests.integration.scenario import for_account, setup_records
 from tests.integration.workers import TopicReader, wait_for
 
@@ -153,17 +156,37 @@ async def test_unanswered_orders_are_cancelled_reissued_and_capped(
     assert rebalances[1]["ts"] - rebalances[0]["ts"] >= 2000  # a cooldown, then one for the cancel
     (alert,) = alerts_of(fired, "order_unanswered", "C")[:1]
     assert alert["state"] == "firing" and alert["runbook"] == "runbooks/order_unanswered.md"
-    # the runbook's commands, as on-call runs them during the incident
-    shown = cli(stack, settings.namespace, "inspect", "account", "C")
-    assert shown.returncode == 0, shown.stderr
-    assert "UNANSWERED     3 orders in a row" in shown.stdout and "streamproc orders retry C" in shown.stdout
-    assert f"CANCELLED      {rebalances[2]['event_id']}" in shown.stdout
-    topics = cli(stack, settings.namespace, "inspect", "topics")
-    assert topics.returncode == 0 and "orders" in topics.stdout, topics.stderr
-    async with TopicReader(stack, t.orders) as orders:
-        retried = cli(stack, settings.namespace, "orders", "retry", "C")
-        assert retried.returncode == 0 and "asked the owner of C to retry" in retried.stdout, retried.stderr
-        values = await orders.wait("the retried order", lambda v: len(v) >= 7, timeout=30)
+    # a report about an order the monitor never sent: dead-lettered, and no answer for C
+    stray = {"account": "C", "event_id": "00000000-0000-5000-8000-000000000001", "exec_id": "oms-9"}
+    stray |= {"legs": [{"instrument": "EQ3", "state": "filled", "cum_qty": 1, "leaves_qty": 0}]}
+    async with TopicReader(stack, t.deadletter) as dead:
+        await produce(stack.bootstrap, [(t.executions, (b"C", orjson.dumps({**stray, "ts": now_ms()})))])
+        await dead.wait("the stray report dead-lettered", lambda v: v)
+    async with Runbook("order_unanswered", stack, settings.namespace, ACCOUNT="C") as rb:
+        shown = (await rb.run("streamproc inspect account")).stdout
+        assert "UNANSWERED     3 orders in a row" in shown and "streamproc orders retry C" in shown, shown
+        assert f"CANCELLED      {rebalances[2]['event_id']}" in shown
+        topics = (await rb.run("streamproc inspect topics")).stdout
+        assert re.search(rf"{t.orders}\s+6\s", topics) and re.search(rf"{t.executions}\s+1\s", topics)
+        letters = (await rb.run("streamproc inspect deadletters")).stdout
+        assert re.search(rf"{t.executions}@.*00000000-0000-5000-8000-000000000001", letters), letters
+        async with TopicReader(stack, t.orders) as orders:
+            retried = await rb.run("streamproc orders retry")
+            assert "asked the owner of C to retry" in retried.stdout, retried
+            values = await orders.wait("the retried order", lambda v: len(v) >= 7, timeout=30)
+            # the other mitigation, once order management says it dropped them: forget what is open
+            await wait_for(
+                "the retry unanswered too",
+                lambda: _drift_status(redis_client, key_c, "unanswered"),
+                timeout=30,
+            )
+            released = await rb.run("streamproc orders release")
+            assert "asked the owner of C to release" in released.stdout, released
+            await wait_for(
+                "C evaluated on its holdings again",
+                lambda: _drift_status(redis_client, key_c, "ordered"),
+                timeout=30,
+            )
     assert values[6]["type"] == "rebalance" and values[6]["inputs"]["attempt"] == 3
 
 

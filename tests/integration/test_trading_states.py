@@ -14,6 +14,7 @@ from streamproc.sim.messages import produce, quote
 from streamproc.wire.contract import Contract
 from tests.integration.alerts import account_field, alerts_of
 from tests.integration.oncall import cli
+from tests.integration.runbook import Runbook
 from tests.integration.scenario import for_account, setup_records
 from tests.integration.workers import TopicReader, wait_for
 
@@ -75,12 +76,29 @@ async def test_halt_and_resume_reach_every_worker(
                 lambda a=account: _with_why(account_field(redis_client, settings, a, "drift")),
             )
             assert drift["why"] == "partly untradable: halted BOND"
-        status = cli(stack, ns.prefix, "inspect", "status").stdout
-        assert "HALTED    instrument BOND" in status and "corporate action" in status
+        # the other scopes a runbook may have to resume: a tier, an account, everything
+        for scope in (["--tier", "bond"], ["--account", "B"], ["--all"]):
+            done = cli(stack, ns.prefix, "halt", *scope, "--reason", "drill")
+            assert done.returncode == 0, done.stdout + done.stderr
+        async with Runbook("trading_state", stack, ns.prefix, ID="BOND", TIER="bond", ACCOUNT="A") as rb:
+            status = (await rb.run("streamproc inspect status")).stdout
+            assert "HALTED    instrument BOND" in status and "corporate action" in status, status
+            assert "HALTED    tier bond" in status and "HALTED    account B" in status
+            shown = (await rb.run("streamproc inspect instrument")).stdout
+            assert "trading state  halted (itself" in shown and "halted (everything" in shown, shown
+            account = (await rb.run("streamproc inspect account")).stdout
+            assert "why            partly untradable: halted BOND" in account, account
 
-        done = cli(stack, ns.prefix, "resume", "--instrument", "BOND")
-        assert "instrument BOND: halted -> active" in done.stdout
-        values = await alerts.wait("the resume audited", lambda v: len(alerts_of(v, "trading_state")) == 2)
-        assert [a["state"] for a in alerts_of(values, "trading_state")] == ["firing", "resolved"]
+            done = await rb.run("streamproc resume --instrument")
+            assert "instrument BOND: halted -> active" in done.stdout
+            assert "tier bond: halted -> active" in (await rb.run("streamproc resume --tier")).stdout
+            done = await rb.run("streamproc resume --account", ACCOUNT="B")
+            assert "account B: halted -> active" in done.stdout
+            assert "halted -> active" in (await rb.run("streamproc resume --all")).stdout
+        values = await alerts.wait("the resumes audited", lambda v: len(alerts_of(v, "trading_state")) == 8)
+        assert sorted(a["state"] for a in alerts_of(values, "trading_state")) == ["firing"] * 4 + [
+            "resolved"
+        ] * 4
+        assert "trading states: all active" in cli(stack, ns.prefix, "inspect", "status").stdout
         assert "trading state  active" in cli(stack, ns.prefix, "inspect", "instrument", "BOND").stdout
     assert fired["subject"] == {"instrument": "BOND"}
