@@ -58,3 +58,16 @@ def test_the_command_check_catches_what_does_not_exist() -> None:
     for bad in ("streamproc inspect portfolio X", "streamproc storm release --force", "streamproc restart"):
         with pytest.raises(AssertionError, match="does not exist"):
             check_command(bad)
+
+
+def test_every_runbook_is_followed_during_its_incident_by_an_integration_test() -> None:
+    # tests/integration/runbook.py runs every command of the runbook and fails if the test leaves one out
+    followed = {
+        name
+        for path in (ROOT / "tests" / "integration").glob("test_*.py")
+        for name in re.findall(r'Runbook\(\s*"([a-z_]+)"', path.read_text())
+    }
+    runbooks = {p.stem for p in RUNBOOKS.glob("*.md") if p.stem != "README"}
+    assert followed <= runbooks, f"tests follow runbooks that do not exist: {sorted(followed - runbooks)}"
+    missing = sorted(runbooks - followed)
+    assert not missing, f"no integration test provokes the incident of and follows: {missing}"

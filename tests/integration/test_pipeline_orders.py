@@ -14,7 +14,6 @@ from streamproc.sim.messages import now_ms, position, produce, quote
 from streamproc.state.keys import Keys
 from streamproc.wire.contract import Contract
 from tests.integration.alerts import alerts_of
-from tests.integration.oncall import cli
 from tests.integration.passes import passes_after
 from tests.integration.runbook import Runbook
 from tests.integration.scenario import for_account, setup_records

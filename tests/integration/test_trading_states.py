@@ -96,9 +96,10 @@ async def test_halt_and_resume_reach_every_worker(
             assert "account B: halted -> active" in done.stdout
             assert "halted -> active" in (await rb.run("streamproc resume --all")).stdout
         values = await alerts.wait("the resumes audited", lambda v: len(alerts_of(v, "trading_state")) == 8)
-        assert sorted(a["state"] for a in alerts_of(values, "trading_state")) == ["firing"] * 4 + [
-            "resolved"
-        ] * 4
+        assert (
+            sorted(a["state"] for a in alerts_of(values, "trading_state"))
+            == ["firing"] * 4 + ["resolved"] * 4
+        )
         assert "trading states: all active" in cli(stack, ns.prefix, "inspect", "status").stdout
         assert "trading state  active" in cli(stack, ns.prefix, "inspect", "instrument", "BOND").stdout
     assert fired["subject"] == {"instrument": "BOND"}
