@@ -60,7 +60,7 @@ async def _instrument(store: Store, ident: str, now_ms: int) -> int:
         print(f"instrument {ident}")
         if q.ts:
             print(f"  last price     bid {q.bid} / ask {q.ask} (mid {(q.bid + q.ask) / 2:g})")
-            print(f"  last quote     seq {q.seq}, ts {q.ts}, {_age(now_ms, q.ts)}")
+            print(f"  last quote     seq {q.seq}, ts {q.ts} ({when(now_ms, q.ts)})")
             if q.bid_size == q.bid_size or q.ask_size == q.ask_size:  # not NaN: the quote gave sizes
                 print(f"  displayed size bid {q.bid_size:g} / ask {q.ask_size:g}")
         else:
@@ -79,6 +79,17 @@ async def _instrument(store: Store, ident: str, now_ms: int) -> int:
         for doc in (await _live_workers(store, now_ms)).values()
     }
     print(f"  accounts suppressed by it: {sum(suppressed.values())}")
+    adjusting = [
+        doc["subject"][1]
+        for doc in firing.values()
+        if doc["type"] == "needs_adjustment" and ident in doc["details"].get("restricted", ())
+    ]
+    if adjusting:
+        versions = sorted({str(d.get("limits", "?")) for d in (await _live_workers(store, now_ms)).values()})
+        print(
+            f"  restricted     {len(adjusting)} accounts need adjustment for it "
+            f"(e.g. {', '.join(sorted(adjusting)[:3])}); limits version {', '.join(versions) or '?'}"
+        )
     print(_waiting_line(ident, await _live_workers(store, now_ms)))
     lines = _alerts_for(firing, "instrument", ident, now_ms)
     print("alerts firing:" + ("" if lines else " none"))
@@ -161,7 +172,7 @@ async def _account(store: Store, ident: str, now_ms: int) -> int:
     if rec.order:
         o = rec.order
         legs = ", ".join(f"{leg['side']} {leg['qty']} {leg['instrument']}" for leg in o["legs"])
-        print(f"  last order     {o['event_id']} at {o['ts']} ({_age(now_ms, o['ts'])}): {legs}")
+        print(f"  last order     {o['event_id']} at {when(now_ms, o['ts'])}: {legs}")
         if "replaces" in o:
             print(f"                 replaces {o['replaces']} (cancelled)")
         for ref in o.get("working", []):
@@ -220,6 +231,7 @@ async def _status(store: Store, ident: str, now_ms: int) -> int:
         print(
             f"  {doc['worker']:<28} partitions {doc['partitions']}  accounts {doc['accounts']}  "
             f"suppressed {doc['suppressed']}  quarantined {doc['quarantined']}  held {doc['held']}"
+            + (f"  limits {doc['limits']}" if "limits" in doc else "")
         )
         if doc["suppressed_by"]:
             print(f"    suppressed by: {_json(doc['suppressed_by'])}")

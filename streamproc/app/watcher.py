@@ -103,6 +103,7 @@ class Watcher:
         summary["trading"] = sorted(f"{k}={d['state']}" for k, d in self.trading.docs.items())
         # and the feeds it watches, so `inspect topics` shows the workers' thresholds, not the shell's
         summary["feed_silent_s"] = dict(self.settings.feed_silent_s)
+        summary["limits"] = self.settings.limits.version
         await store.write_worker(self.ownership.token, summary)
         if summary["suppressed"] != watch.last_suppressed:
             watch.last_suppressed = summary["suppressed"]

@@ -4,16 +4,19 @@ order buying equity; at 62 % (inside +-3) -> none, although no single ETF ever l
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
 import pytest
 
 from streamproc.settings import Settings, Topics
-from streamproc.sim.messages import instrument, position, produce, quote, targets
+from streamproc.sim.messages import instrument, now_ms, position, produce, quote, targets
 from streamproc.state.keys import Keys
 from streamproc.wire.contract import Contract
+from tests.integration.alerts import account_field, alerts_of
 from tests.integration.passes import passes_after
+from tests.integration.runbook import Runbook
 from tests.integration.scenario import for_account
 from tests.integration.workers import TopicReader, wait_for
 
@@ -112,3 +115,37 @@ async def test_class_bands_order_the_seeds_60_40_back_at_class_level(
         "bonds": pytest.approx(0.38, abs=1e-3),
     }
     assert worker.alive
+
+
+async def test_a_sleeve_past_its_stop_loss_is_sold_once_and_on_call_sees_why(
+    settings: Settings, workers, stack, redis_client
+):
+    # K: 90 % in two large caps, a 10 % microcap sleeve with a 15 % stop-loss; the microcaps fall 20 %
+    t = settings.topics
+    core, micro = ["K-EQ0", "K-EQ1"], ["K-MC0", "K-MC1"]
+    recs: list[Any] = [(t.instruments, instrument(i, lot=0.0001, tier="large")) for i in core]
+    recs += [(t.instruments, instrument(i, lot=1, tier="micro")) for i in micro]
+    recs += [(t.quotes, quote(i, 100.0, 1)) for i in core] + [(t.quotes, quote(i, 10.0, 1)) for i in micro]
+    held = [(i, 450.0) for i in core] + [(i, 500.0) for i in micro] + [("CASH", 0.0)]
+    recs += [(t.positions, position("K", i, q, n)) for n, (i, q) in enumerate(held, 1)]
+    sleeve = {"members": micro, "band": {"abs": 0.02}, "opened_at": now_ms(), "kill": {"stop_loss": 0.15}}
+    weights = {**{i: 0.45 for i in core}, **{i: 0.05 for i in micro}}
+    recs.append((t.targets, targets("K", weights, groups={"micro": sleeve})))
+    await produce(stack.bootstrap, recs)
+    async with TopicReader(stack, t.orders) as orders, TopicReader(stack, t.alerts) as alerts:
+        workers()
+        await wait_for("K evaluated", lambda: account_field(redis_client, settings, "K", "drift"), timeout=60)
+        await produce(stack.bootstrap, [(t.quotes, quote(i, 8.0, 2)) for i in micro])
+        (fired,) = await alerts.wait("sleeve_stopped", lambda v: alerts_of(v, "sleeve_stopped", "K"))
+        assert fired["details"]["trigger"] == "stop_loss"
+        (order,) = await orders.wait("the liquidation", lambda v: for_account(v, "K"))
+        assert {leg["instrument"]: leg["qty"] for leg in order["legs"] if leg["side"] == "sell"} == {
+            "K-MC0": "500",
+            "K-MC1": "500",
+        }
+        async with Runbook("sleeve_stopped", stack, settings.namespace, ACCOUNT="K") as rb:
+            shown = (await rb.run("streamproc inspect account")).stdout
+            assert re.search(r"sleeve .*micro.*STOPPED by stop_loss", shown), shown
+            assert f"last order     {order['event_id']}" in shown and "WORKING" in shown  # still to fill
+            topics = (await rb.run("streamproc inspect topics")).stdout
+            assert re.search(rf"{t.executions}\s+0\s+never", topics), topics  # nobody answered yet

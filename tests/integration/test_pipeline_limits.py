@@ -5,6 +5,7 @@ dead-lettered while a declared one in capitals is taken."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,9 @@ from streamproc.settings import Settings
 from streamproc.sim.messages import instrument, now_ms, position, produce, quote, targets
 from streamproc.state.keys import Keys
 from streamproc.wire.contract import Contract
+from tests.integration.alerts import alerts_of
 from tests.integration.oncall import cli
+from tests.integration.runbook import Runbook
 from tests.integration.scenario import for_account
 from tests.integration.workers import TopicReader, wait_for
 
@@ -35,6 +38,9 @@ spread_budget_bps = 40
 
 [tier.micro]
 max_participation = 0.1
+
+[instrument."R-EQ"]
+eligible = false
 """
 
 
@@ -70,8 +76,22 @@ async def test_limits_reach_the_stream(
     recs += [(t.positions, position("N", i, q, n)) for n, (i, q) in enumerate(held, 1)]
     recs.append((t.targets, targets("N", {"N-EQ": 0.6, "N-BOND": 0.4}, band={"abs": 0.03})))
     recs.append((t.positions, position("S", "CASH", 100_000.0, 1)))
+    # R: its model holds R-EQ, which the limits restrict: the advisor must adjust the targets
+    recs += [
+        (t.instruments, instrument("R-EQ", lot=0.0001, tier="large")),
+        (t.quotes, quote("R-EQ", 20.0, 1)),
+    ]
+    recs += [
+        (t.positions, position("R", i, q, n))
+        for n, (i, q) in enumerate([("R-EQ", 300.0), ("CASH", 4000.0)], 1)
+    ]
+    recs.append((t.targets, targets("R", {"R-EQ": 0.6, "N-BOND": 0.4}, band={"abs": 0.03})))
     recs.append((t.targets, targets("S", {"S-BOND": 1.0}, band={"abs": 0.03})))
-    async with TopicReader(stack, t.deadletter) as dead, TopicReader(stack, t.orders) as orders:
+    async with (
+        TopicReader(stack, t.deadletter) as dead,
+        TopicReader(stack, t.orders) as orders,
+        TopicReader(stack, t.alerts) as alerts,
+    ):
         await produce(stack.bootstrap, recs)
         worker = workers(STREAMPROC_LIMITS_FILE=str(path))
         drift = await wait_for(
@@ -85,6 +105,17 @@ async def test_limits_reach_the_stream(
             rejected["reason"] == "semantic"
             and "tier 'microcap' of X-MC is not a declared tier" in rejected["error"]
         )
+
+        (fired,) = await alerts.wait("R needs adjustment", lambda v: alerts_of(v, "needs_adjustment", "R"))
+        assert fired["details"]["restricted"] == ["R-EQ"]
+        async with Runbook("needs_adjustment", stack, ns.prefix, ACCOUNT="R", ID="R-EQ") as rb:
+            account = (await rb.run("streamproc inspect account")).stdout
+            assert "needs_adjustment: restricted R-EQ" in account, account
+            assert "needs_adjustment firing since" in account and '"restricted":["R-EQ"]' in account
+            shown = (await rb.run("streamproc inspect instrument")).stdout
+            assert "restricted     1 accounts need adjustment for it (e.g. R); limits version it-1" in shown
+            status = (await rb.run("streamproc inspect status")).stdout
+            assert "limits it-1" in status and re.search(r"needs_adjustment\s+account R\b", status), status
 
         await wait_for("N evaluated", lambda: redis_client.hget(keys.account("N"), "drift"), timeout=60)
         await produce(stack.bootstrap, [(t.quotes, quote("N-EQ", 132.0, 2))])
