@@ -220,7 +220,8 @@ def _state_dir(raw: str) -> Path:
     return path
 
 
-# field -> (environment variable, default, parser, help); a test checks the README documents each one.
+# field -> (environment variable, default, parser, help); a test checks docs/configuration.md documents
+# each one.
 SPEC: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
     "kafka_bootstrap_servers": ("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092", _bootstrap, "Kafka brokers"),
     "kafka_security_protocol": (

@@ -132,7 +132,7 @@ class Feed:
                     source.seek(tp, offsets[tp.partition])
                 else:
                     await source.seek_to_beginning(tp)
-        # reference data is compacted and small: re-read it (its dead letters may repeat, see README)
+        # reference data is compacted and small: re-read it (its dead letters may repeat: docs/delivery.md)
         owned_refs = [tp for tp in self.ref_tps if tp.partition % n in parts]
         if owned_refs:
             await source.seek_to_beginning(*owned_refs)

@@ -5,7 +5,7 @@ A weight breaches when ``|w - t|`` exceeds the absolute band *or* the relative b
 A relative band only applies to a positive target: a holding whose target is 0 is judged by the
 absolute band alone (the default's, when its band has none).
 
-Precedence, first match wins (documented in README, "Bands"):
+Precedence, first match wins (documented in docs/drift-engine.md, "Bands"):
 1. the account's per-instrument band (targets ``bands``),
 2. the policy's per-instrument override,
 3. the policy's default for the instrument's tier (e.g. ``micro`` at 0.02),

@@ -1,5 +1,5 @@
-"""The Redis key layout (README, "State in Redis"). Per-account and per-instrument keys carry the id in a
-``{hash tag}``, so on Redis Cluster everything of one account lives in one slot."""
+"""The Redis key layout (docs/operations.md, "State in Redis"). Per-account and per-instrument keys carry
+the id in a ``{hash tag}``, so on Redis Cluster everything of one account lives in one slot."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""streamproc/core is numpy and the standard library only (README, "The drift engine"): every import in
+"""streamproc/core is numpy and the standard library only (docs/drift-engine.md): every import in
 its source, nested and conditional ones included, is checked from the syntax tree, not by importing."""
 
 from __future__ import annotations
