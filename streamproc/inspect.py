@@ -231,7 +231,12 @@ async def _status(store: Store, ident: str, now_ms: int) -> int:
         print(
             f"  {doc['worker']:<28} partitions {doc['partitions']}  accounts {doc['accounts']}  "
             f"suppressed {doc['suppressed']}  quarantined {doc['quarantined']}  held {doc['held']}"
+            + (f"  throttled {doc['throttled']}" if doc.get("throttled") else "")
             + (f"  limits {doc['limits']}" if "limits" in doc else "")
+        )
+        print(
+            f"    reported {_age(now_ms, doc['ts'])}; lag "
+            + (", ".join(f"{t} {n}" for t, n in sorted(doc.get("lag", {}).items())) or "unknown")
         )
         if doc["suppressed_by"]:
             print(f"    suppressed by: {_json(doc['suppressed_by'])}")

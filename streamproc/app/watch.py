@@ -130,6 +130,7 @@ class Watch:
             "suppressed": counts_now["suppressed"],
             "held": counts_now["held"],
             "quarantined": counts_now["quarantined"],
+            "throttled": counts_now["throttled"],
             "suppressed_by": top,
             "flagged_instruments": int(flagged.size),
             "waiting": {

@@ -104,6 +104,7 @@ class Watcher:
         # and the feeds it watches, so `inspect topics` shows the workers' thresholds, not the shell's
         summary["feed_silent_s"] = dict(self.settings.feed_silent_s)
         summary["limits"] = self.settings.limits.version
+        summary["lag"] = dict(self.progress.lag)  # records behind, per input topic
         await store.write_worker(self.ownership.token, summary)
         if summary["suppressed"] != watch.last_suppressed:
             watch.last_suppressed = summary["suppressed"]

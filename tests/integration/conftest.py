@@ -67,12 +67,19 @@ async def topics(admin: AIOKafkaAdminClient, ns: Namespace) -> AsyncIterator[lis
 @pytest.fixture
 async def settings(stack: Stack, ns: Namespace, admin: AIOKafkaAdminClient, topics: list[str]) -> Settings:
     """The namespace's worker settings, with its topics created (3 partitions) as a worker would."""
+    return await namespace_settings(stack, ns, admin)
+
+
+async def namespace_settings(
+    stack: Stack, ns: Namespace, admin: AIOKafkaAdminClient, partitions: int = 3
+) -> Settings:
+    """A namespace's worker settings, its topics created with ``partitions`` as a worker would."""
     s = Settings.from_env(
         {
             "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap,
             "REDIS_URL": stack.redis_url,
             "STREAMPROC_NAMESPACE": ns.prefix,
-            "STREAMPROC_PARTITIONS": "3",
+            "STREAMPROC_PARTITIONS": str(partitions),
         }
     )
     await ensure_topics(s, admin)
