@@ -163,6 +163,13 @@ def _redis_url(raw: str) -> str:
     return raw
 
 
+def _base_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if raw and (parts.scheme not in ("http", "https") or not parts.netloc):
+        raise ValueError("must be empty or an http:// or https:// URL (where runbooks/ is served)")
+    return raw.rstrip("/")
+
+
 def _namespace(raw: str) -> str:
     if raw and not _NAMESPACE.match(raw):
         raise ValueError("must be empty or 1-64 characters of letters, digits, '_' and '-'")
@@ -422,6 +429,13 @@ SPEC: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
         "band, max_leg_notional, spread_budget_bps, slippage_bps, eligible; docs/limits.md); default: "
         "the built-in tiers large, bond, dividend, micro, micro at ±2 points, no other limit",
     ),
+    "runbook_base_url": (
+        "STREAMPROC_RUNBOOK_BASE_URL",
+        "",
+        _base_url,
+        "where the runbooks are served (an https:// URL); each alert then carries `runbook_url` = this + "
+        "`/<type>.md` beside the repository path `runbook` (empty: no `runbook_url`)",
+    ),
     "state_dir": (
         "STREAMPROC_STATE_DIR",
         "",
@@ -484,6 +498,7 @@ class Settings:
     log_format: str
     schemas_dir: Path
     limits: Limits
+    runbook_base_url: str
     state_dir: Path
 
     @classmethod

@@ -28,8 +28,8 @@ def field_of(key: Key) -> str:
     return f"{type_}|{kind}|{ident}"
 
 
-def alert_doc(t: Transition, now_ms: int) -> dict[str, Any]:
-    """The ``alerts`` record of a transition."""
+def alert_doc(t: Transition, now_ms: int, runbook_base_url: str = "") -> dict[str, Any]:
+    """The ``alerts`` record of a transition (with ``runbook_url`` when the runbooks' base is set)."""
     ep = t.episode
     kind = ALERT_TYPES[ep.type]
     details = dict(ep.details)
@@ -44,7 +44,7 @@ def alert_doc(t: Transition, now_ms: int) -> dict[str, Any]:
         "ts": now_ms,
         "details": details,
         "runbook": kind.runbook,
-    }
+    } | ({"runbook_url": f"{runbook_base_url}/{ep.type}.md"} if runbook_base_url else {})
 
 
 class Alerter:
@@ -57,8 +57,10 @@ class Alerter:
         topic: str,
         owns: Callable[[Subject], bool],
         counters: Counters,
+        runbook_base_url: str = "",
     ) -> None:
         self.store = store
+        self.runbook_base_url = runbook_base_url
         self.publisher = publisher
         self.topic = topic
         self.owns = owns
@@ -93,7 +95,7 @@ class Alerter:
     async def _publish(self, transitions: list[Transition], now_ms: int) -> None:
         futures = []
         for t in transitions:
-            doc = alert_doc(t, now_ms)
+            doc = alert_doc(t, now_ms, self.runbook_base_url)
             ep = t.episode
             futures.append(
                 await self.publisher.send(self.topic, key=ep.subject[1].encode(), value=orjson.dumps(doc))

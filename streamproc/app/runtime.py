@@ -132,7 +132,9 @@ def build(
     )
     ownership = Ownership(store, accounts, partitions, orders.recover, lock, clock, token=token)
     storm = StormGuard(settings, store, accounts)
-    alerter = Alerter(store, publisher, topics.alerts, ownership.owns_subject, counters)
+    alerter = Alerter(
+        store, publisher, topics.alerts, ownership.owns_subject, counters, settings.runbook_base_url
+    )
     watch = Watch(settings)
     feed = Feed(
         contract,

@@ -47,7 +47,11 @@ def test_each_rule_pages_with_a_runbook(rule: dict) -> None:
     assert rule["labels"]["severity"] in {"warning", "critical"}
     assert re.fullmatch(r"\d+[smh]", rule["for"])
     assert rule["annotations"]["summary"]
-    runbook = ROOT / rule["annotations"]["runbook_url"]
+    # built from the base Prometheus is told (external label runbook_base_url), not a relative path
+    url = rule["annotations"]["runbook_url"]
+    found = re.fullmatch(r"\{\{ \$externalLabels\.runbook_base_url \}\}/([a-z_]+\.md)", url)
+    assert found, f"{rule['alert']}: runbook_url {url!r} is not the base URL + /<runbook>.md"
+    runbook = ROOT / "runbooks" / found.group(1)
     assert runbook.is_file(), f"{rule['alert']}: {runbook} is missing"
     headings = re.findall(r"^## (.+)$", runbook.read_text(), flags=re.M)
     assert headings == list(SECTIONS)
