@@ -107,6 +107,13 @@ def _cmd_storm_release(args: argparse.Namespace) -> int:
     return storm_release(_settings(), args.mute_s)
 
 
+def _cmd_incident_report(args: argparse.Namespace) -> int:
+    from streamproc.incidents.command import incident_report
+
+    _quiet_kafka_client()
+    return incident_report(_settings(), args.since, args.until, args.alert, args.format, args.grace_s)
+
+
 def _cmd_inspect_accounts(args: argparse.Namespace) -> int:
     from streamproc.inspect_accounts import accounts_view
 
@@ -261,6 +268,25 @@ def build_parser() -> argparse.ArgumentParser:
     rm.add_argument("name")
     rm.add_argument("--force", action="store_true", help="even while workers of it are alive")
     rm.set_defaults(func=_cmd_namespace)
+
+    inc = sub.add_parser("incident", help="reports of alert episodes, for the postmortem")
+    inc_sub = inc.add_subparsers(dest="incident_action", required=True)
+    rep = inc_sub.add_parser(
+        "report",
+        help="per episode: timeline, accounts kept from trading, orders withheld and published after "
+        "recovery, dead letters, related alerts, the runbook",
+    )
+    rep.add_argument("--since", default="1d", help="30m, 2h, 1d (ago), epoch ms or ISO 8601 (default 1d)")
+    rep.add_argument("--until", default=None, help="as --since (default: now)")
+    rep.add_argument("--alert", default=None, metavar="ID", help="only this alert_id's episode")
+    rep.add_argument("--format", choices=("markdown", "json"), default="markdown")
+    rep.add_argument(
+        "--grace-s",
+        type=float,
+        default=300.0,
+        help="orders of the affected accounts this soon after recovery count as withheld (default 300)",
+    )
+    rep.set_defaults(func=_cmd_incident_report)
 
     bt = sub.add_parser("backtest", help="band vs calendar vs buy-and-hold through the live engine")
     bt.add_argument(

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 
+import orjson
 import pytest
 
 from streamproc.settings import Settings
@@ -22,6 +22,7 @@ from tests.integration.alerts import (
     status_is,
     ticking,
 )
+from tests.integration.oncall import cli
 from tests.integration.passes import passes_after
 from tests.integration.runbook import Runbook
 from tests.integration.scenario import for_account, setup_records
@@ -36,10 +37,7 @@ def _all_held(stack, settings: Settings, n: int) -> bool:
 
 
 def _cli(stack, settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {"REDIS_URL": stack.redis_url, "STREAMPROC_NAMESPACE": settings.namespace, "PATH": ""}
-    return subprocess.run(
-        [sys.executable, "-m", "streamproc", *args], env=env, capture_output=True, text=True, timeout=60
-    )
+    return cli(stack, settings.namespace, *args)
 
 
 async def test_a_position_gap_quarantines_the_account_until_filled_or_reconciled(
@@ -155,6 +153,13 @@ async def test_a_silent_quotes_topic_and_a_dead_letter_burst_alert_once_each(
                 "deadletter_rate resolved", lambda v: len(alerts_of(v, "deadletter_rate")) == 2, timeout=30
             )
             assert states(alerts_of(values, "deadletter_rate")) == ["firing", "resolved"]
+            burst = alerts_of(values, "deadletter_rate")[0]["alert_id"]
+            text = _cli(stack, settings, "incident", "report", "--alert", burst, "--since", "10m").stdout
+            assert f"- {t.positions}: invalid_json 10" in text, text  # the dead letters, by reason
+            # the report of everything in the last 10 minutes: both episodes, the silence first
+            every = _cli(stack, settings, "incident", "report", "--since", "10m").stdout
+            assert every.startswith("# Incident report: 2 episodes")
+            assert every.index("## feed_silent topic") < every.index("## deadletter_rate topic")
             await alerts.poll()
             assert len(alerts_of(alerts.values(), "feed_silent")) == 2
 
@@ -205,6 +210,10 @@ async def test_a_breach_storm_holds_every_order_until_an_operator_releases_them(
         assert all(o["ts"] >= released_at for o in values)
         values = await alerts.wait("storm resolved", lambda v: len(alerts_of(v, "breach_storm")) == 2)
         assert states(alerts_of(values, "breach_storm")) == ["firing", "resolved"]
+        report = _cli(stack, settings, "incident", "report", "--alert", storm["alert_id"], "--format", "json")
+        (episode,) = orjson.loads(report.stdout)["episodes"]
+        assert episode["accounts"] == sorted(accounts) and len(episode["orders_after_recovery"]) == 30
+        assert episode["orders_during"] == []  # nothing went out while the storm held them
         await passes_after(worker)
         await orders.to_end()
         assert len(orders.values()) == len(accounts)

@@ -12,6 +12,7 @@ from streamproc.settings import Settings
 from streamproc.sim.messages import produce
 from streamproc.wire.contract import Contract
 from tests.integration.alerts import Ticker, account_field, alerts_of, quote_seen, states, ticking
+from tests.integration.oncall import cli
 from tests.integration.passes import passes_after
 from tests.integration.runbook import Runbook
 from tests.integration.scenario import for_account, setup_records
@@ -91,6 +92,34 @@ async def test_a_silent_instrument_goes_stale_suppresses_its_accounts_and_recove
             "quote_stale resolved", lambda v: len(alerts_of(v, "quote_stale", "BOND")) == 2
         )
         assert states(alerts_of(values, "quote_stale", "BOND")) == ["firing", "resolved"]
+        # afterwards: the report on-call files, from the topics and the workers' state
+        done = cli(stack, settings.namespace, "incident", "report", "--alert", alert["alert_id"])
+        assert done.returncode == 0, done.stdout + done.stderr
+        text = done.stdout
+        assert "## quote_stale instrument BOND: resolved after" in text, text
+        assert "- accounts kept from trading: 1 for" in text and "suppressed while flagged): A" in text
+        assert "- their orders published while it lasted: 0" in text
+        assert f"- orders withheld and published after recovery: 1 (A rebalance {order['event_id']}" in text
+        assert (
+            "streamproc inspect instrument BOND" in text and "| runbook | runbooks/quote_stale.md |" in text
+        )
+        doc = orjson.loads(
+            cli(
+                stack,
+                settings.namespace,
+                "incident",
+                "report",
+                "--alert",
+                alert["alert_id"],
+                "--format",
+                "json",
+            ).stdout
+        )
+        (episode,) = doc["episodes"]
+        assert episode["orders_after_recovery"] == [order["event_id"]] and episode["accounts"] == ["A"]
+        resolved = alerts_of(values, "quote_stale", "BOND")[1]
+        assert (episode["fired_ms"], episode["resolved_ms"]) == (alert["ts"], resolved["ts"])
+        assert episode["duration_ms"] == resolved["ts"] - alert["ts"]
         # EQ2 and EQ3 went stale too, but no account holds them: no alert about them.
         await wait_for("more ticks", lambda: quote_seen(redis_client, settings, "BOND", ticker.seq["BOND"]))
         await alerts.poll()
