@@ -29,7 +29,7 @@ def commands(text: str) -> list[str]:
 
 def check_command(line: str) -> None:
     """Parse a runbook command line as the CLI would (placeholders like <ID> stand for a value)."""
-    argv = [re.sub(r"^<[A-Z_]+>$", "X", arg) for arg in shlex.split(line)[1:]]
+    argv = [re.sub(r"^<[A-Z_]+>$", "X", arg) for arg in shlex.split(line, comments=True)[1:]]
     try:
         build_parser().parse_args(argv)
     except SystemExit as exc:
