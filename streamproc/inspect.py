@@ -232,6 +232,7 @@ async def _status(store: Store, ident: str, now_ms: int) -> int:
             f"  {doc['worker']:<28} partitions {doc['partitions']}  accounts {doc['accounts']}  "
             f"suppressed {doc['suppressed']}  quarantined {doc['quarantined']}  held {doc['held']}"
             + (f"  throttled {doc['throttled']}" if doc.get("throttled") else "")
+            + (f"  closed {doc['closed']}" if doc.get("closed") else "")
             + (f"  limits {doc['limits']}" if "limits" in doc else "")
         )
         print(

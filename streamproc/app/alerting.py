@@ -165,6 +165,7 @@ class DataAlerts:
             types = tuple(t for t in types if t != "quote_stale")
         else:
             open_now.update(prices.stale_episodes(self.watch.referenced, now_ms, self.feed_ready_ms()))
+            self.watch.quotes_due_ms = prices.market_open_since(self.watch.referenced, now_ms)
             if alerter.stale:
                 await alerter.load()
             # a "never quoted" alert outlives a restart (its clock restarts with the feed) while unquoted

@@ -39,6 +39,7 @@ _FLAG_NAMES = {
     PriceFlag.CROSSED: "quote_crossed",
     PriceFlag.OUTLIER: "quote_outlier",
     PriceFlag.GAP: "quote_gap",
+    PriceFlag.CLOSED: "closed",
 }
 
 
@@ -101,6 +102,7 @@ def state_counts(accounts: Accounts) -> dict[str, int]:
         "rejected": int(np.count_nonzero(status == Status.REJECTED)),
         "unanswered": int(np.count_nonzero(status == Status.UNANSWERED)),
         "throttled": int(np.count_nonzero(status == Status.THROTTLED)),
+        "closed": int(np.count_nonzero(status == Status.CLOSED)),
         "untradable": int(np.count_nonzero(status == Status.UNTRADABLE)),
         # breaching accounts whose last plan left legs out, by why (an account may count under several)
         **{f"left_out_{f.label}": int(np.count_nonzero(left & f)) for f in LeftOut},
@@ -131,6 +133,16 @@ def suppressed_why(accounts: Accounts, ev: Evaluation, j: int, quarantined: bool
         flags = PriceFlag(book.price(name)[2])
         parts += [f"{label} {name}" for flag, label in _FLAG_NAMES.items() if flags & flag]
     return "suppressed: " + ", ".join(parts)
+
+
+def closed_why(accounts: Accounts, prices: Prices, ev: Evaluation, j: int, now_ms: int) -> str:
+    """Why row j of ``ev`` is closed: ``market closed: BOND (XNYS, opens 2026-12-04T14:30Z)``."""
+    book = accounts.book
+    parts = []
+    for i in ev.instruments[j].tolist():
+        if i >= 0 and PriceFlag(book.price(book.instruments.id_of(i))[2]) & PriceFlag.CLOSED:
+            parts.append(f"{book.instruments.id_of(i)} ({prices.session_line(i, now_ms)})")
+    return "market closed: " + ", ".join(parts)
 
 
 def back_in_band(accounts: Accounts, affected: I64, now: float) -> int:
@@ -180,7 +192,10 @@ def decide(
     codes = np.full(rows.size, Status.OK, dtype=np.int64)
     suppressed = ~ev.evaluable | quarantined
     codes[suppressed] = Status.SUPPRESSED
-    out.suppressed = int(suppressed.sum())
+    # between sessions: closed, not suppressed (nothing is wrong; no order on a closed session's prices)
+    closed = suppressed & ~quarantined & (ev.status == PriceFlag.CLOSED)
+    codes[closed] = Status.CLOSED
+    out.suppressed = int(suppressed.sum() - closed.sum())
     capped = _capped(accounts, rows)
     # an order cancelled because the account is back in band is not replaced (its cancel is enough)
     back = _back_in_band(accounts, rows)
@@ -252,6 +267,8 @@ def decide(
             doc["why"] = _unanswered_why(accounts, r)
         elif code == Status.SUPPRESSED:
             doc["why"] = suppressed_why(accounts, ev, j, bool(quarantined[j]))
+        elif code == Status.CLOSED:
+            doc["why"] = closed_why(accounts, prices, ev, j, now_ms)
         else:
             if code == Status.UNTRADABLE and j in left_out:
                 doc["why"] = left_out[j]

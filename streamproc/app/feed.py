@@ -154,7 +154,7 @@ class Feed:
                         if owner:
                             dead.append((Record(tp.topic, tp.partition, r.offset, r.key, r.value), doc))
                         continue
-                    error = self.prices.set_reference(doc)
+                    error = self.prices.set_reference(doc, int(self.clock.time() * 1000))
                     if error is not None and owner:
                         record = Record(tp.topic, tp.partition, r.offset, r.key, r.value)
                         dead.append((record, Rejected(Reason.SEMANTIC, error)))

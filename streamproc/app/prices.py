@@ -3,8 +3,9 @@ applies the good quotes to the book, raises STALE / GAP / CROSSED / OUTLIER flag
 
 from __future__ import annotations
 
+import datetime
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -12,6 +13,7 @@ import numpy as np
 from streamproc.core import Book, PriceFlag
 from streamproc.core.alerts import Episode, Key, episode_id
 from streamproc.core.gaps import QuoteChecks, Verdict
+from streamproc.core.sessions import ALWAYS, CLOSED, Calendar, Sessions
 from streamproc.core.types import F64, I64, Bool
 from streamproc.state.records import StoredQuote, episode_doc, episode_from
 from streamproc.wire.quotes import QuoteColumns
@@ -31,8 +33,13 @@ class Prices:
         max_age_by_tier: Mapping[str, float] | None = None,
         outlier_by_tier: Mapping[str, float] | None = None,
         max_skew_s: float = math.inf,
+        calendars: Callable[[str, int], Calendar] | None = None,
     ) -> None:
         self.book = book
+        self.load_calendar = calendars  # name, now_ms -> its sessions (None: only 24/7 is known)
+        self.sessions = Sessions()
+        self.cal: I64 = np.zeros(0, dtype=np.int64)  # calendar index per instrument (0: 24/7)
+        self.closed = np.zeros(0, dtype=bool)
         self.max_skew_ms = max_skew_s * 1000.0  # a quote stamped further ahead of the clock is rejected
         self.default_max_age_s = max_age_s
         self.max_age_by_tier = dict(max_age_by_tier or {})
@@ -58,6 +65,8 @@ class Prices:
             self.ts = np.concatenate([self.ts, np.zeros(extra, dtype=np.int64)])
             self.max_age_s = np.concatenate([self.max_age_s, np.full(extra, math.nan)])
             self.stale = np.concatenate([self.stale, np.zeros(extra, dtype=bool)])
+            self.cal = np.concatenate([self.cal, np.zeros(extra, dtype=np.int64)])
+            self.closed = np.concatenate([self.closed, np.zeros(extra, dtype=bool)])
         self.checks.grow(n)
         return n
 
@@ -220,10 +229,14 @@ class Prices:
             ask_size=ask_size,
         )
 
-    def set_reference(self, doc: Mapping[str, Any]) -> str | None:
-        """Apply an instruments record: lot, tier, max quote age (own, else its tier's, else the default);
-        returns why it cannot be applied (a tier the limits do not declare: no silent default)."""
+    def set_reference(self, doc: Mapping[str, Any], now_ms: int = 0) -> str | None:
+        """Apply an instruments record: lot, tier, calendar, max quote age (own, else its tier's, else
+        the default); returns why it cannot be applied (a tier the limits do not declare, a calendar
+        nobody knows: no silent default)."""
         name = doc["instrument"]
+        calendar = self._calendar(str(doc.get("calendar") or ALWAYS), now_ms)
+        if isinstance(calendar, str):
+            return f"{name}: {calendar}"
         tier = doc.get("tier")
         if tier is not None:
             declared = self.book.limits.tier_of(tier)
@@ -237,6 +250,7 @@ class Prices:
         self.book.set_instrument(name, lot=float(doc["lot"]) if "lot" in doc else None, tier=tier)
         self._sync()
         idx = self.book.instrument(name)
+        self.cal[idx] = calendar
         if "max_quote_age_s" in doc:
             self.max_age_s[idx] = float(doc["max_quote_age_s"])
         else:
@@ -245,6 +259,33 @@ class Prices:
         self.changed.add(idx)
         return None
 
+    def _calendar(self, name: str, now_ms: int) -> int | str:
+        """The calendar's index (loaded on first use), or why it cannot be used."""
+        known = self.sessions.get(name)
+        if known is not None:
+            return known
+        if self.load_calendar is None:
+            return f"calendar {name!r}: this worker knows only {ALWAYS!r}"
+        try:
+            cal = self.load_calendar(name, now_ms)
+        except ValueError as exc:
+            return str(exc)
+        known = self.sessions.get(cal.name)  # `xnys` and `XNYS` are one calendar
+        return known if known is not None else self.sessions.add(cal)
+
+    def session_line(self, idx: int, now_ms: int) -> str:
+        """``XNYS, opens 2026-12-04T14:30Z`` / ``XNYS, open, closes ...`` / ``24/7``."""
+        k = int(self.cal[idx]) if idx < len(self.cal) else 0
+        cal = self.sessions.calendars[k]
+        if cal is None:
+            return ALWAYS
+        opened = cal.open_since(now_ms)
+        if opened != CLOSED and idx < len(self.ts) and int(self.ts[idx]) < opened:
+            return f"{cal.name}, open since {_iso(opened)}, no quote yet this session"
+        if opened != CLOSED:
+            return f"{cal.name}, open, closes {_iso(cal.next_close(now_ms))}"
+        return f"{cal.name}, opens {_iso(cal.next_open(now_ms))}"
+
     def max_ages(self, n: int) -> F64:
         """Max quote age (s) of the first ``n`` instruments."""
         out: F64 = np.where(np.isnan(self.max_age_s[:n]), self.default_max_age_s, self.max_age_s[:n])
@@ -252,10 +293,21 @@ class Prices:
 
     def refresh_stale(self, now_ms: int) -> int:
         """Raise or clear STALE where a quoted instrument's last quote is older than its max age;
-        returns how many instruments changed state."""
+        returns how many instruments changed state. Between sessions an instrument is CLOSED, not STALE."""
         n = self._sync()
         ts = self.ts[:n]
-        stale = (ts > 0) & (now_ms - ts > self.max_ages(n) * 1000.0)
+        since = self.sessions.open_since(self.cal[:n], now_ms)
+        shut = since == CLOSED
+        # a price ages in session time: from the later of its quote and its session's open ...
+        stale = (ts > 0) & ~shut & (now_ms - np.maximum(ts, since) > self.max_ages(n) * 1000.0)
+        # ... and one from an earlier session is not traded on: closed until the session's first quote
+        closed = shut | ((ts > 0) & (ts < since) & ~stale)
+        turned = np.flatnonzero(closed != self.closed[:n])
+        if turned.size:
+            self.book.set_flag(turned[closed[turned]], PriceFlag.CLOSED, True)
+            self.book.set_flag(turned[~closed[turned]], PriceFlag.CLOSED, False)
+            self.closed[:n] = closed
+            self.changed.update(turned.tolist())
         flip = np.flatnonzero(stale != self.stale[:n])
         if flip.size:
             on = flip[stale[flip]]
@@ -282,8 +334,10 @@ class Prices:
         ref[:m] = referenced[:m]
         ages = self.max_ages(n)
         hits = self.stale[:n] & ref
+        opened = self.sessions.open_since(self.cal[:n], now_ms)
         if missing_after_ms is not None:
-            hits |= ref & (self.ts[:n] == 0) & (now_ms - missing_after_ms > ages * 1000.0)
+            waited = now_ms - np.maximum(missing_after_ms, opened)  # in session time, as an age
+            hits |= ref & (self.ts[:n] == 0) & (opened != CLOSED) & (waited > ages * 1000.0)
         out: dict[Key, Episode] = {}
         names = self.book.instruments
         for i in np.flatnonzero(hits).tolist():
@@ -295,12 +349,23 @@ class Prices:
                 "last_seq": int(self.seq[i]) if last else None,
                 "max_age_s": float(ages[i]),
             }
-            since = last + int(ages[i] * 1000) if last else now_ms
+            since = max(last, int(opened[i])) + int(ages[i] * 1000) if last else now_ms
             ep = Episode(
                 "quote_stale", subject, episode_id("quote_stale", subject, last or "never"), since, details
             )
             out[ep.key] = ep
         return out
+
+    def market_open_since(self, referenced: Bool, now_ms: int) -> int | None:
+        """Since when the referenced instruments' feed should be quoting: the first open among their
+        markets open now (0: one of them never closes); None while every one of them is closed."""
+        n = self._sync()
+        m = min(n, len(referenced))
+        if not referenced[:m].any():
+            return 0
+        opened = self.sessions.open_since(self.cal[:m][referenced[:m]], now_ms)
+        live = opened[opened != CLOSED]
+        return int(live.min()) if live.size else None
 
     def never_quoted(self, name: str) -> bool:
         """Whether no quote of the instrument was ever applied (here or in the stored state)."""
@@ -319,3 +384,9 @@ class Prices:
         ts = np.where(instruments >= 0, self.ts[np.maximum(instruments, 0)], 0)
         out: I64 = ts.max(axis=1) if ts.size else np.zeros(len(instruments), dtype=np.int64)
         return out
+
+
+def _iso(ms: int | None) -> str:
+    if ms is None:
+        return "beyond the loaded window"
+    return datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.UTC).strftime("%Y-%m-%dT%H:%MZ")

@@ -7,6 +7,7 @@ import asyncio
 from collections import Counter
 from dataclasses import dataclass
 
+from streamproc import calendars
 from streamproc.app.accounts import Accounts
 from streamproc.app.alerting import Alerter, DataAlerts
 from streamproc.app.counters import Counters
@@ -113,6 +114,7 @@ def build(
         max_age_by_tier=settings.quote_max_age_by_tier,
         outlier_by_tier=settings.outlier_move_by_tier,
         max_skew_s=settings.max_clock_skew_s,
+        calendars=calendars.load,
     )
     counters = Counters()
     progress = Progress(topics)

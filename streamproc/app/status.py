@@ -17,6 +17,7 @@ class Status(IntEnum):
     REJECTED = 5  # its order was rejected: not retried until one of its inputs changes
     UNANSWERED = 6  # its orders went unanswered too often in a row: it waits for an operator
     THROTTLED = 7  # breached, its order waits for the order throttle (drafted again each pass)
+    CLOSED = 8  # not evaluated: the market of a held or targeted instrument is closed (sessions)
 
 
 BREACHED = (Status.ORDERED, Status.UNTRADABLE, Status.HELD)

@@ -33,6 +33,9 @@ class Watch:
         self.deadletter_episode: Episode | None = None
         self.referenced: Bool = np.zeros(0, dtype=bool)  # per instrument: held or targeted somewhere
         self.held: set[str] = set()  # the Redis ``held`` set, re-read every few seconds
+        # since when quotes are due (the first open among the referenced markets open now; 0: one never
+        # closes); None while they are all closed: the quotes topic is then not silent, just closed
+        self.quotes_due_ms: int | None = 0
         self.tick = 0
         self.last_suppressed = -1
 
@@ -62,6 +65,9 @@ class Watch:
             watch = self.silence[logical]
             watch.observe(now, offsets[logical])
             silent = watch.silent_for(now)
+            if logical == "quotes":  # the feed's silence counts in session time
+                due = self.quotes_due_ms
+                silent = 0.0 if due is None else min(silent, now - due / 1000.0)
             if silent >= limit:
                 subject = ("topic", getattr(topics, logical))
                 details = {
@@ -131,6 +137,7 @@ class Watch:
             "held": counts_now["held"],
             "quarantined": counts_now["quarantined"],
             "throttled": counts_now["throttled"],
+            "closed": counts_now["closed"],
             "suppressed_by": top,
             "flagged_instruments": int(flagged.size),
             "waiting": {

@@ -24,6 +24,7 @@ class PriceFlag(IntFlag):
     CROSSED = 4  # bid > ask or non-positive
     OUTLIER = 8  # jump held until confirmed
     GAP = 16  # sequence gap in the feed
+    CLOSED = 32  # its market is closed (between sessions): no order on a closed session's price
     EMPTY_ACCOUNT = 128  # account-level: total value <= 0 (not an instrument flag)
 
 

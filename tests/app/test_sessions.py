@@ -1,0 +1,159 @@
+"""Sessions in-process, driven through a real calendar (XNYS, the library's data) by a settable clock:
+over a night and a weekend no quote_stale and no feed_silent, the accounts `closed` and not ordered; at
+the open a price from the last session is not traded on, and an instrument still silent past its open
+plus its max age alerts; Christmas Day is a closed day; an unknown calendar is dead-lettered."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import orjson
+from aiokafka import TopicPartition
+
+from streamproc.testkit import InMemoryWorker, ManualClock, MemorySource, worker
+from tests.app.kit import CONTRACT, QUIET, open_account, orders, own, settings
+
+
+def at(text: str) -> float:
+    return datetime.datetime.fromisoformat(text).replace(tzinfo=datetime.UTC).timestamp()
+
+
+def sent(w: InMemoryWorker, topic: str) -> list[dict[str, Any]]:
+    return [orjson.loads(r.value) for r in w.publisher.sent(topic)]
+
+
+class Market:
+    """A worker whose EQ and BOND trade on XNYS, and account A (60/40) holding them."""
+
+    def __init__(self, start: str, **env: str) -> None:
+        self.clock = ManualClock(at(start))
+        self.w = worker(
+            settings(STREAMPROC_QUOTE_MAX_AGE_S="60", STREAMPROC_FEED_SILENT_S="quotes=60", **env),
+            CONTRACT,
+            clock=self.clock,
+        )
+        self.source = MemorySource()
+        self.seq = {"EQ": 0, "BOND": 0}
+        self.quotes = 0
+
+    def reference(self, name: str, calendar: str) -> None:
+        doc = {"instrument": name, "lot": 0.0001, "tier": "large", "calendar": calendar}
+        t = self.w.parts.settings.topics.instruments
+        self.source.append(TopicPartition(t, 0), name.encode(), orjson.dumps(doc), self.ms())
+
+    def quote(self, name: str, mid: float) -> None:
+        self.seq[name] += 1
+        self.quotes += 1
+        doc = {
+            "instrument": name,
+            "bid": mid - 0.01,
+            "ask": mid + 0.01,
+            "seq": self.seq[name],
+            "ts": self.ms(),
+        }
+        t = self.w.parts.settings.topics.quotes
+        self.source.append(TopicPartition(t, 0), name.encode(), orjson.dumps(doc), self.ms())
+
+    def ms(self) -> int:
+        return int(self.clock.time() * 1000)
+
+    async def start(self) -> None:
+        for name in ("EQ", "BOND"):
+            self.reference(name, "XNYS")
+        self.quote("EQ", 100.0)
+        self.quote("BOND", 50.0)
+        await own(self.w, 0)
+        await self.w.parts.feed.start(self.source)
+        await self.w.parts.feed.poll(self.source)
+        await open_account(self.w, "A")
+        await self.step(1)  # past the settle time after its positions
+
+    async def step(self, seconds: float) -> None:
+        """Time passes; the feed applies what arrived, then a pass and a watch tick run."""
+        self.clock.advance(seconds)
+        await self.w.parts.feed.poll(self.source)
+        await self.w.parts.evaluator.run_once()
+        await self.w.parts.watcher.tick(self.clock.time(), {**QUIET, "quotes": self.quotes})
+
+    def alerts(self, type_: str) -> list[dict[str, Any]]:
+        return [a for a in sent(self.w, self.w.parts.settings.topics.alerts) if a["type"] == type_]
+
+    async def drift(self) -> dict[str, Any]:
+        stored = await self.w.store.load_account("A")
+        assert stored is not None and stored.drift_json is not None
+        return dict(orjson.loads(stored.drift_json))
+
+
+async def test_a_weekend_is_quiet_and_a_feed_silent_past_the_open_alerts() -> None:
+    m = Market("2026-12-04T20:50:00")  # Friday, ten minutes before the NYSE close
+    await m.start()
+    assert (await m.drift())["status"] == "ok"
+    for _ in range(9):  # quoting every minute up to the close
+        m.quote("EQ", 100.0)
+        m.quote("BOND", 50.0)
+        await m.step(60)
+    await m.step(120)  # 21:01: closed
+    drift = await m.drift()
+    assert drift["status"] == "closed"
+    assert drift["why"].startswith("market closed: EQ (XNYS, opens 2026-12-07T14:30Z)"), drift
+    m.quote("EQ", 140.0)  # an after-hours print far out of band: not traded on while closed
+    for _ in range(2 * 24 * 6 + 17 * 6):  # Friday 21:01 to Monday 14:01 in 10-minute steps
+        await m.step(600)
+    assert m.alerts("quote_stale") == [] and m.alerts("feed_silent") == []
+    assert orders(m.w) == [] and (await m.drift())["status"] == "closed"
+
+    await m.step(29 * 60 + 29)  # Monday 14:30:30, the open: no quote of this session yet
+    assert datetime.datetime.fromtimestamp(m.clock.time(), tz=datetime.UTC).strftime("%a %H:%M:%S") == (
+        "Mon 14:30:30"
+    )
+    assert m.alerts("quote_stale") == [] and orders(m.w) == []
+    assert (await m.drift())["status"] == "closed"  # Friday's prices are not this session's
+    prices = m.w.parts.prices
+    line = prices.session_line(prices.book.instrument("EQ"), m.ms())
+    assert line == "XNYS, open since 2026-12-07T14:30Z, no quote yet this session"
+    await m.step(40)  # 70 s after the open, still silent: past its max age (60 s) from the open
+    stale = m.alerts("quote_stale")
+    assert {a["subject"]["instrument"] for a in stale} == {"EQ", "BOND"}
+    assert all(a["state"] == "firing" for a in stale)
+    await m.step(1)
+    (silent,) = m.alerts("feed_silent")  # the quotes topic: silent for 60 s of session time
+    assert silent["state"] == "firing"
+    assert (await m.drift())["status"] == "suppressed"
+
+    m.quote("EQ", 100.0)  # the feed comes back: evaluated on this session's prices only
+    m.quote("BOND", 50.0)
+    await m.step(1)
+    assert (await m.drift())["status"] == "ok" and orders(m.w) == []
+    assert [a["state"] for a in m.alerts("quote_stale")] == ["firing"] * 2 + ["resolved"] * 2
+
+
+async def test_christmas_is_a_closed_day() -> None:
+    m = Market("2026-12-24T17:55:00")  # Christmas Eve: NYSE closes early, at 13:00 New York
+    await m.start()
+    for _ in range(24 * 6 + 20 * 6):  # to Saturday 14:00 in 10-minute steps: never open
+        await m.step(600)
+    assert m.alerts("quote_stale") == [] and m.alerts("feed_silent") == []
+    assert (await m.drift())["why"].startswith("market closed: EQ (XNYS, opens 2026-12-28T14:30Z)")
+
+
+async def test_an_instrument_on_24_7_ages_as_before() -> None:
+    m = Market("2026-12-05T12:00:00")  # a Saturday
+    await m.start()
+    m.reference("EQ", "24/7")
+    m.reference("BOND", "24/7")
+    m.quote("EQ", 100.0)
+    m.quote("BOND", 50.0)
+    await m.step(1)
+    await m.step(61)
+    assert {a["subject"]["instrument"] for a in m.alerts("quote_stale")} == {"EQ", "BOND"}
+
+
+async def test_an_unknown_calendar_is_dead_lettered_with_what_to_use() -> None:
+    m = Market("2026-12-04T15:00:00")
+    await m.start()
+    m.reference("EQ", "NYSE-ISH")
+    await m.step(1)
+    (dead,) = sent(m.w, m.w.parts.settings.topics.deadletter)
+    assert dead["reason"] == "semantic"
+    assert dead["error"].startswith("EQ: calendar 'NYSE-ISH' is not known: use an ISO 10383 MIC")
