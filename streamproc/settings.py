@@ -312,6 +312,26 @@ SPEC: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
         _fraction,
         "share of a worker's accounts newly breaching within the storm window that holds all orders",
     ),
+    "storm_open_share": (
+        "STREAMPROC_STORM_OPEN_SHARE",
+        "0.5",
+        _fraction,
+        "the same for an opening wave: accounts breaching as their markets open (they were `closed`) hold "
+        "all orders only past this share (overnight moves are larger; intraday breaches use the above)",
+    ),
+    "opening_delay_s": (
+        "STREAMPROC_OPENING_DELAY_S",
+        "0",
+        _non_negative_float,
+        "after an instrument's session opens, its accounts stay `closed` this long (the opening auction's "
+        "prices are not traded on); quotes are applied meanwhile",
+    ),
+    "opening_delay_by_tier": (
+        "STREAMPROC_OPENING_DELAY_BY_TIER",
+        "",
+        _per_tier,
+        "opening delay per tier, e.g. `micro=900` (seconds)",
+    ),
     "storm_window_s": ("STREAMPROC_STORM_WINDOW_S", "10", _positive_float, "breach storm window"),
     "storm_min_accounts": (
         "STREAMPROC_STORM_MIN_ACCOUNTS",
@@ -472,6 +492,9 @@ class Settings:
     feed_silent_s: dict[str, float]
     position_gap_timeout_s: float
     storm_share: float
+    storm_open_share: float
+    opening_delay_s: float
+    opening_delay_by_tier: dict[str, float]
     storm_window_s: float
     storm_min_accounts: int
     deadletter_rate_per_min: int
@@ -531,6 +554,7 @@ class Settings:
         for name, var in (
             ("quote_max_age_by_tier", "STREAMPROC_QUOTE_MAX_AGE_BY_TIER"),
             ("outlier_move_by_tier", "STREAMPROC_OUTLIER_MOVE_BY_TIER"),
+            ("opening_delay_by_tier", "STREAMPROC_OPENING_DELAY_BY_TIER"),
         ):
             if limits is None or name not in values:
                 continue

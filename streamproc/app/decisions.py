@@ -76,6 +76,7 @@ class Decisions:
     statuses: dict[int, DriftDoc] = field(default_factory=dict)  # row -> drift document
     suppressed: int = 0
     new_breaches: int = 0  # accounts breaching now that were in band at their previous evaluation
+    opening_breaches: int = 0  # ... that were closed (their markets just opened): an opening wave
 
     def hold(self, accounts: Accounts, now_ms: int) -> int:
         """A breach storm: turn this pass's orders into HELD statuses; returns how many were held."""
@@ -249,6 +250,7 @@ def decide(
     # only in band -> breached counts: after a load (status unknown) or a suppression the account may
     # have been out of band all along, and counting it would make every restart look like a storm
     out.new_breaches = int(np.count_nonzero(np.isin(codes, BREACHED) & (before == Status.OK)))
+    out.opening_breaches = int(np.count_nonzero(np.isin(codes, BREACHED) & (before == Status.CLOSED)))
     # rewritten on a status change, and for an account with weights when they moved or grew old
     fresh = accounts.freshness
     weighted = np.isin(codes, WEIGHTED)

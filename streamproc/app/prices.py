@@ -34,12 +34,17 @@ class Prices:
         outlier_by_tier: Mapping[str, float] | None = None,
         max_skew_s: float = math.inf,
         calendars: Callable[[str, int], Calendar] | None = None,
+        opening_delay_s: float = 0.0,
+        opening_delay_by_tier: Mapping[str, float] | None = None,
     ) -> None:
         self.book = book
         self.load_calendar = calendars  # name, now_ms -> its sessions (None: only 24/7 is known)
         self.sessions = Sessions()
         self.cal: I64 = np.zeros(0, dtype=np.int64)  # calendar index per instrument (0: 24/7)
         self.closed = np.zeros(0, dtype=bool)
+        self.default_delay_s = opening_delay_s
+        self.delay_by_tier = dict(opening_delay_by_tier or {})
+        self.delay_s: F64 = np.zeros(0)  # opening delay per instrument, NaN = the default
         self.max_skew_ms = max_skew_s * 1000.0  # a quote stamped further ahead of the clock is rejected
         self.default_max_age_s = max_age_s
         self.max_age_by_tier = dict(max_age_by_tier or {})
@@ -67,6 +72,7 @@ class Prices:
             self.stale = np.concatenate([self.stale, np.zeros(extra, dtype=bool)])
             self.cal = np.concatenate([self.cal, np.zeros(extra, dtype=np.int64)])
             self.closed = np.concatenate([self.closed, np.zeros(extra, dtype=bool)])
+            self.delay_s = np.concatenate([self.delay_s, np.full(extra, math.nan)])
         self.checks.grow(n)
         return n
 
@@ -256,6 +262,7 @@ class Prices:
         else:
             self.max_age_s[idx] = self.max_age_by_tier.get(tier, math.nan) if tier else math.nan
         self.checks.move[idx] = self.outlier_by_tier.get(tier, math.nan) if tier else math.nan
+        self.delay_s[idx] = self.delay_by_tier.get(tier, math.nan) if tier else math.nan
         self.changed.add(idx)
         return None
 
@@ -300,8 +307,13 @@ class Prices:
         shut = since == CLOSED
         # a price ages in session time: from the later of its quote and its session's open ...
         stale = (ts > 0) & ~shut & (now_ms - np.maximum(ts, since) > self.max_ages(n) * 1000.0)
-        # ... and one from an earlier session is not traded on: closed until the session's first quote
-        closed = shut | ((ts > 0) & (ts < since) & ~stale)
+        # ... and one from an earlier session is not traded on: closed until the session's first quote,
+        # and until the opening delay has passed (the auction's prices are not traded on)
+        delay = np.where(np.isnan(self.delay_s[:n]), self.default_delay_s, self.delay_s[:n]) * 1000.0
+        waiting = ~shut & (since > 0) & (now_ms < since + delay)
+        closed = shut | waiting | ((ts > 0) & (ts < since) & ~stale)
+        # the first quote after a break is a new level, not an outlier against the last session's
+        self.checks.mid[:n][closed] = math.nan
         turned = np.flatnonzero(closed != self.closed[:n])
         if turned.size:
             self.book.set_flag(turned[closed[turned]], PriceFlag.CLOSED, True)

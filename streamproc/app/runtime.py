@@ -115,6 +115,8 @@ def build(
         outlier_by_tier=settings.outlier_move_by_tier,
         max_skew_s=settings.max_clock_skew_s,
         calendars=calendars.load,
+        opening_delay_s=settings.opening_delay_s,
+        opening_delay_by_tier=settings.opening_delay_by_tier,
     )
     counters = Counters()
     progress = Progress(topics)

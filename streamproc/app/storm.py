@@ -29,6 +29,7 @@ class StormGuard:
         self.store = store
         self.accounts = accounts
         self.window = Window(settings.storm_window_s)
+        self.opening = Window(settings.storm_window_s)  # breaches of accounts whose markets just opened
         self.storm: StormDoc | None = None  # the storm holding orders (mirrored from the store)
         self.muted = False
 
@@ -36,20 +37,29 @@ class StormGuard:
     def holding(self) -> bool:
         return self.storm is not None
 
-    def breaches(self, now: float, new: int, tracked: int) -> bool:
-        """Count ``new`` breaches; True when the window now holds a storm."""
-        if self.muted or new == 0:
-            self.window.expire(now)
-            return False
-        self.window.add(now, new)
-        limit = max(self.settings.storm_min_accounts, self.settings.storm_share * tracked)
-        return self.window.total >= limit
+    def breaches(self, now: float, new: int, tracked: int, opening: int = 0) -> bool:
+        """Count ``new`` breaches (and ``opening`` ones: accounts that were closed until their markets
+        opened, judged against their own, larger share); True when either window now holds a storm."""
+        s = self.settings
+        return _full(
+            self.window, now, new, max(s.storm_min_accounts, s.storm_share * tracked), self.muted
+        ) | (
+            _full(
+                self.opening,
+                now,
+                opening,
+                max(s.storm_min_accounts, s.storm_open_share * tracked),
+                self.muted,
+            )
+        )
 
     def doc(self, now_ms: int) -> StormDoc:
         """The stored record of a storm this worker detected."""
         subject = ("topic", self.settings.topics.orders)
         details = {
             "breaches_in_window": self.window.total,
+            "opening_breaches_in_window": self.opening.total,
+            "open_share": self.settings.storm_open_share,
             "window_s": self.settings.storm_window_s,
             "share": self.settings.storm_share,
             "min_accounts": self.settings.storm_min_accounts,
@@ -69,7 +79,10 @@ class StormGuard:
         """Before a pass publishes: start a storm if its breaches make one (holding its orders), or hold
         them if another worker started one since the last refresh."""
         now_ms = int(now * 1000)
-        if self.storm is None and self.breaches(now, decisions.new_breaches, self.accounts.tracked()):
+        tracked = self.accounts.tracked()
+        if self.storm is None and self.breaches(
+            now, decisions.new_breaches, tracked, decisions.opening_breaches
+        ):
             doc = self.doc(now_ms)
             if not await self.store.start_storm(doc):
                 doc = (await self.store.storm())[0] or doc
@@ -107,3 +120,12 @@ class StormGuard:
     def episode(self) -> Episode | None:
         """The ``breach_storm`` episode while a storm holds orders."""
         return storm_episode(self.storm, self.settings.topics.orders) if self.storm is not None else None
+
+
+def _full(window: Window, now: float, new: int, limit: float, muted: bool) -> bool:
+    """Count ``new`` breaches in ``window``; whether it now holds ``limit`` of them."""
+    if muted or new == 0:
+        window.expire(now)
+        return False
+    window.add(now, new)
+    return window.total >= limit

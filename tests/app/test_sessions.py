@@ -9,6 +9,7 @@ import datetime
 from typing import Any
 
 import orjson
+import pytest
 from aiokafka import TopicPartition
 
 from streamproc.testkit import InMemoryWorker, ManualClock, MemorySource, worker
@@ -157,3 +158,70 @@ async def test_an_unknown_calendar_is_dead_lettered_with_what_to_use() -> None:
     (dead,) = sent(m.w, m.w.parts.settings.topics.deadletter)
     assert dead["reason"] == "semantic"
     assert dead["error"].startswith("EQ: calendar 'NYSE-ISH' is not known: use an ISO 10383 MIC")
+
+
+async def test_an_overnight_gap_is_a_new_level_and_an_intraday_jump_is_still_held() -> None:
+    m = Market("2026-12-04T20:58:00", STREAMPROC_OUTLIER_MOVE="0.05")  # Friday, before the close
+    await m.start()
+    await m.step(180)  # closed
+    await m.step(2 * 86_400 + 17 * 3600 + 29 * 60 + 10)  # Monday 14:30:11
+    m.quote("EQ", 108.0)  # +8 % over the weekend: the opening level
+    m.quote("BOND", 50.0)
+    await m.step(1)
+    assert m.alerts("quote_outlier") == []
+    assert m.w.parts.prices.book.price("EQ")[:2] == (107.99, 108.01)
+    m.quote("EQ", 117.0)  # +8 % within the session: held until confirmed
+    await m.step(1)
+    (held,) = m.alerts("quote_outlier")
+    assert held["details"]["last_mid"] == 108.0 and m.w.parts.prices.book.price("EQ")[:2] == (107.99, 108.01)
+
+
+WAVE = {f"W{i}": (620.0, 760.0) for i in range(4)} | {f"C{i}": (580.0, 840.0) for i in range(6)}
+
+
+async def wave(start: str, **env: str) -> Market:
+    """Ten accounts on target 60/40 +-3: four at 62 % equity, six at 58 %; EQ +10 % takes the four out."""
+    m = Market(
+        start,
+        STREAMPROC_STORM_MIN_ACCOUNTS="3",
+        STREAMPROC_STORM_SHARE="0.2",
+        **env,
+    )
+    await m.start()
+    for account, (eq, bond) in WAVE.items():
+        await open_account(m.w, account, eq=eq, bond=bond)
+    await m.step(1)
+    return m
+
+
+@pytest.mark.parametrize("open_share", ["0.5", "0.3"])
+async def test_an_opening_wave_trades_after_the_opening_delay_judged_by_its_own_share(
+    open_share: str,
+) -> None:
+    m = await wave(
+        "2026-12-04T20:59:00", STREAMPROC_OPENING_DELAY_S="300", STREAMPROC_STORM_OPEN_SHARE=open_share
+    )
+    await m.step(120)  # closed for the weekend
+    await m.step(2 * 86_400 + 17 * 3600 + 28 * 60 + 55)  # Monday 14:30:56
+    m.quote("EQ", 110.0)
+    m.quote("BOND", 50.0)
+    await m.step(1)
+    assert orders(m.w) == []  # in the opening delay: the auction's prices are not traded on
+    for _ in range(6):  # quoting through the delay (to 14:35:58)
+        m.quote("EQ", 110.0)
+        m.quote("BOND", 50.0)
+        await m.step(60)
+    if open_share == "0.5":  # 40 % of the accounts breach as the market opens: below its share
+        assert {o["account"] for o in orders(m.w)} == {f"W{i}" for i in range(4)}
+        assert m.alerts("breach_storm") == []
+    else:  # above it: the storm holds them, as an intraday wave beyond 0.2 would
+        assert orders(m.w) == [] and m.alerts("breach_storm")[0]["details"]["opening_breaches_in_window"] == 4
+
+
+async def test_the_same_wave_intraday_trips_the_storm() -> None:
+    m = await wave("2026-12-07T16:00:00", STREAMPROC_STORM_OPEN_SHARE="0.5")  # Monday, mid-session
+    m.quote("EQ", 110.0)
+    await m.step(1)
+    assert orders(m.w) == []  # 4 of 10 in band -> out of band at once: 40 % > 0.2
+    (storm,) = m.alerts("breach_storm")
+    assert storm["state"] == "firing"
