@@ -72,6 +72,7 @@ async def _instrument(store: Store, ident: str, now_ms: int) -> int:
         print(
             f"  flags          {', '.join(flags) if flags else 'none'}  (stale is judged by age; see alerts)"
         )
+        print(f"  session        {_session(q.calendar, now_ms)}")
         print(f"  referenced     {'yes' if held else 'no'} (held or targeted by some account)")
         print(f"  trading state  {_state_line(await store.trading_states(), 'instrument', ident, now_ms)}")
     suppressed = {
@@ -96,6 +97,35 @@ async def _instrument(store: Store, ident: str, now_ms: int) -> int:
     for line in lines:
         print(line)
     return 0 if q is not None else 1
+
+
+def _session(calendar: str, now_ms: int) -> str:
+    """The instrument's market now: ``XNYS: closed, opens 2026-12-07T14:30:00Z, in 3.2 h``."""
+    from streamproc.calendars import load
+    from streamproc.core.sessions import ALWAYS, CLOSED
+
+    if calendar == ALWAYS:
+        return f"{ALWAYS} (never closes)"
+    try:
+        cal = load(calendar, now_ms)
+    except ValueError as exc:
+        return f"{calendar}: {exc}"
+    opened = cal.open_since(now_ms)
+    if opened == CLOSED:
+        nxt = cal.next_open(now_ms)
+        return f"{calendar}: closed, opens {when_ahead(now_ms, nxt)}"
+    return (
+        f"{calendar}: open since {when(now_ms, opened)}, closes {when_ahead(now_ms, cal.next_close(now_ms))}"
+    )
+
+
+def when_ahead(now_ms: int, ts: int | None) -> str:
+    """A future time for people: ISO 8601 and how far ahead (``..., in 3.2 h``)."""
+    if ts is None:
+        return "beyond the loaded calendar"
+    iso = datetime.datetime.fromtimestamp(ts / 1000, tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    ahead = (ts - now_ms) / 1000
+    return f"{iso}, in {ahead / 3600:.1f} h" if ahead >= 3600 else f"{iso}, in {ahead / 60:.0f} min"
 
 
 def _state_line(states: Mapping[str, StateDoc], scope: str, ident: str, now_ms: int) -> str:

@@ -233,6 +233,7 @@ class Prices:
             episodes=tuple(episode_doc(ep) for ep in self.checks.open.get(i, {}).values()),
             bid_size=bid_size,
             ask_size=ask_size,
+            calendar=self.sessions.names[int(self.cal[i])],
         )
 
     def set_reference(self, doc: Mapping[str, Any], now_ms: int = 0) -> str | None:

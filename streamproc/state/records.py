@@ -422,7 +422,7 @@ def encoded(value: FieldValue) -> bytes:
 
 # ---- quotes --------------------------------------------------------------------------------------
 
-QUOTE_FIELDS = ["bid", "ask", "seq", "ts", "seen", "held", "episodes", "bid_size", "ask_size"]
+QUOTE_FIELDS = ["bid", "ask", "seq", "ts", "seen", "held", "episodes", "bid_size", "ask_size", "calendar"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -438,6 +438,7 @@ class StoredQuote:
     episodes: tuple[EpisodeDoc, ...] = ()  # open gap/crossed/outlier episodes
     bid_size: float = math.nan  # displayed sizes of the applied quote, NaN: not given
     ask_size: float = math.nan
+    calendar: str = "24/7"  # its venue's trading calendar (from reference data), for `inspect`
 
     def fields(self) -> dict[str, FieldValue]:
         """The quote hash's fields (bid/ask/seq/ts only once a quote was applied)."""
@@ -445,6 +446,7 @@ class StoredQuote:
             "seen": self.seen,
             "held": "" if math.isnan(self.held) else self.held,
             "episodes": orjson.dumps(list(self.episodes)),
+            "calendar": self.calendar,
         }
         if not math.isnan(self.bid):
             out |= {"bid": self.bid, "ask": self.ask, "seq": self.seq, "ts": self.ts}
@@ -457,7 +459,7 @@ class StoredQuote:
     @classmethod
     def parse(cls, values: list[bytes | None]) -> StoredQuote | None:
         """From the values of ``QUOTE_FIELDS`` (HMGET); None when nothing is stored."""
-        bid, ask, seq, ts, seen, held, episodes, bid_size, ask_size = values
+        bid, ask, seq, ts, seen, held, episodes, bid_size, ask_size, calendar = values
         if bid is None and seen is None:
             return None
         return cls(
@@ -470,4 +472,5 @@ class StoredQuote:
             episodes=tuple(orjson.loads(episodes)) if episodes else (),
             bid_size=float(bid_size) if bid_size else math.nan,
             ask_size=float(ask_size) if ask_size else math.nan,
+            calendar=calendar.decode() if calendar else "24/7",
         )

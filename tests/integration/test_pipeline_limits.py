@@ -13,6 +13,8 @@ from typing import Any
 import orjson
 import pytest
 
+from streamproc.calendars import load
+from streamproc.core.sessions import CLOSED
 from streamproc.settings import Settings
 from streamproc.sim.messages import instrument, now_ms, position, produce, quote, targets
 from streamproc.state.keys import Keys
@@ -76,6 +78,12 @@ async def test_limits_reach_the_stream(
     recs += [(t.positions, position("N", i, q, n)) for n, (i, q) in enumerate(held, 1)]
     recs.append((t.targets, targets("N", {"N-EQ": 0.6, "N-BOND": 0.4}, band={"abs": 0.03})))
     recs.append((t.positions, position("S", "CASH", 100_000.0, 1)))
+    # reference data naming calendars: one the library has (in lower case), one nobody has
+    recs += [(t.instruments, instrument("C-EQ", lot=0.0001, tier="large", calendar="xnys"))]
+    recs += [
+        (t.quotes, quote("C-EQ", 30.0, 1)),
+        (t.instruments, instrument("U-EQ", lot=1, calendar="NYSE-ISH")),
+    ]
     # R: its model holds R-EQ, which the limits restrict: the advisor must adjust the targets
     recs += [
         (t.instruments, instrument("R-EQ", lot=0.0001, tier="large")),
@@ -100,7 +108,8 @@ async def test_limits_reach_the_stream(
         doc = orjson.loads(drift)
         assert (doc["status"], doc["why"]) == ("untradable", "spread S-BOND 85 bps > 40")
         # the undeclared tier: a dead letter that names the declared ones
-        (rejected,) = await dead.wait("the microcap tier", lambda v: [d for d in v if "X-MC" in d["error"]])
+        letters = await dead.wait("the microcap tier", lambda v: [d for d in v if "X-MC" in d["error"]])
+        (rejected,) = [d for d in letters if "X-MC" in d["error"]]
         assert (
             rejected["reason"] == "semantic"
             and "tier 'microcap' of X-MC is not a declared tier" in rejected["error"]
@@ -116,6 +125,14 @@ async def test_limits_reach_the_stream(
             assert "restricted     1 accounts need adjustment for it (e.g. R); limits version it-1" in shown
             status = (await rb.run("streamproc inspect status")).stdout
             assert "limits it-1" in status and re.search(r"needs_adjustment\s+account R\b", status), status
+
+        letters = await dead.wait("the unknown calendar", lambda v: [d for d in v if "U-EQ" in d["error"]])
+        (unknown,) = [d for d in letters if "U-EQ" in d["error"]]
+        assert unknown["reason"] == "semantic" and "calendar 'NYSE-ISH' is not known" in unknown["error"]
+        shown = cli(stack, ns.prefix, "inspect", "instrument", "C-EQ").stdout
+        xnys = load("XNYS", now_ms())  # the session now, as the library has it
+        state = "open since" if xnys.open_since(now_ms()) != CLOSED else "closed, opens"
+        assert f"session        XNYS: {state}" in shown, shown
 
         await wait_for("N evaluated", lambda: redis_client.hget(keys.account("N"), "drift"), timeout=60)
         await produce(stack.bootstrap, [(t.quotes, quote("N-EQ", 132.0, 2))])
