@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import redis.exceptions
 from aiokafka import TopicPartition
 
 from streamproc import kafka
@@ -117,7 +118,16 @@ async def _reports(
     orders, dead = await asyncio.gather(
         _read(settings, t.orders, first - 60_000), _read(settings, t.deadletter, first - 60_000)
     )
-    holders = await _holders(settings, {e.subject[1] for e in chosen if e.subject[0] == "instrument"})
+    holders: dict[str, list[str]] | None
+    try:
+        holders = await _holders(settings, {e.subject[1] for e in chosen if e.subject[0] == "instrument"})
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+        # the topics still tell the story; only who held the instruments is unknown
+        print(
+            f"streamproc: Redis is not reachable at REDIS_URL ({exc}): instrument holders not shown",
+            file=sys.stderr,
+        )
+        holders = None
     return [report(e, every, holders, orders, dead, now_ms, grace_ms, _runbook(e)) for e in chosen]
 
 

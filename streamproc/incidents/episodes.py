@@ -119,7 +119,9 @@ class Report:
     runbook_commands: list[str] = field(default_factory=list)
 
 
-def affected(ep: Episode, holders: Mapping[str, Sequence[str]], orders: Sequence[OrderRecord]) -> Affected:
+def affected(
+    ep: Episode, holders: Mapping[str, Sequence[str]] | None, orders: Sequence[OrderRecord]
+) -> Affected:
     """Who the episode kept from trading. An account's own alert: that account. An instrument's: the
     accounts holding or targeting it (``holders``, from the workers' state), suppressed while it was
     flagged. A breach storm: the accounts whose held orders went out when it was released. A topic's
@@ -127,9 +129,11 @@ def affected(ep: Episode, holders: Mapping[str, Sequence[str]], orders: Sequence
     kind, ident = ep.subject
     if kind == "account":
         return Affected((ident,), "the account itself")
+    if kind == "instrument" and holders is None:
+        return Affected((), f"accounts holding or targeting {ident}: unknown, Redis was not reachable")
     if kind == "instrument":
         return Affected(
-            tuple(sorted(holders.get(ident, ()))),
+            tuple(sorted((holders or {}).get(ident, ()))),
             f"accounts holding or targeting {ident} (the workers' state now), suppressed while flagged",
         )
     if ep.type == "breach_storm" and ep.resolved_ms is not None:
@@ -151,7 +155,7 @@ def _in(orders: Iterable[OrderRecord], start_ms: int, end_ms: int) -> list[Order
 def report(
     ep: Episode,
     every: Sequence[Episode],
-    holders: Mapping[str, Sequence[str]],
+    holders: Mapping[str, Sequence[str]] | None,
     orders: Sequence[OrderRecord],
     dead: Sequence[DeadLetterRecord],
     now_ms: int,

@@ -9,13 +9,15 @@ import sys
 from tests.conftest import ROOT, Stack
 
 
-def cli(stack: Stack, namespace: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """`streamproc ARGS` as an on-call engineer runs it: a fresh process, settings from the environment."""
+def cli(stack: Stack, namespace: str, *args: str, **env_: str) -> subprocess.CompletedProcess[str]:
+    """`streamproc ARGS` as an on-call engineer runs it: a fresh process, settings from the environment
+    (``env_`` overrides it)."""
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap,
         "REDIS_URL": stack.redis_url,
         "STREAMPROC_NAMESPACE": namespace,
         "PATH": "",
+        **env_,
     }
     return subprocess.run(
         [sys.executable, "-m", "streamproc", *args],

@@ -4,6 +4,7 @@ each alert once and resolve once."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import subprocess
 
@@ -154,10 +155,16 @@ async def test_a_silent_quotes_topic_and_a_dead_letter_burst_alert_once_each(
             )
             assert states(alerts_of(values, "deadletter_rate")) == ["firing", "resolved"]
             burst = alerts_of(values, "deadletter_rate")[0]["alert_id"]
-            text = _cli(stack, settings, "incident", "report", "--alert", burst, "--since", "10m").stdout
+            # in a thread: the ticker goes on quoting (a blocked loop would make the feed silent again)
+            report = await asyncio.to_thread(
+                _cli, stack, settings, "incident", "report", "--alert", burst, "--since", "10m"
+            )
+            text = report.stdout
             assert f"- {t.positions}: invalid_json 10" in text, text  # the dead letters, by reason
             # the report of everything in the last 10 minutes: both episodes, the silence first
-            every = _cli(stack, settings, "incident", "report", "--since", "10m").stdout
+            every = (
+                await asyncio.to_thread(_cli, stack, settings, "incident", "report", "--since", "10m")
+            ).stdout
             assert every.startswith("# Incident report: 2 episodes")
             assert every.index("## feed_silent topic") < every.index("## deadletter_rate topic")
             await alerts.poll()

@@ -92,7 +92,13 @@ async def test_a_silent_instrument_goes_stale_suppresses_its_accounts_and_recove
             "quote_stale resolved", lambda v: len(alerts_of(v, "quote_stale", "BOND")) == 2
         )
         assert states(alerts_of(values, "quote_stale", "BOND")) == ["firing", "resolved"]
-        # afterwards: the report on-call files, from the topics and the workers' state
+        # EQ2 and EQ3 went stale too, but no account holds them: no alert about them.
+        await wait_for("more ticks", lambda: quote_seen(redis_client, settings, "BOND", ticker.seq["BOND"]))
+        await alerts.poll()
+        assert {a["subject"]["instrument"] for a in alerts_of(alerts.values(), "quote_stale")} == {"BOND"}
+        assert len(alerts_of(alerts.values(), "quote_stale")) == 2
+        assert len(for_account(orders.values(), "A")) == 1
+        # afterwards (the ticker paused meanwhile): the report on-call files, from the topics and the state
         done = cli(stack, settings.namespace, "incident", "report", "--alert", alert["alert_id"])
         assert done.returncode == 0, done.stdout + done.stderr
         text = done.stdout
@@ -117,15 +123,24 @@ async def test_a_silent_instrument_goes_stale_suppresses_its_accounts_and_recove
         )
         (episode,) = doc["episodes"]
         assert episode["orders_after_recovery"] == [order["event_id"]] and episode["accounts"] == ["A"]
-        resolved = alerts_of(values, "quote_stale", "BOND")[1]
+        resolved = alerts_of(alerts.values(), "quote_stale", "BOND")[1]
         assert (episode["fired_ms"], episode["resolved_ms"]) == (alert["ts"], resolved["ts"])
         assert episode["duration_ms"] == resolved["ts"] - alert["ts"]
-        # EQ2 and EQ3 went stale too, but no account holds them: no alert about them.
-        await wait_for("more ticks", lambda: quote_seen(redis_client, settings, "BOND", ticker.seq["BOND"]))
-        await alerts.poll()
-        assert {a["subject"]["instrument"] for a in alerts_of(alerts.values(), "quote_stale")} == {"BOND"}
-        assert len(alerts_of(alerts.values(), "quote_stale")) == 2
-        assert len(for_account(orders.values(), "A")) == 1
+        # with Redis down the topics still tell the story, and the one thing missing is said in one line
+        blind = cli(
+            stack,
+            settings.namespace,
+            "incident",
+            "report",
+            "--alert",
+            alert["alert_id"],
+            REDIS_URL="redis://127.0.0.1:1/0",
+        )
+        assert blind.returncode == 0 and "BOND: unknown, Redis was not reachable" in blind.stdout
+        assert (
+            blind.stderr.strip().startswith("streamproc: Redis is not reachable")
+            and "Traceback" not in blind.stderr
+        )
 
 
 async def test_gap_crossed_and_outlier_quotes_alert_once_and_never_trade(
