@@ -368,7 +368,7 @@ async def _watches(settings: Settings) -> str:
     client = redis_client(settings, socket_connect_timeout=5)
     try:
         workers = await _live_workers(Store(client, settings.redis_prefix), int(time.time() * 1000))
-    except (ConnectionError, OSError, aioredis.ConnectionError):
+    except (ConnectionError, OSError, aioredis.RedisError):
         workers = {}  # the topics are Kafka's: shown without Redis too
     finally:
         await client.aclose()
@@ -440,7 +440,7 @@ def run(settings: Settings, action: Callable[[Store, int], Awaitable[int]]) -> i
             return await action(Store(client, settings.redis_prefix), int(time.time() * 1000))
         except BrokenPipeError:
             raise  # the reader of our output went away (`| head`): not a Redis problem
-        except (ConnectionError, OSError, aioredis.ConnectionError) as exc:
+        except (ConnectionError, OSError, aioredis.ConnectionError, aioredis.TimeoutError) as exc:
             print(
                 f"streamproc: Redis is not reachable at REDIS_URL ({settings.redacted()['redis_url']}): {exc}"
             )

@@ -166,6 +166,7 @@ class DataAlerts:
         else:
             open_now.update(prices.stale_episodes(self.watch.referenced, now_ms, self.feed_ready_ms()))
             self.watch.quotes_due_ms = prices.market_open_since(self.watch.referenced, now_ms)
+            self.watch.quotes_due_known = True
             if alerter.stale:
                 await alerter.load()
             # a "never quoted" alert outlives a restart (its clock restarts with the feed) while unquoted

@@ -19,6 +19,7 @@ from streamproc.state.records import StoredQuote, episode_doc, episode_from
 from streamproc.wire.quotes import QuoteColumns
 
 _CHECK_FLAGS = (PriceFlag.GAP, PriceFlag.CROSSED, PriceFlag.OUTLIER)
+_DAY_MS = 86_400_000
 
 
 class Prices:
@@ -45,6 +46,8 @@ class Prices:
         self.default_delay_s = opening_delay_s
         self.delay_by_tier = dict(opening_delay_by_tier or {})
         self.delay_s: F64 = np.zeros(0)  # opening delay per instrument, NaN = the default
+        self._aliases: dict[str, int] = {}  # calendar names as reference data spells them
+        self._renew_after_ms = 0
         self.max_skew_ms = max_skew_s * 1000.0  # a quote stamped further ahead of the clock is rejected
         self.default_max_age_s = max_age_s
         self.max_age_by_tier = dict(max_age_by_tier or {})
@@ -267,9 +270,20 @@ class Prices:
         self.changed.add(idx)
         return None
 
+    def _renew(self, now_ms: int) -> None:
+        """Reload, at most daily, the calendars whose loaded sessions end within a month."""
+        if self.load_calendar is None or now_ms < self._renew_after_ms:
+            return
+        self._renew_after_ms = now_ms + _DAY_MS
+        for cal in self.sessions.calendars:
+            if cal is not None and (not cal.closes.size or int(cal.closes[-1]) - now_ms < 30 * _DAY_MS):
+                self.sessions.add(self.load_calendar(cal.name, now_ms))
+
     def _calendar(self, name: str, now_ms: int) -> int | str:
         """The calendar's index (loaded on first use), or why it cannot be used."""
         known = self.sessions.get(name)
+        if known is None:
+            known = self._aliases.get(name)
         if known is not None:
             return known
         if self.load_calendar is None:
@@ -279,7 +293,8 @@ class Prices:
         except ValueError as exc:
             return str(exc)
         known = self.sessions.get(cal.name)  # `xnys` and `XNYS` are one calendar
-        return known if known is not None else self.sessions.add(cal)
+        self._aliases[name] = known if known is not None else self.sessions.add(cal)
+        return self._aliases[name]
 
     def session_line(self, idx: int, now_ms: int) -> str:
         """``XNYS, opens 2026-12-04T14:30Z`` / ``XNYS, open, closes ...`` / ``24/7``."""
@@ -288,6 +303,10 @@ class Prices:
         if cal is None:
             return ALWAYS
         opened = cal.open_since(now_ms)
+        delay = float(self.delay_s[idx]) if idx < len(self.delay_s) else math.nan
+        until = opened + int((self.default_delay_s if math.isnan(delay) else delay) * 1000)
+        if opened != CLOSED and now_ms < until:
+            return f"{cal.name}, open since {_iso(opened)}, opening delay until {_iso(until)}"
         if opened != CLOSED and idx < len(self.ts) and int(self.ts[idx]) < opened:
             return f"{cal.name}, open since {_iso(opened)}, no quote yet this session"
         if opened != CLOSED:
@@ -303,6 +322,7 @@ class Prices:
         """Raise or clear STALE where a quoted instrument's last quote is older than its max age;
         returns how many instruments changed state. Between sessions an instrument is CLOSED, not STALE."""
         n = self._sync()
+        self._renew(now_ms)
         ts = self.ts[:n]
         since = self.sessions.open_since(self.cal[:n], now_ms)
         shut = since == CLOSED
@@ -317,6 +337,13 @@ class Prices:
         self.checks.mid[:n][closed] = math.nan
         turned = np.flatnonzero(closed != self.closed[:n])
         if turned.size:
+            # a gap, crossed or held quote open at the close ends with the session, as staleness would
+            # end it intraday: nothing more is expected until the open
+            ending = [
+                i for i in turned[closed[turned]].tolist() if self.checks.close_all(i, superseded_by="closed")
+            ]
+            if ending:
+                self._sync_flags(np.array(ending, dtype=np.int64))
             self.book.set_flag(turned[closed[turned]], PriceFlag.CLOSED, True)
             self.book.set_flag(turned[~closed[turned]], PriceFlag.CLOSED, False)
             self.closed[:n] = closed
@@ -363,9 +390,9 @@ class Prices:
                 "max_age_s": float(ages[i]),
             }
             since = max(last, int(opened[i])) + int(ages[i] * 1000) if last else now_ms
-            ep = Episode(
-                "quote_stale", subject, episode_id("quote_stale", subject, last or "never"), since, details
-            )
+            # a silence that spans a close is a new episode in the next session (its own id)
+            mark = (f"{last}@{int(opened[i])}" if opened[i] > last else last) if last else "never"
+            ep = Episode("quote_stale", subject, episode_id("quote_stale", subject, mark), since, details)
             out[ep.key] = ep
         return out
 

@@ -112,6 +112,7 @@ class StormGuard:
         """After a release (under the evaluation lock): the held accounts are evaluated again at the
         prices of the next pass; returns how many."""
         self.window.clear()  # the breaches that made the storm are not a new one
+        self.opening.clear()
         rows = self.accounts.rows_with_status(Status.HELD)
         self.accounts.dirty.update(rows.tolist())
         log.warning("breach storm released: held accounts are evaluated again", accounts=int(rows.size))

@@ -36,6 +36,7 @@ class Watch:
         # since when quotes are due (the first open among the referenced markets open now; 0: one never
         # closes); None while they are all closed: the quotes topic is then not silent, just closed
         self.quotes_due_ms: int | None = 0
+        self.quotes_due_known = False  # not until the referenced instruments are: no silence judged
         self.tick = 0
         self.last_suppressed = -1
 
@@ -65,9 +66,9 @@ class Watch:
             watch = self.silence[logical]
             watch.observe(now, offsets[logical])
             silent = watch.silent_for(now)
+            due = self.quotes_due_ms if logical == "quotes" else 0
             if logical == "quotes":  # the feed's silence counts in session time
-                due = self.quotes_due_ms
-                silent = 0.0 if due is None else min(silent, now - due / 1000.0)
+                silent = 0.0 if due is None or not self.quotes_due_known else min(silent, now - due / 1000.0)
             if silent >= limit:
                 subject = ("topic", getattr(topics, logical))
                 details = {
@@ -77,7 +78,9 @@ class Watch:
                     "offsets": watch.value,
                     "quiet_since_ms": int(watch.quiet_since * 1000),
                 }
-                ep_id = episode_id("feed_silent", subject, watch.value)
+                # a silence that spans a close is a new episode in the next session (its own id)
+                mark = f"{watch.value}@{due}" if due and due / 1000.0 > watch.quiet_since else watch.value
+                ep_id = episode_id("feed_silent", subject, mark)
                 since = int((watch.quiet_since + limit) * 1000)
                 out[("feed_silent", subject)] = Episode("feed_silent", subject, ep_id, since, details)
         count = self.deadletters.observe(now, offsets["deadletter"])

@@ -69,33 +69,35 @@ class Episode:
 
 
 def episodes(alerts: Iterable[AlertRecord]) -> list[Episode]:
-    """The episodes of ``alerts`` (in any order; repeats after a worker's crash count once), by when
-    they fired. A resolution without its firing record (before the range read) is left out."""
-    fired: dict[str, AlertRecord] = {}
-    resolved: dict[str, AlertRecord] = {}
-    for a in alerts:
-        seen = fired if a["state"] == "firing" else resolved
-        if a["alert_id"] not in seen or a["ts"] < seen[a["alert_id"]]["ts"]:
-            seen[a["alert_id"]] = a
-    out = []
-    for alert_id, f in fired.items():
-        r = resolved.get(alert_id)
-        ((kind, ident),) = f["subject"].items()
-        out.append(
-            Episode(
-                alert_id=alert_id,
-                type=f["type"],
-                severity=f["severity"],
-                subject=(kind, ident),
-                fired_ms=f["ts"],
-                resolved_ms=r["ts"] if r is not None else None,
-                fired_details=dict(f["details"]),
-                resolved_details=dict(r["details"]) if r is not None else None,
-                runbook=f["runbook"],
-                runbook_url=f.get("runbook_url"),
-            )
-        )
+    """The episodes of ``alerts`` (in any order), by when they fired. Records pair up in time order per
+    alert_id: a firing opens an episode, the next resolved record ends it; a repeat of either after a
+    worker's crash counts once. A resolution without its firing (before the range read) is left out."""
+    out: list[Episode] = []
+    open_: dict[str, AlertRecord] = {}
+    for a in sorted(alerts, key=lambda r: (r["ts"], r["state"] != "firing")):
+        aid = a["alert_id"]
+        if a["state"] == "firing":
+            open_.setdefault(aid, a)
+        elif aid in open_:
+            out.append(_episode(open_.pop(aid), a))
+    out += [_episode(f, None) for f in open_.values()]
     return sorted(out, key=lambda e: (e.fired_ms, e.alert_id))
+
+
+def _episode(f: AlertRecord, r: AlertRecord | None) -> Episode:
+    ((kind, ident),) = f["subject"].items()
+    return Episode(
+        alert_id=f["alert_id"],
+        type=f["type"],
+        severity=f["severity"],
+        subject=(kind, ident),
+        fired_ms=f["ts"],
+        resolved_ms=r["ts"] if r is not None else None,
+        fired_details=dict(f["details"]),
+        resolved_details=dict(r["details"]) if r is not None else None,
+        runbook=f["runbook"],
+        runbook_url=f.get("runbook_url"),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +139,8 @@ def affected(
             f"accounts holding or targeting {ident} (the workers' state now), suppressed while flagged",
         )
     if ep.type == "breach_storm" and ep.resolved_ms is not None:
-        released = _in(orders, ep.resolved_ms, ep.resolved_ms + _RELEASE_MS)
+        # other workers publish their released orders around the release: a few seconds either side
+        released = _in(orders, ep.resolved_ms - _RELEASE_LEAD_MS, ep.resolved_ms + _RELEASE_MS)
         return Affected(
             tuple(sorted({o["account"] for o in released if o.get("type") == "rebalance"})),
             "accounts whose orders the storm held, published when it was released",
@@ -146,6 +149,7 @@ def affected(
 
 
 _RELEASE_MS = 60_000  # a storm's held orders go out within this of its release
+_RELEASE_LEAD_MS = 5_000
 
 
 def _in(orders: Iterable[OrderRecord], start_ms: int, end_ms: int) -> list[OrderRecord]:

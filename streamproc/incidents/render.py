@@ -62,18 +62,19 @@ def markdown(reports: Sequence[Report], since_ms: int, until_ms: int, namespace:
             "",
             "### Timeline",
             "",
-            f"- {iso(ep.fired_ms)} fired: `{orjson.dumps(ep.fired_details).decode()}`",
         ]
-        for e in r.related:
-            if ep.fired_ms <= e.fired_ms <= ep.end_ms(now_ms):
-                out.append(
-                    f"- {iso(e.fired_ms)} {e.type} {e.subject[0]} {e.subject[1]} fired (`{e.alert_id}`)"
-                )
-        for o in r.orders_after[:1]:
-            out.append(f"- {iso(o['ts'])} first order after recovery: {o['account']} `{o['event_id']}`")
+        timeline = [(ep.fired_ms, 0, f"fired: `{orjson.dumps(ep.fired_details).decode()}`")]
+        timeline += [
+            (e.fired_ms, 1, f"{e.type} {e.subject[0]} {e.subject[1]} fired (`{e.alert_id}`)")
+            for e in r.related
+            if ep.fired_ms <= e.fired_ms <= ep.end_ms(now_ms)
+        ]
         if ep.resolved_ms is not None:
             details = orjson.dumps(ep.resolved_details or {}).decode()
-            out.append(f"- {iso(ep.resolved_ms)} resolved: `{details}`")
+            timeline.append((ep.resolved_ms, 2, f"resolved: `{details}`"))
+        for o in r.orders_after[:1]:
+            timeline.append((o["ts"], 3, f"first order after recovery: {o['account']} `{o['event_id']}`"))
+        out += [f"- {iso(ts)} {text}" for ts, _, text in sorted(timeline)]
         accounts = list(r.affected.accounts)
         held = f"for {seconds(ep.duration_ms(now_ms))}" if accounts else ""
         out += [
@@ -87,7 +88,7 @@ def markdown(reports: Sequence[Report], since_ms: int, until_ms: int, namespace:
             f"- orders withheld and published after recovery: {len(r.orders_after)}"
             + (f" ({_list([_order(o) for o in r.orders_after])})" if r.orders_after else ""),
             "",
-            "### Dead letters while it lasted",
+            "### Dead letters from a minute before it fired to its end",
             "",
         ]
         out += [f"- {topic}: {reason} {n}" for (topic, reason), n in sorted(r.dead_letters.items())] or [

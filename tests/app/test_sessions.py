@@ -225,3 +225,47 @@ async def test_the_same_wave_intraday_trips_the_storm() -> None:
     assert orders(m.w) == []  # 4 of 10 in band -> out of band at once: 40 % > 0.2
     (storm,) = m.alerts("breach_storm")
     assert storm["state"] == "firing"
+
+
+async def test_what_is_open_at_the_close_ends_with_it_and_monday_is_a_new_episode() -> None:
+    m = Market("2026-12-04T20:56:00")
+    await m.start()  # EQ and BOND quoted at 20:56:00; EQ stays silent from here
+    await m.step(174)  # 20:58:55
+    m.seq["BOND"] += 2  # BOND's seqs jump: a gap, open as the market closes
+    m.quote("BOND", 50.0)
+    await m.step(1)
+    assert [a["state"] for a in m.alerts("quote_gap")] == ["firing"]
+    (friday,) = [a for a in m.alerts("quote_stale") if a["subject"] == {"instrument": "EQ"}]
+    await m.step(120)  # 21:00:56: closed
+    assert [a["state"] for a in m.alerts("quote_gap")] == ["firing", "resolved"]
+    assert m.alerts("quote_gap")[1]["details"]["superseded_by"] == "closed"
+    assert [a["state"] for a in m.alerts("quote_stale") if a["alert_id"] == friday["alert_id"]] == [
+        "firing",
+        "resolved",
+    ]
+    await m.step(2 * 86_400 + 17 * 3600 + 29 * 60 + 4)  # Monday 14:30:00, nothing quoted since Friday
+    await m.step(61)
+    monday = [a for a in m.alerts("quote_stale") if a["subject"] == {"instrument": "EQ"}][-1]
+    assert monday["state"] == "firing" and monday["alert_id"] != friday["alert_id"]  # not deduplicated away
+
+
+async def test_a_calendar_is_reloaded_before_its_loaded_sessions_run_out() -> None:
+    m = Market("2026-12-04T15:00:00")
+    await m.start()
+    prices = m.w.parts.prices
+    loads: list[int] = []
+    real = prices.load_calendar
+    assert real is not None
+
+    def counting(name: str, now_ms: int) -> Any:
+        loads.append(now_ms)
+        return real(name, now_ms)
+
+    prices.load_calendar = counting
+    await m.step(86_400)  # a day on: a year of sessions still ahead, nothing reloaded
+    assert loads == []
+    await m.step(340 * 86_400)  # within a month of the end of what was loaded: reloaded, once a day
+    await m.step(60)
+    assert len(loads) == 1
+    k = prices.sessions.get("XNYS")
+    assert k is not None and prices.sessions.calendars[k].closes[-1] > m.ms() + 300 * 86_400_000

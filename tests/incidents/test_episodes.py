@@ -108,3 +108,14 @@ def test_an_iso_time_without_a_zone_is_utc_and_garbage_is_refused() -> None:
     assert parse_time("2026-12-03T17:00:00", 0) == parse_time("2026-12-03T17:00:00Z", 0) == 1796317200000
     with pytest.raises(ValueError, match="is not a time: use 30m"):
         parse_time("yesterday", 0)
+
+
+def test_an_alert_id_that_fires_again_later_is_a_second_episode() -> None:
+    again = [
+        alert("feed_silent", "firing", 1_000, {"topic": "quotes"}, "f:1"),
+        alert("feed_silent", "resolved", 2_000, {"topic": "quotes"}, "f:1"),
+        alert("feed_silent", "firing", 9_000, {"topic": "quotes"}, "f:1"),
+    ]
+    first, second = episodes(reversed(again))
+    assert (first.fired_ms, first.resolved_ms) == (1_000, 2_000)
+    assert (second.fired_ms, second.resolved_ms) == (9_000, None)
