@@ -215,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
             "rejected",
             "unanswered",
             "ordered",
+            "closed",
             "ok",
         ),
     )
