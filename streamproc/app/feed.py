@@ -158,6 +158,8 @@ class Feed:
                     if error is not None and owner:
                         record = Record(tp.topic, tp.partition, r.offset, r.key, r.value)
                         dead.append((record, Rejected(Reason.SEMANTIC, error)))
+                    elif owner:  # its stored feed state names its calendar (for `inspect instrument`)
+                        self._dirty.add(self.book.instrument(doc["instrument"]))
                 continue
             cols = self.decoder.decode([r.key for r in records], [r.value for r in records])
             kept: Sequence[Any] = records

@@ -269,3 +269,18 @@ async def test_a_calendar_is_reloaded_before_its_loaded_sessions_run_out() -> No
     assert len(loads) == 1
     k = prices.sessions.get("XNYS")
     assert k is not None and prices.sessions.calendars[k].closes[-1] > m.ms() + 300 * 86_400_000
+
+
+async def test_the_stored_feed_state_names_the_calendar_from_reference_data_alone() -> None:
+    m = Market("2026-12-05T12:00:00")  # a Saturday: nothing quotes
+    await m.start()
+    m.reference("NQ", "xlon")  # never quoted, on a calendar of its own
+    await m.step(1)
+    await m.w.parts.feed.checkpoint()
+    stored = await m.w.store.load_quote("NQ")
+    assert stored is not None and stored.calendar == "XLON" and stored.ts == 0
+    m.reference("EQ", "XETR")  # moved venue over the weekend, before its next quote
+    await m.step(1)
+    await m.w.parts.feed.checkpoint()
+    eq = await m.w.store.load_quote("EQ")
+    assert eq is not None and eq.calendar == "XETR" and eq.ts > 0
