@@ -33,7 +33,7 @@ from streamproc.settings import Settings, SettingsError
 from streamproc.sim import fill, simulate
 from streamproc.sim.fill_desk import Policy
 from streamproc.sim.market import CASH, TRADING_DAY_S, Faults, Market
-from streamproc.state.keys import Keys
+from streamproc.state.store import Store
 from streamproc.worker_process import Samples, WorkerProcess
 
 console = Console()
@@ -380,13 +380,8 @@ async def drift_statuses(s: Settings) -> Counter[str]:
     client = redis_client(s)
     out: Counter[str] = Counter()
     try:
-        every_account = Keys(s.redis_prefix).account("*")  # a MATCH pattern: braces are literal in it
-        keys = [k async for k in client.scan_iter(match=every_account, count=2000)]
-        async with client.pipeline(transaction=False) as pipe:
-            for k in keys:
-                pipe.hget(k, "drift")
-            for raw in await pipe.execute():
-                out[orjson.loads(raw)["status"] if raw else "not evaluated"] += 1
+        async for _account, (raw,) in Store(client, s.redis_prefix).scan_accounts(["drift"]):
+            out[orjson.loads(raw)["status"] if raw else "not evaluated"] += 1
     finally:
         await client.aclose()
     return out

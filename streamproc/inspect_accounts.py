@@ -10,31 +10,16 @@ import orjson
 
 from streamproc.inspect import run, when
 from streamproc.settings import Settings
-from streamproc.state.keys import Keys
 from streamproc.state.store import Store
 
-_CHUNK = 1000
 
-
-async def _accounts(store: Store, prefix: str, state: str, limit: int, now_ms: int) -> int:
-    client = store.redis
-    keys = Keys(prefix)
-    pattern = keys.account("*")  # a MATCH pattern: the braces are literal in it
-    names = [k async for k in client.scan_iter(match=pattern, count=5000)]
+async def _accounts(store: Store, state: str, limit: int, now_ms: int) -> int:
     found: list[tuple[str, dict[str, Any]]] = []
-    for i in range(0, len(names), _CHUNK):
-        chunk = names[i : i + _CHUNK]
-        async with client.pipeline(transaction=False) as pipe:
-            for k in chunk:
-                pipe.hmget(k, ["drift", "gap"])
-            rows = await pipe.execute()
-        for k, (drift_raw, gap) in zip(chunk, rows, strict=True):
-            drift = orjson.loads(drift_raw) if drift_raw else {}
-            hit = bool(gap) if state == "quarantined" else drift.get("status") == state  # b"": lifted
-            if not hit:
-                continue
-            key = k.decode() if isinstance(k, bytes) else k
-            found.append((key[key.index("{") + 1 : key.rindex("}")], drift))
+    async for account, (drift_raw, gap) in store.scan_accounts(["drift", "gap"]):
+        drift = orjson.loads(drift_raw) if drift_raw else {}
+        hit = bool(gap) if state == "quarantined" else drift.get("status") == state  # b"": lifted
+        if hit:
+            found.append((account, drift))
     total = len(found)
     found = sorted(found, key=lambda item: item[0])[:limit]  # the first by id, not by scan order
     for account, drift in found:
@@ -48,4 +33,4 @@ async def _accounts(store: Store, prefix: str, state: str, limit: int, now_ms: i
 
 def accounts_view(settings: Settings, state: str, limit: int) -> int:
     """The accounts in ``state`` (at most ``limit`` listed, all counted)."""
-    return run(settings, lambda store, now: _accounts(store, settings.redis_prefix, state, limit, now))
+    return run(settings, lambda store, now: _accounts(store, state, limit, now))

@@ -3,23 +3,22 @@ applies the good quotes to the book, raises STALE / GAP / CROSSED / OUTLIER flag
 
 from __future__ import annotations
 
-import datetime
 import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
+from streamproc.app.venues import Venues
 from streamproc.core import Book, PriceFlag
 from streamproc.core.alerts import Episode, Key, episode_id
 from streamproc.core.gaps import QuoteChecks, Verdict
-from streamproc.core.sessions import ALWAYS, CLOSED, Calendar, Sessions
+from streamproc.core.sessions import ALWAYS, CLOSED, Calendar
 from streamproc.core.types import F64, I64, Bool
 from streamproc.state.records import StoredQuote, episode_doc, episode_from
 from streamproc.wire.quotes import QuoteColumns
 
 _CHECK_FLAGS = (PriceFlag.GAP, PriceFlag.CROSSED, PriceFlag.OUTLIER)
-_DAY_MS = 86_400_000
 
 
 class Prices:
@@ -39,15 +38,8 @@ class Prices:
         opening_delay_by_tier: Mapping[str, float] | None = None,
     ) -> None:
         self.book = book
-        self.load_calendar = calendars  # name, now_ms -> its sessions (None: only 24/7 is known)
-        self.sessions = Sessions()
-        self.cal: I64 = np.zeros(0, dtype=np.int64)  # calendar index per instrument (0: 24/7)
-        self.closed = np.zeros(0, dtype=bool)
-        self.default_delay_s = opening_delay_s
-        self.delay_by_tier = dict(opening_delay_by_tier or {})
-        self.delay_s: F64 = np.zeros(0)  # opening delay per instrument, NaN = the default
-        self._aliases: dict[str, int] = {}  # calendar names as reference data spells them
-        self._renew_after_ms = 0
+        self.venues = Venues(calendars, opening_delay_s, opening_delay_by_tier)
+        self.closed = np.zeros(0, dtype=bool)  # CLOSED set: between sessions, or before the first quote
         self.max_skew_ms = max_skew_s * 1000.0  # a quote stamped further ahead of the clock is rejected
         self.default_max_age_s = max_age_s
         self.max_age_by_tier = dict(max_age_by_tier or {})
@@ -73,9 +65,8 @@ class Prices:
             self.ts = np.concatenate([self.ts, np.zeros(extra, dtype=np.int64)])
             self.max_age_s = np.concatenate([self.max_age_s, np.full(extra, math.nan)])
             self.stale = np.concatenate([self.stale, np.zeros(extra, dtype=bool)])
-            self.cal = np.concatenate([self.cal, np.zeros(extra, dtype=np.int64)])
             self.closed = np.concatenate([self.closed, np.zeros(extra, dtype=bool)])
-            self.delay_s = np.concatenate([self.delay_s, np.full(extra, math.nan)])
+            self.venues.grow(extra)
         self.checks.grow(n)
         return n
 
@@ -236,7 +227,7 @@ class Prices:
             episodes=tuple(episode_doc(ep) for ep in self.checks.open.get(i, {}).values()),
             bid_size=bid_size,
             ask_size=ask_size,
-            calendar=self.sessions.names[int(self.cal[i])],
+            calendar=self.venues.name(i),
         )
 
     def set_reference(self, doc: Mapping[str, Any], now_ms: int = 0) -> str | None:
@@ -244,7 +235,7 @@ class Prices:
         the default); returns why it cannot be applied (a tier the limits do not declare, a calendar
         nobody knows: no silent default)."""
         name = doc["instrument"]
-        calendar = self._calendar(str(doc.get("calendar") or ALWAYS), now_ms)
+        calendar = self.venues.calendar(str(doc.get("calendar") or ALWAYS), now_ms)
         if isinstance(calendar, str):
             return f"{name}: {calendar}"
         tier = doc.get("tier")
@@ -260,58 +251,18 @@ class Prices:
         self.book.set_instrument(name, lot=float(doc["lot"]) if "lot" in doc else None, tier=tier)
         self._sync()
         idx = self.book.instrument(name)
-        self.cal[idx] = calendar
+        self.venues.set(idx, calendar, tier)
         if "max_quote_age_s" in doc:
             self.max_age_s[idx] = float(doc["max_quote_age_s"])
         else:
             self.max_age_s[idx] = self.max_age_by_tier.get(tier, math.nan) if tier else math.nan
         self.checks.move[idx] = self.outlier_by_tier.get(tier, math.nan) if tier else math.nan
-        self.delay_s[idx] = self.delay_by_tier.get(tier, math.nan) if tier else math.nan
         self.changed.add(idx)
         return None
 
-    def _renew(self, now_ms: int) -> None:
-        """Reload, at most daily, the calendars whose loaded sessions end within a month."""
-        if self.load_calendar is None or now_ms < self._renew_after_ms:
-            return
-        self._renew_after_ms = now_ms + _DAY_MS
-        for cal in self.sessions.calendars:
-            if cal is not None and (not cal.closes.size or int(cal.closes[-1]) - now_ms < 30 * _DAY_MS):
-                self.sessions.add(self.load_calendar(cal.name, now_ms))
-
-    def _calendar(self, name: str, now_ms: int) -> int | str:
-        """The calendar's index (loaded on first use), or why it cannot be used."""
-        known = self.sessions.get(name)
-        if known is None:
-            known = self._aliases.get(name)
-        if known is not None:
-            return known
-        if self.load_calendar is None:
-            return f"calendar {name!r}: this worker knows only {ALWAYS!r}"
-        try:
-            cal = self.load_calendar(name, now_ms)
-        except ValueError as exc:
-            return str(exc)
-        known = self.sessions.get(cal.name)  # `xnys` and `XNYS` are one calendar
-        self._aliases[name] = known if known is not None else self.sessions.add(cal)
-        return self._aliases[name]
-
     def session_line(self, idx: int, now_ms: int) -> str:
-        """``XNYS, opens 2026-12-04T14:30Z`` / ``XNYS, open, closes ...`` / ``24/7``."""
-        k = int(self.cal[idx]) if idx < len(self.cal) else 0
-        cal = self.sessions.calendars[k]
-        if cal is None:
-            return ALWAYS
-        opened = cal.open_since(now_ms)
-        delay = float(self.delay_s[idx]) if idx < len(self.delay_s) else math.nan
-        until = opened + int((self.default_delay_s if math.isnan(delay) else delay) * 1000)
-        if opened != CLOSED and now_ms < until:
-            return f"{cal.name}, open since {_iso(opened)}, opening delay until {_iso(until)}"
-        if opened != CLOSED and idx < len(self.ts) and int(self.ts[idx]) < opened:
-            return f"{cal.name}, open since {_iso(opened)}, no quote yet this session"
-        if opened != CLOSED:
-            return f"{cal.name}, open, closes {_iso(cal.next_close(now_ms))}"
-        return f"{cal.name}, opens {_iso(cal.next_open(now_ms))}"
+        """Instrument ``idx``'s session now, for people (``XNYS, opens 2026-12-04T14:30Z``)."""
+        return self.venues.line(idx, int(self.ts[idx]) if idx < len(self.ts) else 0, now_ms)
 
     def max_ages(self, n: int) -> F64:
         """Max quote age (s) of the first ``n`` instruments."""
@@ -322,16 +273,15 @@ class Prices:
         """Raise or clear STALE where a quoted instrument's last quote is older than its max age;
         returns how many instruments changed state. Between sessions an instrument is CLOSED, not STALE."""
         n = self._sync()
-        self._renew(now_ms)
+        self.venues.renew(now_ms)
         ts = self.ts[:n]
-        since = self.sessions.open_since(self.cal[:n], now_ms)
+        since = self.venues.open_since(n, now_ms)
         shut = since == CLOSED
         # a price ages in session time: from the later of its quote and its session's open ...
         stale = (ts > 0) & ~shut & (now_ms - np.maximum(ts, since) > self.max_ages(n) * 1000.0)
         # ... and one from an earlier session is not traded on: closed until the session's first quote,
         # and until the opening delay has passed (the auction's prices are not traded on)
-        delay = np.where(np.isnan(self.delay_s[:n]), self.default_delay_s, self.delay_s[:n]) * 1000.0
-        waiting = ~shut & (since > 0) & (now_ms < since + delay)
+        waiting = ~shut & (since > 0) & (now_ms < since + self.venues.delays_ms(n))
         closed = shut | waiting | ((ts > 0) & (ts < since) & ~stale)
         # the first quote after a break is a new level, not an outlier against the last session's
         self.checks.mid[:n][closed] = math.nan
@@ -374,7 +324,7 @@ class Prices:
         ref[:m] = referenced[:m]
         ages = self.max_ages(n)
         hits = self.stale[:n] & ref
-        opened = self.sessions.open_since(self.cal[:n], now_ms)
+        opened = self.venues.open_since(n, now_ms)
         if missing_after_ms is not None:
             waited = now_ms - np.maximum(missing_after_ms, opened)  # in session time, as an age
             hits |= ref & (self.ts[:n] == 0) & (opened != CLOSED) & (waited > ages * 1000.0)
@@ -397,15 +347,9 @@ class Prices:
         return out
 
     def market_open_since(self, referenced: Bool, now_ms: int) -> int | None:
-        """Since when the referenced instruments' feed should be quoting: the first open among their
-        markets open now (0: one of them never closes); None while every one of them is closed."""
-        n = self._sync()
-        m = min(n, len(referenced))
-        if not referenced[:m].any():
-            return 0
-        opened = self.sessions.open_since(self.cal[:m][referenced[:m]], now_ms)
-        live = opened[opened != CLOSED]
-        return int(live.min()) if live.size else None
+        """Since when the referenced instruments' feed should be quoting (``Venues.due_since``)."""
+        m = min(self._sync(), len(referenced))
+        return self.venues.due_since(referenced[:m], now_ms)
 
     def never_quoted(self, name: str) -> bool:
         """Whether no quote of the instrument was ever applied (here or in the stored state)."""
@@ -424,9 +368,3 @@ class Prices:
         ts = np.where(instruments >= 0, self.ts[np.maximum(instruments, 0)], 0)
         out: I64 = ts.max(axis=1) if ts.size else np.zeros(len(instruments), dtype=np.int64)
         return out
-
-
-def _iso(ms: int | None) -> str:
-    if ms is None:
-        return "beyond the loaded window"
-    return datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.UTC).strftime("%Y-%m-%dT%H:%MZ")

@@ -21,11 +21,11 @@ from streamproc.clients import redis_client
 from streamproc.incidents.episodes import AlertRecord, Episode, episodes, report
 from streamproc.incidents.render import as_json, markdown
 from streamproc.settings import Settings
-from streamproc.state.keys import Keys
+from streamproc.state.records import holding_field
+from streamproc.state.store import Store
 
 RUNBOOKS = Path(__file__).resolve().parents[2] / "runbooks"  # the repository's (absent when installed)
 _LOOKBACK_MS = 86_400_000  # an episode overlapping the range may have fired up to a day before it
-_CHUNK = 1000
 _UNITS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
 
@@ -73,24 +73,15 @@ async def _holders(settings: Settings, instruments: set[str]) -> dict[str, list[
     if not instruments:
         return {}
     client = redis_client(settings, socket_connect_timeout=5)
-    keys = Keys(settings.redis_prefix)
     wanted = sorted(instruments)
     found: dict[str, list[str]] = defaultdict(list)
     try:
-        names = [k async for k in client.scan_iter(match=keys.account("*"), count=5000)]
-        for i in range(0, len(names), _CHUNK):
-            chunk = names[i : i + _CHUNK]
-            async with client.pipeline(transaction=False) as pipe:
-                for k in chunk:
-                    pipe.hmget(k, ["targets", *(f"q:{inst}" for inst in wanted)])
-                rows = await pipe.execute()
-            for k, (targets, *qtys) in zip(chunk, rows, strict=True):
-                key = k.decode() if isinstance(k, bytes) else k
-                account = key[key.index("{") + 1 : key.rindex("}")]
-                weights = orjson.loads(targets).get("weights", {}) if targets else {}
-                for inst, qty in zip(wanted, qtys, strict=True):
-                    if (qty is not None and float(qty) > 0) or weights.get(inst, 0) > 0:
-                        found[inst].append(account)
+        store = Store(client, settings.redis_prefix)
+        async for account, (targets, *qtys) in store.scan_accounts(["targets", *map(holding_field, wanted)]):
+            weights = orjson.loads(targets).get("weights", {}) if targets else {}
+            for inst, qty in zip(wanted, qtys, strict=True):
+                if (qty is not None and float(qty) > 0) or weights.get(inst, 0) > 0:
+                    found[inst].append(account)
     finally:
         await client.aclose()
     return found

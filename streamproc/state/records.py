@@ -323,6 +323,11 @@ class AccountRecord:
         return orjson.loads(self.drift_json) if self.drift_json else None
 
 
+def holding_field(instrument: str) -> str:
+    """The account hash field of a holding."""
+    return f"q:{instrument}"
+
+
 def parse_account(account: str, raw: HashFields) -> AccountRecord:
     """An account from its hash."""
     holdings = {k[2:].decode(): q for k, v in raw.items() if k.startswith(b"q:") and (q := float(v)) > 0}
@@ -355,7 +360,7 @@ class AccountPatch:
     fields: dict[str, FieldValue] = field(default_factory=dict)
 
     def holding(self, instrument: str, qty: float) -> AccountPatch:
-        self.fields[f"q:{instrument}"] = qty
+        self.fields[holding_field(instrument)] = qty
         return self
 
     def cash(self, qty: float) -> AccountPatch:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 import orjson
@@ -113,6 +113,23 @@ class Store:
                 if raw:
                     out.append(parse_account(a, raw))
         return out
+
+    async def scan_accounts(
+        self, fields: Sequence[str], chunk: int = 1000
+    ) -> AsyncIterator[tuple[str, list[bytes | None]]]:
+        """Every stored account with the values of ``fields``, for operator commands and reports (one key
+        scan, then HMGETs pipelined ``chunk`` at a time; not for a worker's hot path)."""
+        pattern = self.keys.account("*")  # a MATCH pattern: the braces are literal in it
+        names = [k async for k in self.redis.scan_iter(match=pattern, count=5000)]
+        for i in range(0, len(names), chunk):
+            part = names[i : i + chunk]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for k in part:
+                    pipe.hmget(k, list(fields))
+                rows = await pipe.execute()
+            for k, values in zip(part, rows, strict=True):
+                key = _text(k)
+                yield key[key.index("{") + 1 : key.rindex("}")], values
 
     async def load_account(self, account: str) -> AccountRecord | None:
         """One account (for `streamproc inspect` and tests)."""

@@ -254,21 +254,21 @@ async def test_a_calendar_is_reloaded_before_its_loaded_sessions_run_out() -> No
     await m.start()
     prices = m.w.parts.prices
     loads: list[int] = []
-    real = prices.load_calendar
+    real = prices.venues.load
     assert real is not None
 
     def counting(name: str, now_ms: int) -> Any:
         loads.append(now_ms)
         return real(name, now_ms)
 
-    prices.load_calendar = counting
+    prices.venues.load = counting
     await m.step(86_400)  # a day on: a year of sessions still ahead, nothing reloaded
     assert loads == []
     await m.step(340 * 86_400)  # within a month of the end of what was loaded: reloaded, once a day
     await m.step(60)
     assert len(loads) == 1
-    k = prices.sessions.get("XNYS")
-    assert k is not None and prices.sessions.calendars[k].closes[-1] > m.ms() + 300 * 86_400_000
+    k = prices.venues.sessions.get("XNYS")
+    assert k is not None and prices.venues.sessions.calendars[k].closes[-1] > m.ms() + 300 * 86_400_000
 
 
 async def test_the_stored_feed_state_names_the_calendar_from_reference_data_alone() -> None:

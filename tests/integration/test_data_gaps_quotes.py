@@ -4,6 +4,7 @@ outlier. Each alert fires once and resolves once, and no order is computed from 
 from __future__ import annotations
 
 import re
+import subprocess
 
 import orjson
 import pytest
@@ -98,8 +99,14 @@ async def test_a_silent_instrument_goes_stale_suppresses_its_accounts_and_recove
         assert {a["subject"]["instrument"] for a in alerts_of(alerts.values(), "quote_stale")} == {"BOND"}
         assert len(alerts_of(alerts.values(), "quote_stale")) == 2
         assert len(for_account(orders.values(), "A")) == 1
+
         # afterwards (the ticker paused meanwhile): the report on-call files, from the topics and the state
-        done = cli(stack, settings.namespace, "incident", "report", "--alert", alert["alert_id"])
+        def report(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+            return cli(
+                stack, settings.namespace, "incident", "report", "--alert", alert["alert_id"], *args, **env
+            )
+
+        done = report()
         assert done.returncode == 0, done.stdout + done.stderr
         text = done.stdout
         assert "## quote_stale instrument BOND: resolved after" in text, text
@@ -109,33 +116,14 @@ async def test_a_silent_instrument_goes_stale_suppresses_its_accounts_and_recove
         assert (
             "streamproc inspect instrument BOND" in text and "| runbook | runbooks/quote_stale.md |" in text
         )
-        doc = orjson.loads(
-            cli(
-                stack,
-                settings.namespace,
-                "incident",
-                "report",
-                "--alert",
-                alert["alert_id"],
-                "--format",
-                "json",
-            ).stdout
-        )
+        doc = orjson.loads(report("--format", "json").stdout)
         (episode,) = doc["episodes"]
         assert episode["orders_after_recovery"] == [order["event_id"]] and episode["accounts"] == ["A"]
         resolved = alerts_of(alerts.values(), "quote_stale", "BOND")[1]
         assert (episode["fired_ms"], episode["resolved_ms"]) == (alert["ts"], resolved["ts"])
         assert episode["duration_ms"] == resolved["ts"] - alert["ts"]
         # with Redis down the topics still tell the story, and the one thing missing is said in one line
-        blind = cli(
-            stack,
-            settings.namespace,
-            "incident",
-            "report",
-            "--alert",
-            alert["alert_id"],
-            REDIS_URL="redis://127.0.0.1:1/0",
-        )
+        blind = report(REDIS_URL="redis://127.0.0.1:1/0")
         assert blind.returncode == 0 and "BOND: unknown, Redis was not reachable" in blind.stdout
         assert (
             blind.stderr.strip().startswith("streamproc: Redis is not reachable")
