@@ -130,11 +130,12 @@ def when_ahead(now_ms: int, ts: int | None) -> str:
 
 def _state_line(states: Mapping[str, StateDoc], scope: str, ident: str, now_ms: int) -> str:
     """The trading states set on ``ident`` itself and on everything (tier states: ``inspect status``)."""
+    # its own state first, then the global one (a Redis hash has no order of its own)
     shown = [
         f"{d['state']} ({'everything' if d['scope'] == 'global' else 'itself'}, "
         f"since {when(now_ms, d['at_ms'])})"
-        for key, d in states.items()
-        if key in (f"{scope}:{ident}", "global:*")
+        for key in (f"{scope}:{ident}", "global:*")
+        if (d := states.get(key)) is not None
     ]
     return ", ".join(shown) or "active (instrument and tier states: inspect status)"
 
