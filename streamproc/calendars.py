@@ -13,6 +13,7 @@ from streamproc.core.sessions import ALWAYS, Calendar
 
 _BEFORE_DAYS = 14  # a quote's age reaches this far back
 _AFTER_DAYS = 366  # a worker runs this long before its calendars need a rebuild
+_EPOCH = datetime.date(1970, 1, 1)
 
 
 class UnknownCalendar(ValueError):
@@ -52,14 +53,18 @@ def load(name: str, now_ms: int) -> Calendar:
         warnings.simplefilter("ignore")
         sched = xcals.get_calendar(canonical(name), start=start, end=end).schedule
     sessions: list[tuple[int, int]] = []
+    days: list[int] = []  # the session's label: its trading day in the exchange's own time zone
     for row in sched.itertuples():
         opened, closed = _ms(row.open), _ms(row.close)
+        label = (pd.Timestamp(row.Index).date() - _EPOCH).days
         brk_start, brk_end = getattr(row, "break_start", None), getattr(row, "break_end", None)
         if brk_start is not None and brk_end is not None and not (pd.isna(brk_start) or pd.isna(brk_end)):
             sessions += [(opened, _ms(brk_start)), (_ms(brk_end), closed)]
+            days += [label, label]
         else:
             sessions.append((opened, closed))
-    return Calendar.of(canonical(name), sessions)
+            days.append(label)
+    return Calendar.of(canonical(name), sessions, days)
 
 
 def _ms(ts: Any) -> int:

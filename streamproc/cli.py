@@ -216,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
             "unanswered",
             "ordered",
             "closed",
+            "scheduled",
             "ok",
         ),
     )

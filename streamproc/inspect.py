@@ -140,6 +140,26 @@ def _state_line(states: Mapping[str, StateDoc], scope: str, ident: str, now_ms: 
     return ", ".join(shown) or "active (instrument and tier states: inspect status)"
 
 
+def _schedule(targets: Mapping[str, Any], calendar_run: str | None, runs: str | None) -> str:
+    """``calendar every quarter, tolerance 0.01 (bands too); last checked 2027-Q1; runs today 1 of 1``."""
+    from streamproc.core.calendar_rule import CalendarRule, period_label
+
+    parts = []
+    if "calendar" in targets:
+        rule = CalendarRule.of(targets["calendar"])
+        text = f"calendar every {rule.every.value}, tolerance {rule.tolerance:g}"
+        text += " (bands too)" if rule.bands else " (calendar only)"
+        every, _, index = (calendar_run or "").partition(":")
+        checked = period_label(int(index), rule.every) if every == rule.every.value else "not yet"
+        parts.append(f"{text}; last checked {checked}")
+    if "max_runs_per_day" in targets:
+        day, _, n = (runs or "-1:0").partition(":")
+        on = datetime.date(1970, 1, 1) + datetime.timedelta(days=int(day)) if int(day) >= 0 else None
+        used = f"{n} on {on.isoformat()}" if on else "none yet"
+        parts.append(f"max {targets['max_runs_per_day']} runs a trading day (last day: {used})")
+    return "; ".join(parts)
+
+
 def _waiting_line(ident: str, workers: dict[str, dict[str, Any]]) -> str:
     """The capacity report of one instrument: what thin books left waiting, over the live workers."""
     waits = [doc.get("waiting", {}).get(ident) for doc in workers.values()]
@@ -170,6 +190,8 @@ async def _account(store: Store, ident: str, now_ms: int) -> int:
             if k in t
         }
         print(f"  targets        v{t['version']}: {_json(t['weights'])} {_json(extra)}")
+        if "calendar" in t or "max_runs_per_day" in t:
+            print(f"  schedule       {_schedule(t, rec.calendar_run, rec.runs)}")
     else:
         print("  targets        none (not managed: never traded)")
     print(f"  trading state  {_state_line(await store.trading_states(), 'account', ident, now_ms)}")

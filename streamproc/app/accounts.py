@@ -14,6 +14,7 @@ from streamproc.app.adjustment import Adjustments
 from streamproc.app.capacity import Capacity
 from streamproc.app.freshness import Freshness
 from streamproc.app.quarantine import Quarantine
+from streamproc.app.schedules import Schedules
 from streamproc.app.sleeves import Sleeves, closed_names, decode
 from streamproc.app.status import Status
 from streamproc.app.targets import targets_args
@@ -89,6 +90,7 @@ class Accounts:
         self.capacity = Capacity(book)  # what thin books left for later orders
         self.adjustments = Adjustments()  # models naming restricted instruments
         self.order_closures: I64 = np.zeros(0, dtype=np.int64)  # stopped sleeves when the last order went
+        self.schedules = Schedules()  # calendar rules and daily run limits
 
     def __len__(self) -> int:
         return self.book.n_accounts
@@ -110,6 +112,7 @@ class Accounts:
         self.attempt, self.status = ext(self.attempt, 0), ext(self.status, Status.UNKNOWN)
         self.order_closures = ext(self.order_closures, 0)
         self.left_out = ext(self.left_out, 0)
+        self.schedules.grow(len(self.seq))
 
     def row(self, account: str) -> int:
         """The account's row, adding it when new."""
@@ -207,6 +210,7 @@ class Accounts:
         self.tts[r] = max(int(self.tts[r]), int(doc["ts"]))
         self.part[r], self.owned[r] = partition, True
         self.cooldown[r] = float(doc["cooldown_s"]) if "cooldown_s" in doc else math.nan
+        self.schedules.apply(r, doc)
         self.targets_doc[r] = dict(doc)
         self._reserve(r, doc)
         self.working.make_obsolete(r, "targets_changed")  # cancelled, and replaced if still needed
@@ -325,6 +329,7 @@ class Accounts:
             else:
                 self.settled.pop(r, None)
             self._reserve(r, rec.targets)
+            self.schedules.restore(r, rec.targets, rec.calendar_run, rec.runs, rec.order)
             stored = rec.targets
             if stored is not None:
                 self.tver[r], self.tts[r] = int(stored["version"]), int(stored["ts"])

@@ -12,6 +12,7 @@ import numpy as np
 
 from streamproc.app.accounts import Accounts
 from streamproc.app.prices import Prices
+from streamproc.app.schedules import Judged
 from streamproc.app.status import BREACHED, WEIGHTED, LeftOut, Status
 from streamproc.app.working import among, projected, projection, unfilled
 from streamproc.core import Book, LegLimits, LegPlan, PriceFlag
@@ -54,6 +55,8 @@ class Draft:
     attempt: int
     doc: OrderDoc
     held: dict[str, float] | None = None  # the projected holdings it was sized on (None: the holdings)
+    day: int = -1  # the account's trading day (for max_runs_per_day; -1: not counted)
+    period: int = -1  # a calendar run: the period it answers (its index), else -1
 
 
 @dataclass(slots=True)
@@ -104,6 +107,7 @@ def state_counts(accounts: Accounts) -> dict[str, int]:
         "unanswered": int(np.count_nonzero(status == Status.UNANSWERED)),
         "throttled": int(np.count_nonzero(status == Status.THROTTLED)),
         "closed": int(np.count_nonzero(status == Status.CLOSED)),
+        "scheduled": int(np.count_nonzero(status == Status.SCHEDULED)),
         "untradable": int(np.count_nonzero(status == Status.UNTRADABLE)),
         # breaching accounts whose last plan left legs out, by why (an account may count under several)
         **{f"left_out_{f.label}": int(np.count_nonzero(left & f)) for f in LeftOut},
@@ -197,6 +201,13 @@ def decide(
     closed = suppressed & ~quarantined & (ev.status == PriceFlag.CLOSED)
     codes[closed] = Status.CLOSED
     out.suppressed = int(suppressed.sum() - closed.sum())
+    judged = Judged.none(rows.size)
+    if accounts.schedules.rows:  # calendar rules and daily limits (few accounts have them)
+        days = prices.venues.days(book.n_instruments, now_ms)
+        ev, judged = accounts.schedules.judge(ev, days, ~suppressed)
+        for j in np.flatnonzero(judged.checked).tolist():
+            accounts.schedules.checked(int(rows[j]), int(judged.period[j]))
+        codes[judged.spent & ~quarantined] = Status.SCHEDULED
     capped = _capped(accounts, rows)
     # an order cancelled because the account is back in band is not replaced (its cancel is enough)
     back = _back_in_band(accounts, rows)
@@ -204,7 +215,8 @@ def decide(
     breaching = np.flatnonzero(ev.breaching & ~quarantined & ~capped & ~back & ~stopped_now)
     codes[breaching] = Status.HELD if hold else Status.UNTRADABLE
     codes[capped] = Status.UNANSWERED
-    plan = book.plan(ev.take(breaching), limits) if breaching.size and not hold else None
+    to_target = judged.runs[breaching]
+    plan = book.plan(ev.take(breaching), limits, to_target) if breaching.size and not hold else None
     accounts.left_out[rows] = 0
     flags = None
     if plan is not None:
@@ -228,23 +240,27 @@ def decide(
         explain = ((flags & ~np.uint8(LeftOut.DEPTH)) != 0) | ~plan.has_legs
         for j in np.flatnonzero(explain).tolist():
             left_out[int(breaching[j])] = untradable_why(book, plan, j)
+        # a calendar run with nothing that reaches a minimum trade or a lot is the period's check done
+        for j in np.flatnonzero(to_target & ~plan.has_legs & (flags == LeftOut.MIN_TRADE)).tolist():
+            accounts.schedules.checked(int(br.rows[j]), int(judged.period[breaching[j]]))
         for j in np.flatnonzero(plan.has_legs).tolist():
             r = int(br.rows[j])
             codes[breaching[j]] = Status.ORDERED
-            out.orders.append(
-                _draft(
-                    accounts,
-                    br,
-                    br_weights[j],
-                    plan,
-                    j,
-                    r,
-                    (int(worst[j]), int(worst_group[j])),
-                    int(as_of[j]),
-                    float(cash_after_w[j]),
-                    now_ms,
-                )
+            draft = _draft(
+                accounts,
+                br,
+                br_weights[j],
+                plan,
+                j,
+                r,
+                (int(worst[j]), int(worst_group[j])),
+                int(as_of[j]),
+                float(cash_after_w[j]),
+                now_ms,
+                int(judged.period[breaching[j]]) if to_target[j] else -1,
             )
+            draft.day = int(judged.day[breaching[j]])
+            out.orders.append(draft)
     out.cancels = _cancels(accounts, rows, out.orders, now_ms)
     before = accounts.status[rows]
     # only in band -> breached counts: after a load (status unknown) or a suppression the account may
@@ -272,7 +288,9 @@ def decide(
         elif code == Status.CLOSED:
             doc["why"] = closed_why(accounts, prices, ev, j, now_ms)
         else:
-            if code == Status.UNTRADABLE and j in left_out:
+            if code == Status.SCHEDULED:
+                doc["why"] = _scheduled_why(accounts, r)
+            elif code == Status.UNTRADABLE and j in left_out:
                 doc["why"] = left_out[j]
             elif code == Status.ORDERED and j in left_out:
                 doc["why"] = f"partly untradable: {left_out[j]}"
@@ -291,6 +309,11 @@ def decide(
     if capped.any():
         accounts.hold_until[rows[capped]] = np.inf  # until an operator retries or releases it
     return out
+
+
+def _scheduled_why(accounts: Accounts, r: int) -> str:
+    limit = int(accounts.schedules.max_runs[r])
+    return f"scheduled: max_runs_per_day {limit} used today; trades again on the next trading day"
 
 
 def _liquidating(accounts: Accounts, br: Evaluation, j: int, r: int) -> OrderReason | None:
@@ -461,13 +484,31 @@ def _open_leg(instrument: str, left: float) -> CancelLeg:
 
 
 def _reason(
-    accounts: Accounts, br: Evaluation, weights: Any, j: int, r: int, worst: tuple[int, int]
+    accounts: Accounts,
+    br: Evaluation,
+    weights: Any,
+    j: int,
+    r: int,
+    worst: tuple[int, int],
+    period: str | None = None,
 ) -> OrderReason:
-    """The worst breach of an order's account: an instrument's, or a group's (named by ``group``)."""
+    """The worst breach of an order's account: an instrument's, or a group's (named by ``group``); for
+    a calendar run, the weight furthest off its target, against the rule's tolerance."""
     slot, group = worst
     selling = _liquidating(accounts, br, j, r)
     if selling is not None:
         return selling
+    if period is not None:
+        rule = accounts.schedules.rules[r]
+        off = np.where(br.instruments[j] >= 0, np.abs(br.deviations[j]), -1.0)
+        s = int(np.argmax(off))
+        return {
+            "instrument": accounts.book.instruments.id_of(int(br.instruments[j, s])),
+            "weight": round(float(weights[s]), 6),
+            "target": round(float(br.targets[j, s]), 6),
+            "band": round(rule.tolerance, 6),
+            "calendar": {"every": rule.every.value, "period": period},
+        }
     if group == CASH_REASON and br.cash_drift is not None:
         c = br.cash_drift
         return {
@@ -503,6 +544,7 @@ def _draft(
     as_of: int,
     cash_after_w: float,
     now_ms: int,
+    period: int = -1,
 ) -> Draft:
     book = accounts.book
     names = book.instruments
@@ -510,7 +552,8 @@ def _draft(
     attempt = accounts.attempt_for(r)
     seq, tver = int(accounts.seq[r]), int(accounts.tver[r])
     closures = accounts.sleeves.closures(r)
-    event_id = rebalance_event_id(account, seq, tver, attempt, closures)
+    label = accounts.schedules.label(r, period) if period >= 0 else None
+    event_id = rebalance_event_id(account, seq, tver, attempt, closures, label)
     legs: list[OrderLeg] = []
     for leg in plan.legs(j):
         name = names.id_of(leg.instrument)
@@ -536,7 +579,7 @@ def _draft(
         "account": account,
         "ts": now_ms,
         "as_of": as_of,
-        "reason": _reason(accounts, br, weights, j, r, worst),
+        "reason": _reason(accounts, br, weights, j, r, worst, label),
         "legs": legs,
         "weights_before": _weights(names, br.instruments[j], weights, float(br.cash[j]) / value),
         "weights_after": _weights(names, plan.instruments[j], plan.weights_after[j], cash_after_w),
@@ -561,4 +604,5 @@ def _draft(
         attempt=attempt,
         doc=doc,
         held=held,
+        period=period,
     )

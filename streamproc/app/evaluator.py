@@ -99,8 +99,17 @@ class Evaluator:
         self._throttle(decisions, now)
         drafts = [d for d in decisions.orders if accounts.last_order.get(d.row) != d.event_id]
         published = await self.orders.publish(drafts, decisions.cancels)
+        schedules = accounts.schedules
+        for d in decisions.orders:  # a calendar run already published (recovered) is done too
+            if d.period >= 0 and accounts.last_order.get(d.row) == d.event_id:
+                schedules.checked(d.row, d.period)
+        for d in published:
+            if d.attempt == 0 and d.day >= 0:  # a re-issue after a cooldown is the same run
+                schedules.ran(d.row, d.day)
         ids = accounts.book.accounts
         patches = {ids.id_of(r): AccountPatch().drift(doc) for r, doc in decisions.statuses.items()}
+        for r in schedules.drain_changed():
+            patches.setdefault(ids.id_of(r), AccountPatch()).schedule(*schedules.stored(r))
         working = accounts.working
         for r in working.drain_changed():  # given up at their cooldown, confirmed, counted unanswered
             working.stored(r, patches.setdefault(ids.id_of(r), AccountPatch()))

@@ -18,10 +18,12 @@ class Status(IntEnum):
     UNANSWERED = 6  # its orders went unanswered too often in a row: it waits for an operator
     THROTTLED = 7  # breached, its order waits for the order throttle (drafted again each pass)
     CLOSED = 8  # not evaluated: the market of a held or targeted instrument is closed (sessions)
+    SCHEDULED = 9  # breached, but its runs for the trading day are used up (max_runs_per_day)
 
 
 BREACHED = (Status.ORDERED, Status.UNTRADABLE, Status.HELD)
-WEIGHTED = (Status.OK, Status.ORDERED, Status.UNTRADABLE)  # drift documents with the account's weights
+# drift documents with the account's weights
+WEIGHTED = (Status.OK, Status.ORDERED, Status.UNTRADABLE, Status.SCHEDULED)
 
 
 class LeftOut(IntFlag):

@@ -77,6 +77,14 @@ class Venues:
         """Per instrument of the first ``n``: when its session opened (0 on 24/7), or CLOSED."""
         return self.sessions.open_since(self.cal[:n], now_ms)
 
+    def days(self, n: int, now_ms: int) -> I64:
+        """Per instrument of the first ``n``: its trading day now (days since 1970-01-01); one with no
+        reference data yet is on `24/7` (its UTC date)."""
+        cal = self.cal[:n]
+        if cal.size < n:
+            cal = np.concatenate([cal, np.zeros(n - cal.size, dtype=np.int64)])
+        return self.sessions.days(cal, now_ms)
+
     def delays_ms(self, n: int) -> F64:
         """Opening delay (ms) of the first ``n`` instruments."""
         out: F64 = np.where(np.isnan(self.delay_s[:n]), self.default_delay_s, self.delay_s[:n]) * 1000.0

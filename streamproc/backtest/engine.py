@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +17,7 @@ from streamproc.backtest.history import History
 from streamproc.backtest.policies import Policy
 from streamproc.backtest.portfolios import Portfolio
 from streamproc.core import Band, BandPolicy, Book, LegLimits
+from streamproc.core.calendar_rule import calendar_run, period_index
 from streamproc.core.types import F64
 
 _DAY_MS = 86_400_000
@@ -77,17 +78,13 @@ class Run:
         return dict(self.portfolio.weights)
 
 
-def _due(policy: Policy, day: int, history: History) -> bool:
-    if policy.hold:
-        return False
-    if policy.calendar is None:
-        return day % policy.every == 0
-    prev, cur = history.dates[day - 1], history.dates[day]
-    if policy.calendar == "year":
-        return cur.year != prev.year
-    if policy.calendar == "quarter":
-        return (cur.year, (cur.month - 1) // 3) != (prev.year, (prev.month - 1) // 3)
-    return (cur.year, cur.month) != (prev.year, prev.month)
+def _due(policy: Policy, day: int) -> bool:
+    """Whether a band policy looks today (calendar policies: ``Simulation.periods``)."""
+    return not policy.hold and policy.rule is None and day % policy.every == 0
+
+
+def _day_number(day: dt.date) -> int:
+    return (day - dt.date(1970, 1, 1)).days
 
 
 class Simulation:
@@ -121,6 +118,13 @@ class Simulation:
         self.stops: list[Stop] = []
         self.closed: list[set[str]] = [set() for _ in policies]
         self.sleeved = any("kill" in g for g in portfolio.groups.values())
+        # calendar policies: the period of the last look (the live engine's ``Schedules``, in day terms)
+        self.rules = [p.rule for p in policies]
+        day0 = _day_number(history.dates[0])
+        self.periods = [
+            -1 if rule is None else int(period_index(np.array([day0]), rule.every.months)[0])
+            for rule in self.rules
+        ]
         self._prices(0)
         buy_in = Policy("initial purchase")  # any drift breaches a near-zero band: trade to target
         for k, acct in enumerate(self.accounts):
@@ -147,12 +151,21 @@ class Simulation:
     def _prices(self, day: int) -> None:
         self.book.apply_prices(self.cols, self.history.bid[day], self.history.ask[day])
 
-    def trade(self, day: int, rows: np.ndarray) -> None:
-        """Evaluate ``rows`` and execute the legs the engine plans for the breaching ones."""
+    def trade(self, day: int, rows: np.ndarray, calendar: Collection[int] = ()) -> None:
+        """Evaluate ``rows`` and execute the legs the engine plans for the breaching ones; the policies
+        in ``calendar`` run their calendar rule (the live engine's ``calendar_run``)."""
         ev = self.book.evaluate(rows)
+        runs = None
+        if calendar:
+            policy_of = [self.rows[int(r)] for r in ev.rows]
+            due = np.array([k in calendar for k in policy_of])
+            tolerance = np.array([r.tolerance if (r := self.rules[k]) else 0.0 for k in policy_of])
+            ev, runs = calendar_run(ev, due, tolerance)
+            # a calendar policy's own band is no band (any drift): on its days the rule alone decides
+            ev = dataclasses.replace(ev, breaching=np.where(due, runs, ev.breaching))
         if not ev.breaching.any():
             return
-        plan = self.book.plan(ev, LegLimits())
+        plan = self.book.plan(ev, LegLimits(), runs)
         col_of = {int(c): j for j, c in enumerate(self.cols)}
         mid = self.history.mid[day]
         for j in np.flatnonzero(plan.has_legs).tolist():
@@ -186,11 +199,25 @@ class Simulation:
         """A new day: prices, the sleeves' kill criteria (a stop sells at once, whatever the policy's
         calendar), then every policy due today looks and trades."""
         self._prices(day)
-        due = {k for k, p in enumerate(self.policies) if _due(p, day, self.history)}
+        due = {k for k, p in enumerate(self.policies) if _due(p, day)}
+        calendar = self._calendar_due(day)
+        due |= calendar
         if self.sleeved:
             due |= self._stop_sleeves(day)
         if due:
-            self.trade(day, np.array(sorted(due), dtype=np.int64))
+            self.trade(day, np.array(sorted(due), dtype=np.int64), calendar)
+
+    def _calendar_due(self, day: int) -> set[int]:
+        """The calendar policies whose period turned today (the first trading day of a new one)."""
+        today = np.array([_day_number(self.history.dates[day])])
+        out: set[int] = set()
+        for k, rule in enumerate(self.rules):
+            if rule is not None and not self.policies[k].hold:
+                index = int(period_index(today, rule.every.months)[0])
+                if index != self.periods[k]:
+                    self.periods[k] = index
+                    out.add(k)
+        return out
 
     def _stop_sleeves(self, day: int) -> set[int]:
         """Judge the open sleeves of every trading policy on today's mids (this also moves their peaks);

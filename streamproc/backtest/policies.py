@@ -5,23 +5,33 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from streamproc.core import Band, Mode
+from streamproc.core.calendar_rule import CalendarRule, Period
 
-# a calendar rebalance trades every deviation back to target: any drift "breaches" a near-zero band
+# the initial purchase (and a sleeve stop under a calendar policy) trades every deviation back to
+# target: any drift "breaches" a near-zero band
 _ANY_DRIFT = Band(abs=1e-9)
 
 
 @dataclass(frozen=True)
 class Policy:
-    """When to look and how far to trade. ``calendar``: look at the first trading day of each new
-    month/quarter/year and trade to target; otherwise look every ``every`` trading days and trade
+    """When to look and how far to trade. ``calendar``: the live engine's calendar rule (a period
+    name is the rule with tolerance 0): look at the first trading day of each new period and trade to
+    target when off by more than its tolerance; otherwise look every ``every`` trading days and trade
     breached weights per ``mode``; ``hold`` never trades."""
 
     name: str
     band: Band = _ANY_DRIFT
     mode: Mode = Mode.TARGET
     every: int = 1
-    calendar: str | None = None  # month | quarter | year
+    calendar: CalendarRule | str | None = None  # a rule, or month | quarter | half | year
     hold: bool = False
+
+    @property
+    def rule(self) -> CalendarRule | None:
+        """The calendar rule of a calendar policy."""
+        if isinstance(self.calendar, str):
+            return CalendarRule(Period.parse(self.calendar))
+        return self.calendar
 
 
 def standard() -> list[Policy]:

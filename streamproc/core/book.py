@@ -864,10 +864,12 @@ class Book:
         out, self._sleeve_changed = self._sleeve_changed, set()
         return out
 
-    def plan(self, ev: Evaluation, limits: LegLimits | None = None) -> LegPlan:
+    def plan(self, ev: Evaluation, limits: LegLimits | None = None, to_target: Bool | None = None) -> LegPlan:
         """Legs for the breaching accounts of ``ev``, each in its own rebalance mode (a group's members
-        in the group's mode, when it has one)."""
-        br = ev.take(np.flatnonzero(ev.breaching))
+        in the group's mode, when it has one); accounts marked ``to_target`` (per account of ``ev``: a
+        calendar run) trade every weight back to target, whatever their modes."""
+        picked = np.flatnonzero(ev.breaching)
+        br = ev.take(picked)
         mode = self._mode[br.rows]
         group_desired = None
         if br.groups is not None:
@@ -875,11 +877,18 @@ class Book:
             gmode = np.where(gmode >= 0, gmode, mode[:, None]).astype(np.int8)
             group_desired = desired_members(br.groups, gmode, br.targets, self.policy.edge_margin)
             mode = np.where(br.groups.slot_group >= 0, br.groups.member_values(gmode, 0), mode[:, None])
+        if to_target is not None and to_target.any():
+            whole = to_target[picked]
+            mode = np.where(whole if mode.ndim == 1 else whole[:, None], Mode.TARGET, mode)
+            if group_desired is not None:  # members to their own targets, not to a group's edge
+                group_desired = np.where(whole[:, None], np.nan, group_desired)
         cash = None
         if br.cash_drift is not None:
             other: Bool = np.any(br.breach_slots, axis=1)
             if br.groups is not None:
                 other |= br.groups.breaching
+            if to_target is not None:  # a calendar run rebalances the whole account, cash with it
+                other |= to_target[picked]
             cash = CashPlan(br.cash_drift, self._cash_buffer[br.rows], other, self._mode[br.rows])
         min_trade = np.maximum(self._min_trade[br.rows], self._min_frac[br.rows] * br.value)
         return plan_legs(

@@ -14,6 +14,7 @@ from streamproc.core.types import I64
 
 ALWAYS = "24/7"
 CLOSED = -1  # open_since() of an instrument whose market is closed
+_DAY_MS = 86_400_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,14 +24,27 @@ class Calendar:
     name: str
     opens: I64
     closes: I64
+    days: I64  # each session's trading day (its label: days since 1970-01-01)
 
     @classmethod
-    def of(cls, name: str, sessions: Sequence[tuple[int, int]]) -> Calendar:
+    def of(
+        cls, name: str, sessions: Sequence[tuple[int, int]], days: Sequence[int] | None = None
+    ) -> Calendar:
+        """From (open, close) pairs in ms and their trading days (default: the open's UTC date)."""
         opens = np.array([o for o, _ in sessions], dtype=np.int64)
         closes = np.array([c for _, c in sessions], dtype=np.int64)
         if opens.size and (np.any(closes <= opens) or np.any(opens[1:] < closes[:-1])):
             raise ValueError(f"calendar {name}: sessions must be ordered and not overlap")
-        return cls(name, opens, closes)
+        labels = opens // _DAY_MS if days is None else np.array(days, dtype=np.int64)
+        if labels.shape != opens.shape:
+            raise ValueError(f"calendar {name}: one trading day per session")
+        return cls(name, opens, closes, labels)
+
+    def day(self, t_ms: int) -> int:
+        """The trading day of the session ``t_ms`` is in, or of the last one before it (its UTC date
+        before the first)."""
+        i = int(np.searchsorted(self.opens, t_ms, side="right")) - 1
+        return int(self.days[i]) if i >= 0 else t_ms // _DAY_MS
 
     def open_since(self, t_ms: int) -> int:
         """The open of the session ``t_ms`` is in, or CLOSED."""
@@ -65,6 +79,14 @@ class Sessions:
 
     def get(self, name: str) -> int | None:
         return self.names.index(name) if name in self.names else None
+
+    def days(self, cal: I64, now_ms: int) -> I64:
+        """Per instrument (its calendar index): its trading day now (the UTC date on `24/7`)."""
+        out: I64 = np.full(cal.size, now_ms // _DAY_MS, dtype=np.int64)
+        for k, c in enumerate(self.calendars):
+            if c is not None:
+                out[cal == k] = c.day(now_ms)
+        return out
 
     def open_since(self, cal: I64, now_ms: int) -> I64:
         """Per instrument (its calendar index): when its current session opened (0 on `24/7`), or CLOSED."""

@@ -316,6 +316,8 @@ class AccountRecord:
     unanswered: Episode | None = None  # its orders went unanswered (details: attempts)
     settled: str | None = None  # the last withdrawal a positions record paid out (``settles``)
     sleeves: bytes | None = None  # its sleeves' state (app.sleeves), parsed by that component
+    calendar_run: str | None = None  # the period of its last calendar check (``quarter:228``)
+    runs: str | None = None  # its runs on a trading day (``<day>:<n>``, max_runs_per_day)
 
     @property
     def drift(self) -> DriftDoc | None:
@@ -349,6 +351,8 @@ def parse_account(account: str, raw: HashFields) -> AccountRecord:
         unanswered=episode_from(orjson.loads(una)) if (una := raw.get(b"unanswered")) else None,
         settled=settled.decode() if (settled := raw.get(b"settled")) else None,
         sleeves=raw.get(b"sleeves") or None,
+        calendar_run=run.decode() if (run := raw.get(b"calendar_run")) else None,
+        runs=runs.decode() if (runs := raw.get(b"runs")) else None,
     )
 
 
@@ -405,6 +409,10 @@ class AccountPatch:
 
     def sleeves(self, encoded: bytes) -> AccountPatch:
         self.fields["sleeves"] = encoded
+        return self
+
+    def schedule(self, calendar_run: str, runs: str) -> AccountPatch:
+        self.fields["calendar_run"], self.fields["runs"] = calendar_run, runs
         return self
 
     def settled(self, withdrawal: str) -> AccountPatch:

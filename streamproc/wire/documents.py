@@ -9,6 +9,13 @@ from typing import Any, Literal, NotRequired, TypedDict
 ORDERS_VERSION = 2  # the orders contract this worker publishes (schemas/orders.json)
 
 
+class CalendarReason(TypedDict):
+    """The calendar run an order is: ``{"every": "quarter", "period": "2027-Q1"}``."""
+
+    every: str
+    period: str
+
+
 class OrderReason(TypedDict):
     """The worst breach of an order: the instrument or group furthest outside its band relative to the
     band (``instrument`` or ``group``, one of them)."""
@@ -16,6 +23,7 @@ class OrderReason(TypedDict):
     instrument: NotRequired[str]
     group: NotRequired[str]
     trigger: NotRequired[str]  # a stopped sleeve's liquidation: which kill criterion
+    calendar: NotRequired[CalendarReason]  # a calendar run: its rule's period and the period answered
     weight: float
     target: float
     band: float
