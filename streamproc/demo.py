@@ -78,6 +78,37 @@ def reason_of(r: dict[str, Any]) -> tuple[str, str]:
     return kind, f"{r['instrument']} at {r['weight']:.1%} {band}"
 
 
+# the data-gap alerts that paged on-call every night before sessions
+DATA_ALERTS = frozenset(
+    {
+        "quote_stale",
+        "feed_silent",
+        "quote_gap",
+        "quote_crossed",
+        "quote_outlier",
+        "clock_skew",
+        "position_gap",
+    }
+)
+
+
+@dataclass
+class Night:
+    """The market's closes and opens (with a calendar): what fired and traded while it was closed, and
+    how the open went."""
+
+    closes: int = 0
+    closed_at_s: float | None = None
+    closed_s: float = 0.0  # seconds closed in all
+    opened_at_s: float | None = None  # the last open after a close
+    alerts: Counter[str] = field(default_factory=Counter)  # data alerts that fired while closed, by type
+    answers: Counter[str] = field(default_factory=Counter)  # other alerts then (order management's)
+    orders: int = 0  # orders published while closed
+    accounts_closed_peak: int = 0
+    first_order_after_open_s: float | None = None
+    storms_after_open: int = 0
+
+
 @dataclass
 class View:
     """What the live view and the summary show, from the output topics and the workers' /metrics."""
@@ -99,6 +130,8 @@ class View:
     peaks: dict[str, float] = field(default_factory=dict)  # the highest value seen of some gauges
     events: deque[str] = field(default_factory=lambda: deque(maxlen=4))
     workers_up: int = 0
+    market_open: bool = True
+    night: Night = field(default_factory=lambda: Night())
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -113,6 +146,11 @@ class View:
         self.latencies_ms.append(received_ms - doc["as_of"])
         if self.first_order_s is None:
             self.first_order_s = self.elapsed()
+        night = self.night
+        if not self.market_open:
+            night.orders += 1
+        elif night.opened_at_s is not None and night.first_order_after_open_s is None:
+            night.first_order_after_open_s = self.elapsed() - night.opened_at_s
         r = doc["reason"]
         kind, why = reason_of(r)
         self.reasons[kind] += 1
@@ -125,12 +163,31 @@ class View:
             self.firing[doc["alert_id"]] = doc
             if self.first_alert_s is None:
                 self.first_alert_s = self.elapsed()
+            if not self.market_open:
+                kind = self.night.alerts if doc["type"] in DATA_ALERTS else self.night.answers
+                kind[doc["type"]] += 1
+            elif doc["type"] == "breach_storm" and self.night.opened_at_s is not None:
+                self.night.storms_after_open += 1
         else:
             self.firing.pop(doc["alert_id"], None)
         self.recent_alerts.append(
             f"{doc['state']:>8} {doc['type']:<15} {next(iter(doc['subject'].values())):<14} "
             f"({doc['severity']}) {doc['runbook']}"
         )
+
+    def session(self, is_open: bool, say: str) -> None:
+        """The simulated market opened or closed."""
+        if is_open == self.market_open:
+            return
+        now, night = self.elapsed(), self.night
+        if is_open and night.closed_at_s is not None:
+            night.closed_s += now - night.closed_at_s
+            night.opened_at_s, night.first_order_after_open_s = now, None
+        else:
+            night.closes += 1
+            night.closed_at_s = now
+        self.market_open = is_open
+        self.events.append(f"{now:4.0f} s  {say}")
 
     def latency(self, q: float) -> float | None:
         return float(np.percentile(np.array(self.latencies_ms), q)) if self.latencies_ms else None
@@ -187,6 +244,7 @@ async def watch_workers(workers: list[WorkerProcess], view: View) -> None:
         "tracked": ("streamproc_accounts", {"state": "tracked"}),
         "depth_waiting": ("streamproc_depth_waiting_notional", {"side": "buy"}),
         "restricted": ("streamproc_accounts", {"state": "left_out_restricted"}),
+        "closed": ("streamproc_accounts", {"state": "closed"}),
     }
     before: dict[str, float] = {}
     last = time.monotonic()
@@ -203,6 +261,9 @@ async def watch_workers(workers: list[WorkerProcess], view: View) -> None:
         view.metrics, before, last = current, current, now
         for k in ("depth_waiting", "restricted"):
             view.peaks[k] = max(view.peaks.get(k, 0.0), current[k])
+        if not view.market_open:
+            night = view.night
+            night.accounts_closed_peak = max(night.accounts_closed_peak, int(current["closed"]))
         await asyncio.sleep(1.0)
 
 
@@ -257,6 +318,8 @@ def render(view: View, sim: simulate.SimStats, desk: fill.FillStats, duration_s:
         f"{p99:,.0f} ms" if p99 is not None else "-",
     )
     flows.add_row("alerts firing", f"{len(view.firing)}", "dead letters", f"{sum(view.deadletters.values())}")
+    if sim.market is not None and sim.market.calendar:
+        flows.add_row("market", _market_line(sim), "accounts closed", f"{m.get('closed', 0):,.0f}")
     faults = ", ".join(f"{k} {v}" for k, v in sorted(sim.faults.items())) or "none"
     title = (
         f"streamproc demo · {view.elapsed():4.0f}/{duration_s:.0f} s · {view.workers_up} workers · "
@@ -279,9 +342,44 @@ def render(view: View, sim: simulate.SimStats, desk: fill.FillStats, duration_s:
     )
 
 
+def _market_line(sim: simulate.SimStats) -> str:
+    """``open, closes in 12 s`` / ``closed, opens in 8 s``."""
+    nxt = sim.next_change_ms
+    ahead = (
+        ""
+        if nxt is None
+        else f", {'closes' if sim.open else 'opens'} in {max(0.0, nxt / 1000 - time.time()):.0f} s"
+    )
+    return ("open" if sim.open else "closed") + ahead
+
+
+def _night(view: View, sim: simulate.SimStats) -> dict[str, Any] | None:
+    """The session part of the summary (None without a calendar)."""
+    if sim.market is None or not sim.market.calendar:
+        return None
+    n = view.night
+    closed_s = n.closed_s + (
+        view.elapsed() - n.closed_at_s if not view.market_open and n.closed_at_s else 0.0
+    )
+    return {
+        "calendar": sim.market.calendar,
+        "closes": n.closes,
+        "closed_s": round(closed_s, 1),
+        "alerts_fired_while_closed": dict(n.alerts),
+        "other_alerts_while_closed": dict(n.answers),
+        "orders_while_closed": n.orders,
+        "accounts_closed_peak": n.accounts_closed_peak,
+        "first_order_after_open_s": None
+        if n.first_order_after_open_s is None
+        else round(n.first_order_after_open_s, 1),
+        "breach_storms_after_open": n.storms_after_open,
+    }
+
+
 def summary(view: View, sim: simulate.SimStats, desk: fill.FillStats, drift: Counter[str]) -> dict[str, Any]:
     """The figures of the run (printed and written as JSON)."""
     return {
+        "session": _night(view, sim),
         "seconds": round(view.elapsed(), 1),
         "accounts": sim.accounts,
         "instruments": sim.instruments,
@@ -356,6 +454,24 @@ def print_summary(doc: dict[str, Any], path: Path) -> None:
         ("alerts (first after)", f"{sum(doc['alerts'].values())} transitions ({doc['first_alert_s']} s)"),
     ]
     rows += [(f"    {k}", str(v)) for k, v in doc["alerts"].items()]
+    night = doc.get("session")
+    if night:
+        fired = ", ".join(f"{k} {v}" for k, v in sorted(night["alerts_fired_while_closed"].items())) or "none"
+        rows += [
+            ("market closed (times, seconds)", f"{night['closes']}, {night['closed_s']} s"),
+            ("    data alerts fired while closed", fired),
+            (
+                "    other alerts then (answers to earlier orders)",
+                ", ".join(f"{k} {v}" for k, v in sorted(night["other_alerts_while_closed"].items()))
+                or "none",
+            ),
+            ("    orders while closed", f"{night['orders_while_closed']:,}"),
+            ("    accounts closed (peak)", f"{night['accounts_closed_peak']:,}"),
+            (
+                "    at the open: first order after, storms",
+                f"{night['first_order_after_open_s']} s, {night['breach_storms_after_open']}",
+            ),
+        ]
     still = Counter(alert_id.partition(":")[0] for alert_id in doc["alerts_still_firing"])
     rows.append(("alerts still firing", ", ".join(f"{k} {v}" for k, v in sorted(still.items())) or "none"))
     rows.append(("dead letters", ", ".join(f"{k} {v}" for k, v in doc["deadletters"].items()) or "none"))
@@ -406,6 +522,8 @@ async def _run(s: Settings, args: argparse.Namespace) -> dict[str, Any]:
         "STREAMPROC_STORM_SHARE": os.environ.get("STREAMPROC_STORM_SHARE", "0.5"),
         # a restricted microcap and thin microcap books (ops/demo/limits.toml)
         "STREAMPROC_LIMITS_FILE": os.environ.get("STREAMPROC_LIMITS_FILE", str(DEMO_LIMITS)),
+        # the simulated market's open: no order on its first seconds of prices
+        "STREAMPROC_OPENING_DELAY_S": os.environ.get("STREAMPROC_OPENING_DELAY_S", "5"),
         # orders answered in parts, some rejected. The stand-in waits for its own positions before it
         # fills an order (up to 10 s, holding every other order's parts meanwhile), and a thin book's
         # remainder comes as one more order after each fill: at a 15 s cooldown about half the orders
@@ -420,7 +538,11 @@ async def _run(s: Settings, args: argparse.Namespace) -> dict[str, Any]:
         for i in range(args.workers)
     ]
     market = Market(
-        args.instruments, args.seed, time_scale=args.time_scale, max_quote_age_s=args.max_quote_age_s
+        args.instruments,
+        args.seed,
+        time_scale=args.time_scale,
+        max_quote_age_s=args.max_quote_age_s,
+        calendar=simulate.calendar_of(args, int(time.time())),
     )
     sim, desk, view = simulate.SimStats(), fill.FillStats(), View()
     tasks = [
@@ -445,6 +567,15 @@ async def _run(s: Settings, args: argparse.Namespace) -> dict[str, Any]:
                 for task in tasks:
                     if task.done():
                         task.result()  # a crashed part stops the demo with its error
+                if sim.open != view.market_open:
+                    say = (
+                        "the market opens (orders after the opening delay, no storm)"
+                        if sim.open
+                        else "the market closes: quiet until its next session, accounts closed"
+                    )
+                    view.session(sim.open, say)
+                    if not tty:
+                        print(view.events[-1], flush=True)
                 while steps and view.elapsed() >= steps[0].at_s:
                     step = steps.popleft()
                     market.faults = step.faults or Faults()
@@ -484,8 +615,11 @@ async def _run(s: Settings, args: argparse.Namespace) -> dict[str, Any]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `streamproc demo`."""
     parser.add_argument(
-        "--duration-s", type=float, default=75.0, help="seconds to run; Ctrl-C ends it early (75)"
+        "--duration-s", type=float, default=90.0, help="seconds to run; Ctrl-C ends it early (90)"
     )
+    simulate.add_calendar_arguments(parser)
+    # the demo's market: a 45 s session, a 20 s night, then the next session (24/7: never closes)
+    parser.set_defaults(calendar="XNYS", session_s=45.0, closed_s=20.0)
     parser.add_argument("--workers", type=int, default=2, help="worker processes (2)")
     parser.add_argument("--accounts", type=int, default=3000, help="accounts on model portfolios (3000)")
     parser.add_argument("--instruments", type=int, default=60, help="instruments in the market (60)")

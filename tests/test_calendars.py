@@ -36,3 +36,21 @@ def test_names_are_matched_in_any_case_and_an_unknown_one_says_what_to_use() -> 
     assert canonical("xlon") == "XLON" and canonical("24/7") == "24/7"
     with pytest.raises(UnknownCalendar, match="'NYSE-ISH' is not known: use an ISO 10383 MIC"):
         canonical("NYSE-ISH")
+
+
+def test_a_simulated_clocks_calendar_keeps_the_venues_days_in_sessions_of_its_own_length() -> None:
+    from streamproc.calendars import simulated
+
+    start = ms("2026-12-24T00:00") // 1000  # Christmas Eve: the NYSE's next sessions skip Christmas Day
+    name = simulated("xnys", 45, 20, start)
+    assert name == f"sim:XNYS:45:20:{start}" and canonical(name) == name
+    cal = load(name, start * 1000)
+    first = start * 1000
+    assert cal.open_since(first + 44_000) == first and cal.open_since(first + 46_000) == CLOSED
+    assert cal.next_open(first + 46_000) == first + 65_000  # the break: 20 s
+    day = datetime.date(1970, 1, 1) + datetime.timedelta(days=cal.day(first + 70_000))
+    assert day == datetime.date(2026, 12, 28)  # the session after the 24th is Monday's
+    with pytest.raises(UnknownCalendar, match="must last > 0 s"):
+        canonical(f"sim:XNYS:0:20:{start}")
+    with pytest.raises(UnknownCalendar, match="'NOPE' is not known"):
+        canonical(f"sim:NOPE:45:20:{start}")

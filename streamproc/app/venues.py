@@ -65,13 +65,22 @@ class Venues:
         self.delay_s[idx] = self.delay_by_tier.get(tier, math.nan) if tier else math.nan
 
     def renew(self, now_ms: int) -> None:
-        """Reload, at most daily, the calendars whose loaded sessions end within a month."""
+        """Reload, at most daily, the calendars whose loaded sessions end within a month (a simulated
+        clock's, whose year passes in hours: within a quarter of what is loaded, looked at as often)."""
         if self.load is None or now_ms < self._renew_after_ms:
             return
-        self._renew_after_ms = now_ms + _DAY_MS
+        every = _DAY_MS
         for cal in self.sessions.calendars:
-            if cal is not None and (not cal.closes.size or int(cal.closes[-1]) - now_ms < 30 * _DAY_MS):
-                self.sessions.add(self.load(cal.name, now_ms))
+            if cal is None:
+                continue
+            ahead = int(cal.closes[-1]) - now_ms if cal.closes.size else 0
+            span = int(cal.closes[-1] - cal.opens[0]) if cal.closes.size else 0
+            if not cal.closes.size or ahead < min(30 * _DAY_MS, span // 4):
+                cal = self.load(cal.name, now_ms)
+                self.sessions.add(cal)
+                span = int(cal.closes[-1] - cal.opens[0]) if cal.closes.size else 0
+            every = min(every, max(span // 16, 60_000))
+        self._renew_after_ms = now_ms + every
 
     def open_since(self, n: int, now_ms: int) -> I64:
         """Per instrument of the first ``n``: when its session opened (0 on 24/7), or CLOSED."""

@@ -60,6 +60,21 @@ class Calendar:
         return int(self.closes[i]) if i < self.closes.size else None
 
 
+def compressed(base: Calendar, name: str, start_ms: int, session_ms: int, closed_ms: int) -> Calendar:
+    """A simulated clock's calendar: ``base``'s sessions in order (their trading days kept, so
+    holidays and weekends are skipped and periods turn as on the venue), each lasting ``session_ms``
+    of wall time and each break between two ``closed_ms``, the first session at or after ``start_ms``'s
+    UTC date opening at ``start_ms`` (earlier ones before it)."""
+    if session_ms <= 0 or closed_ms <= 0:
+        raise ValueError(f"calendar {name}: sessions and breaks must last > 0 ms")
+    # lunch breaks are two sessions of one day: here one day is one session
+    days = np.unique(base.days)
+    k = int(np.searchsorted(days, start_ms // _DAY_MS))
+    step = session_ms + closed_ms
+    opens = start_ms + (np.arange(days.size, dtype=np.int64) - k) * step
+    return Calendar(name, opens, opens + session_ms, days.astype(np.int64))
+
+
 class Sessions:
     """The calendars in use, by index (0 is `24/7`); per-instrument look-ups through an index array."""
 

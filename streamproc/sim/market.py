@@ -203,11 +203,13 @@ class Market:
         time_scale: float = 1.0,
         max_quote_age_s: float | None = None,
         faults: Faults | None = None,
+        calendar: str | None = None,
     ) -> None:
         if n_instruments < 1:
             raise ValueError("a market needs at least one instrument")
         self.seed = seed
         self.time_scale = time_scale
+        self.calendar = calendar  # every instrument's trading calendar (None: 24/7, not sent)
         setup, self._price_rng, self._order_rng, self._fault_rng = (
             np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4)
         )
@@ -267,12 +269,13 @@ class Market:
         return known
 
     def reference_records(self) -> list[Record]:
-        """The instruments topic's records: tier, lot and max quote age of every instrument."""
+        """The instruments topic's records: tier, lot, max quote age (and calendar) of every instrument."""
+        venue = {"calendar": self.calendar} if self.calendar else {}
         return [
             (
                 key,
                 orjson.dumps(
-                    {"instrument": name, "lot": tier.lot, "tier": tier.name, "max_quote_age_s": age}
+                    {"instrument": name, "lot": tier.lot, "tier": tier.name, "max_quote_age_s": age, **venue}
                 ),
             )
             for key, name, tier, age in zip(

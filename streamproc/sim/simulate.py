@@ -14,8 +14,9 @@ from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from streamproc import kafka
+from streamproc import calendars, kafka
 from streamproc.clients import kafka_args
+from streamproc.core.sessions import ALWAYS, CLOSED, Calendar
 from streamproc.settings import Settings, SettingsError
 from streamproc.sim.market import TRADING_DAY_S, Faults, Market, Record
 from streamproc.wire.codec import Rejected, decode
@@ -39,6 +40,9 @@ class SimStats:
     resumed: int = 0  # instruments continued from the topic (without the book)
     quoting_since: float = 0.0  # time.monotonic() when quoting at the rate began
     market: Market | None = field(default=None, repr=False)
+    open: bool = True  # the market's session is open now (always without a calendar)
+    closes: int = 0  # sessions the market has closed since quoting began
+    next_change_ms: int | None = None  # when it next opens or closes (None: never, or unknown)
 
     @property
     def faults(self) -> dict[str, int]:
@@ -79,6 +83,7 @@ async def run(
     market: Market | None = None,
     stats: SimStats | None = None,
     tick_s: float = TICK_S,
+    calendar: str | None = None,
 ) -> SimStats:
     """Publish reference data, opening quotes and (with ``book``) the accounts' positions and targets, then
     quote at ``rate`` per second for ``duration_s`` (0: until cancelled); everything sent is flushed before
@@ -91,7 +96,12 @@ async def run(
         raise ValueError("rate must be > 0 quotes per second")
     stats = stats if stats is not None else SimStats()
     market = market or Market(
-        instruments, seed, time_scale=time_scale, max_quote_age_s=max_quote_age_s, faults=faults
+        instruments,
+        seed,
+        time_scale=time_scale,
+        max_quote_age_s=max_quote_age_s,
+        faults=faults,
+        calendar=calendar,
     )
     stats.market = market
     partitions = await prepare(settings)
@@ -133,10 +143,12 @@ async def _quote(
     tick_s: float,
 ) -> None:
     """Token-bucket pacing: each tick steps the market by the real time elapsed and sends the quotes the
-    rate allows; the previous tick's sends are awaited first (backpressure and delivery errors)."""
+    rate allows; the previous tick's sends are awaited first (backpressure and delivery errors). With a
+    calendar the market is quiet between its sessions (its prices still move: the open gaps)."""
     start = last = stats.quoting_since = time.monotonic()
     tokens = 0.0
     pending: list[asyncio.Future[Any]] = []
+    session = _Session(market.calendar)
     while not duration_s or last - start < duration_s:
         now = time.monotonic()
         market.step(now - last)
@@ -144,13 +156,36 @@ async def _quote(
         last = now
         if pending:
             await asyncio.gather(*pending)
+        stamp = now_ms()
+        session.at(stamp, stats)
+        if not stats.open:
+            tokens = 0.0
         count = int(tokens)
         tokens -= count
-        stamp = now_ms()
         pending = [await producer.send(topic, key=k, value=v) for k, v in market.quotes(count, stamp)]
         stats.quotes += len(pending)
         await asyncio.sleep(max(0.0, now + tick_s - time.monotonic()))
     await asyncio.gather(*pending)
+
+
+class _Session:
+    """The simulated market's calendar (reloaded before its loaded sessions run out): open or not."""
+
+    def __init__(self, name: str | None) -> None:
+        self.name = name
+        self.cal: Calendar | None = None
+
+    def at(self, now: int, stats: SimStats) -> None:
+        if self.name is None:
+            return
+        cal = self.cal
+        if cal is None or int(cal.closes[-1]) - now < (int(cal.closes[-1]) - int(cal.opens[0])) // 4:
+            cal = self.cal = calendars.load(self.name, now)
+        is_open = cal.open_since(now) != CLOSED
+        if stats.open and not is_open:
+            stats.closes += 1
+        stats.open = is_open
+        stats.next_change_ms = cal.next_close(now) if is_open else cal.next_open(now)
 
 
 async def assign_tail(
@@ -203,8 +238,49 @@ async def latest_quotes(
     return last
 
 
+def calendar_of(args: argparse.Namespace, now_s: int) -> str | None:
+    """The market's calendar from ``--calendar`` (with ``--session-s``/``--closed-s``: a simulated clock's,
+    its first session opening now); SystemExit with what to fix when unusable."""
+    if not args.calendar:
+        if args.session_s or args.closed_s:
+            raise SystemExit("streamproc: --session-s and --closed-s need --calendar (e.g. --calendar XNYS)")
+        return None
+    if args.calendar == ALWAYS:
+        return None
+    try:
+        if args.session_s or args.closed_s:
+            if not (args.session_s > 0 and args.closed_s > 0):
+                raise SystemExit("streamproc: give both --session-s and --closed-s, each > 0")
+            return calendars.simulated(args.calendar, args.session_s, args.closed_s, now_s)
+        return calendars.canonical(args.calendar)
+    except calendars.UnknownCalendar as exc:
+        raise SystemExit(f"streamproc: {exc}") from None
+
+
+def add_calendar_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--calendar``, ``--session-s``, ``--closed-s`` (the simulator's and the demo's)."""
+    parser.add_argument(
+        "--calendar",
+        default=None,
+        help="the market's trading calendar (XNYS, XLON, ...): quiet between sessions (default: 24/7)",
+    )
+    parser.add_argument(
+        "--session-s",
+        type=float,
+        default=0.0,
+        help="with --calendar: each session lasts this many seconds (a simulated clock; 0: real time)",
+    )
+    parser.add_argument(
+        "--closed-s",
+        type=float,
+        default=0.0,
+        help="with --session-s: each night, weekend or holiday lasts this",
+    )
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `streamproc simulate`."""
+    add_calendar_arguments(parser)
     parser.add_argument("--instruments", type=int, default=50, help="instruments in the market (50)")
     parser.add_argument(
         "--accounts", type=int, default=1000, help="accounts opened on model portfolios (1000)"
@@ -264,9 +340,11 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise SystemExit(f"streamproc simulate: {exc}") from None
     stats = SimStats()
+    calendar = calendar_of(args, int(time.time()))
     print(
         f"simulating {args.instruments} instruments, {args.accounts if args.book else 'no new'} accounts, "
         f"{args.rate:g} quotes/s into namespace {settings.namespace or '(none)'}"
+        + (f", calendar {calendar}" if calendar else "")
     )
     work = run(
         settings,
@@ -280,6 +358,7 @@ def main(args: argparse.Namespace) -> int:
         max_quote_age_s=args.max_quote_age_s,
         book=args.book,
         stats=stats,
+        calendar=calendar,
     )
     return run_command("simulate", work, stats)
 

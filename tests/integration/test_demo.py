@@ -1,5 +1,6 @@
 """The README's run command: `streamproc demo` closes the loop drift -> order -> fill -> back in band with
-two real workers, raises and resolves alerts for the faults it injects, stops cleanly and cleans up."""
+two real workers, raises and resolves alerts for the faults it injects, closes and opens its market on a
+simulated XNYS clock without a page or an order in the night, stops cleanly and cleans up."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.integration
 def test_demo_closes_the_loop_and_alerts_on_the_faults_it_injects(stack: Stack, tmp_path: Path) -> None:
     summary = tmp_path / "summary.json"
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap, "REDIS_URL": stack.redis_url}
-    args = ["demo", "--duration-s", "55", "--web-port", "6266", "--summary", str(summary)]
+    args = ["demo", "--duration-s", "75", "--web-port", "6266", "--summary", str(summary)]
     try:
         proc = subprocess.run(
             [sys.executable, "-m", "streamproc", *args],
@@ -64,6 +65,15 @@ def test_demo_closes_the_loop_and_alerts_on_the_faults_it_injects(stack: Stack, 
     # never bought) and thin microcap books (legs cut to 20 % of the shares shown, the rest waiting)
     assert doc["alerts"].get("needs_adjustment:firing", 0) > 0
     assert doc["restricted_left_out_peak"] > 0 and doc["depth_waiting_notional_peak"] > 0
+    # its market closed after a 45 s session for a 20 s night: no data alert, no order, the accounts
+    # closed; at the open orders came after the 5 s opening delay and no storm held them
+    night = doc["session"]
+    assert night["calendar"].startswith("sim:XNYS:45:20:") and night["closes"] == 1, night
+    assert night["alerts_fired_while_closed"] == {} and night["orders_while_closed"] == 0, night
+    assert night["accounts_closed_peak"] > doc["accounts"] // 2, night
+    assert night["first_order_after_open_s"] is not None and night["first_order_after_open_s"] >= 4.5, night
+    assert night["breach_storms_after_open"] == 0, night
+    assert any("the market opens" in line for line in proc.stdout.splitlines())
     # nothing of the demo's namespace is left behind
     client = redis.Redis.from_url(stack.redis_url)
     assert not list(client.scan_iter(match=f"{doc['namespace']}:*", count=1000))
